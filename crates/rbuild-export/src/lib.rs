@@ -1,1 +1,324 @@
-//! rbuild-export.
+//! Exporters: they take built images (manifests in the store) and write them where the
+//! user asked. Output appears atomically: it is written beside the destination and
+//! renamed into place, so an interrupted build leaves no half-written file.
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use rbuild_core::{Digest, media_type};
+use rbuild_image::{ImageManifestBlob, IndexEntry, write_index};
+use rbuild_store::Store;
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Errors of exporters.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] rbuild_store::StoreError),
+    /// Image assembly failed.
+    #[error(transparent)]
+    Image(#[from] rbuild_image::ImageError),
+    /// Writing the output failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The output path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A stored manifest could not be read back.
+    #[error("reading manifest {0}: {1}")]
+    Manifest(Digest, String),
+    /// The destination cannot be used.
+    #[error("destination {0}: {1}")]
+    Destination(PathBuf, String),
+}
+
+/// A finished build: one manifest per platform and the names it should carry.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// Per-platform manifests, in the order the platforms were requested.
+    pub manifests: Vec<ImageManifestBlob>,
+    /// `-t` names, e.g. `hello:1`.
+    pub tags: Vec<String>,
+}
+
+/// The top-level descriptor of a built image: a manifest for one platform, an image
+/// index over all manifests otherwise. The index blob is written to the store.
+pub fn root_descriptor(store: &Store, image: &BuiltImage) -> Result<IndexEntry, ExportError> {
+    if let [single] = image.manifests.as_slice() {
+        return Ok(IndexEntry {
+            media_type: media_type::OCI_MANIFEST.into(),
+            digest: single.digest.clone(),
+            size: single.size,
+            platform: Some(single.platform.clone()),
+            annotations: Vec::new(),
+        });
+    }
+    let entries: Vec<IndexEntry> = image
+        .manifests
+        .iter()
+        .map(|m| IndexEntry {
+            media_type: media_type::OCI_MANIFEST.into(),
+            digest: m.digest.clone(),
+            size: m.size,
+            platform: Some(m.platform.clone()),
+            annotations: Vec::new(),
+        })
+        .collect();
+    let (digest, size) = store.put_bytes(&write_index(&entries)?)?;
+    Ok(IndexEntry {
+        media_type: media_type::OCI_INDEX.into(),
+        digest,
+        size,
+        platform: None,
+        annotations: Vec::new(),
+    })
+}
+
+/// Splits `name[:tag]` into the full containerd-style name and the tag (`latest` when absent).
+pub fn split_tag(name: &str) -> (String, String) {
+    let (repo, tag) = match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (name, "latest"),
+    };
+    let first = repo.split('/').next().unwrap_or(repo);
+    let has_host = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let full = match (has_host, repo.contains('/')) {
+        (true, _) => repo.to_string(),
+        (false, true) => format!("docker.io/{repo}"),
+        (false, false) => format!("docker.io/library/{repo}"),
+    };
+    (format!("{full}:{tag}"), tag.to_string())
+}
+
+/// The `index.json` of an OCI layout holding `image`: one descriptor per tag (or one
+/// untagged descriptor).
+fn layout_index(root: &IndexEntry, tags: &[String]) -> Vec<u8> {
+    let descriptor = |annotations: Option<serde_json::Value>| {
+        let mut d = serde_json::json!({
+            "mediaType": root.media_type,
+            "digest": root.digest.to_string(),
+            "size": root.size,
+        });
+        if let (Some(p), Some(obj)) = (&root.platform, d.as_object_mut()) {
+            let mut plat = serde_json::json!({"architecture": p.architecture(), "os": p.os()});
+            if let (Some(v), Some(po)) = (p.variant(), plat.as_object_mut()) {
+                po.insert("variant".into(), v.into());
+            }
+            obj.insert("platform".into(), plat);
+        }
+        if let (Some(a), Some(obj)) = (annotations, d.as_object_mut()) {
+            obj.insert("annotations".into(), a);
+        }
+        d
+    };
+    let manifests: Vec<serde_json::Value> = if tags.is_empty() {
+        vec![descriptor(None)]
+    } else {
+        tags.iter()
+            .map(|t| {
+                let (full, tag) = split_tag(t);
+                descriptor(Some(serde_json::json!({
+                    "io.containerd.image.name": full,
+                    "org.opencontainers.image.ref.name": tag,
+                })))
+            })
+            .collect()
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": manifests,
+    });
+    serde_json::to_vec(&index).unwrap_or_default()
+}
+
+/// Every blob the image references (indexes, manifests, configs, layers), sorted.
+fn reachable_blobs(store: &Store, root: &IndexEntry) -> Result<BTreeSet<Digest>, ExportError> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![(root.media_type.clone(), root.digest.clone())];
+    while let Some((mt, digest)) = todo.pop() {
+        if !out.insert(digest.clone()) {
+            continue;
+        }
+        let bad = |e: &dyn std::fmt::Display| ExportError::Manifest(digest.clone(), e.to_string());
+        if mt == media_type::OCI_INDEX {
+            let index: ImageIndex = serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
+            for d in index.manifests() {
+                let dg = d.digest().to_string().parse().map_err(|e| bad(&e))?;
+                todo.push((d.media_type().to_string(), dg));
+            }
+        } else if mt == media_type::OCI_MANIFEST {
+            let m: ImageManifest = serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
+            out.insert(m.config().digest().to_string().parse().map_err(|e| bad(&e))?);
+            for l in m.layers() {
+                out.insert(l.digest().to_string().parse().map_err(|e| bad(&e))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Writes `image` as an OCI image layout tar archive at `dest` (atomically).
+pub fn write_oci_tar(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(), ExportError> {
+    let root = root_descriptor(store, image)?;
+    let blobs = reachable_blobs(store, &root)?;
+    let index = layout_index(&root, &image.tags);
+    let io_err = |source| ExportError::Io {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile_in(dir, dest)?;
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    append_bytes(&mut tar, "oci-layout", OCI_LAYOUT).map_err(io_err)?;
+    append_bytes(&mut tar, "index.json", &index).map_err(io_err)?;
+    append_dir(&mut tar, "blobs/").map_err(io_err)?;
+    append_dir(&mut tar, "blobs/sha256/").map_err(io_err)?;
+    for d in &blobs {
+        let mut file = store.open_blob(d)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        let mut h = file_header(tar::EntryType::Regular, 0o644, len);
+        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut file)
+            .map_err(io_err)?;
+    }
+    let buf = tar.into_inner().map_err(io_err)?;
+    buf.into_inner()
+        .map_err(|e| io_err(e.into_error()))?
+        .sync_all()
+        .map_err(io_err)?;
+    tmp.persist(dest).map_err(|e| io_err(e.error))?;
+    Ok(())
+}
+
+/// Writes `image` as an OCI image layout directory at `dest` (which must not exist or be
+/// empty; it appears complete or not at all).
+pub fn write_oci_dir(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(), ExportError> {
+    let io_err = |source| ExportError::Io {
+        path: dest.to_path_buf(),
+        source,
+    };
+    if dest.exists() {
+        let empty = fs::read_dir(dest).map_err(io_err)?.next().is_none();
+        if !empty {
+            return Err(ExportError::Destination(
+                dest.into(),
+                "exists and is not empty; remove it or choose another dest".into(),
+            ));
+        }
+        fs::remove_dir(dest).map_err(io_err)?;
+    }
+    let root = root_descriptor(store, image)?;
+    let blobs = reachable_blobs(store, &root)?;
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_err)?;
+    let tmp = parent.join(format!(
+        ".{}.rbuild-{}",
+        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<(), ExportError> {
+        let blob_dir = tmp.join("blobs/sha256");
+        fs::create_dir_all(&blob_dir).map_err(io_err)?;
+        fs::write(tmp.join("oci-layout"), OCI_LAYOUT).map_err(io_err)?;
+        fs::write(tmp.join("index.json"), layout_index(&root, &image.tags)).map_err(io_err)?;
+        for d in &blobs {
+            let to = blob_dir.join(d.hex());
+            if fs::hard_link(store.blob_path(d), &to).is_err() {
+                fs::copy(store.blob_path(d), &to).map_err(io_err)?;
+            }
+        }
+        fs::rename(&tmp, dest).map_err(io_err)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn tempfile_in(dir: &Path, dest: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
+    fs::create_dir_all(dir).map_err(|source| ExportError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    tempfile::Builder::new()
+        .prefix(&format!(
+            ".{}.",
+            dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ))
+        .suffix(".rbuild-tmp")
+        .tempfile_in(dir)
+        .map_err(|source| ExportError::Io {
+            path: dest.into(),
+            source,
+        })
+}
+
+fn file_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {
+    let mut h = file_header(tar::EntryType::Regular, 0o644, data.len() as u64);
+    tar.append_data(&mut h, name, data)
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
+    let mut h = file_header(tar::EntryType::Directory, 0o755, 0);
+    tar.append_data(&mut h, name, io::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_like_containerd_names() {
+        assert_eq!(split_tag("hello:1"), ("docker.io/library/hello:1".into(), "1".into()));
+        assert_eq!(split_tag("me/app"), ("docker.io/me/app:latest".into(), "latest".into()));
+        assert_eq!(
+            split_tag("localhost:5000/a/b:2"),
+            ("localhost:5000/a/b:2".into(), "2".into())
+        );
+    }
+
+    #[test]
+    fn failed_dir_export_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let missing = Digest::sha256(b"not stored");
+        let image = BuiltImage {
+            manifests: vec![ImageManifestBlob {
+                digest: missing,
+                size: 1,
+                platform: "linux/amd64".parse().unwrap(),
+            }],
+            tags: vec![],
+        };
+        let dest = dir.path().join("out");
+        assert!(write_oci_dir(&store, &image, &dest).is_err());
+        assert!(!dest.exists());
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("store")]);
+    }
+}

@@ -1,1 +1,29 @@
-//! rbuild-image.
+//! Images as values: the image config (with Docker's extension fields kept), layer blobs
+//! compressed and digested in one streaming pass, and manifest / index assembly with one
+//! canonical JSON writer so the same image always has the same digest.
+
+mod config;
+mod layer;
+mod manifest;
+
+pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+pub use layer::{Compression, LayerBlob, LayerWriter};
+pub use manifest::{ImageManifestBlob, IndexEntry, descriptor, oci_platform, write_index, write_manifest};
+
+/// Errors of image assembly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] rbuild_store::StoreError),
+    /// Writing a layer stream failed.
+    #[error("writing layer: {0}")]
+    Io(#[from] std::io::Error),
+    /// JSON (de)serialisation failed.
+    #[error("image json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An OCI structure could not be built or parsed.
+    #[error("oci structure: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
+}

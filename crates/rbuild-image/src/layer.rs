@@ -1,0 +1,140 @@
+//! Layer blobs: an uncompressed tar stream goes in, and one pass yields the diff id
+//! (sha256 of the tar), the compressed blob in the store and its digest and size.
+
+use crate::ImageError;
+use flate2::write::GzEncoder;
+use rbuild_core::{Digest, Sha256Writer, media_type};
+use rbuild_store::{BlobWriter, Store};
+use std::io::{self, Write};
+
+/// A layer as stored: compressed blob plus the diff id of its uncompressed tar.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerBlob {
+    /// Digest of the compressed blob (what manifests name).
+    pub digest: Digest,
+    /// Digest of the uncompressed tar (what configs name).
+    pub diff_id: Digest,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// The blob's media type.
+    pub media_type: String,
+}
+
+/// How layers are compressed. The level is fixed per choice so the same tar always gives
+/// the same blob digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip at the given level (0-9).
+    Gzip(u32),
+    /// No compression.
+    Uncompressed,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Gzip(6)
+    }
+}
+
+enum Sink {
+    Gzip(GzEncoder<BlobWriter>),
+    Plain(BlobWriter),
+}
+
+/// A `Write` that takes an uncompressed layer tar and stores it compressed.
+pub struct LayerWriter {
+    inner: Sha256Writer<Sink>,
+    compression: Compression,
+}
+
+impl LayerWriter {
+    /// Starts a new layer blob in `store`.
+    pub fn new(store: &Store, compression: Compression) -> Result<LayerWriter, ImageError> {
+        let blob = store.writer()?;
+        let sink = match compression {
+            Compression::Gzip(level) => {
+                let gz = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(blob, flate2::Compression::new(level.min(9)));
+                Sink::Gzip(gz)
+            }
+            Compression::Uncompressed => Sink::Plain(blob),
+        };
+        Ok(LayerWriter {
+            inner: Sha256Writer::new(sink),
+            compression,
+        })
+    }
+
+    /// Finishes compression and commits the blob.
+    pub fn finish(self) -> Result<LayerBlob, ImageError> {
+        let (sink, diff_id, _) = self.inner.finish();
+        let blob = match sink {
+            Sink::Gzip(gz) => gz.finish()?,
+            Sink::Plain(blob) => blob,
+        };
+        let (digest, size) = blob.commit(None)?;
+        let media_type = match self.compression {
+            Compression::Gzip(_) => media_type::OCI_LAYER_GZIP,
+            Compression::Uncompressed => media_type::OCI_LAYER_TAR,
+        };
+        Ok(LayerBlob {
+            digest,
+            diff_id,
+            size,
+            media_type: media_type.into(),
+        })
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Gzip(w) => w.write(buf),
+            Sink::Plain(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Gzip(w) => w.flush(),
+            Sink::Plain(w) => w.flush(),
+        }
+    }
+}
+
+impl Write for LayerWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn layer_blob_digests_match_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = vec![7u8; 10_000];
+        let mut w = LayerWriter::new(&store, Compression::default()).unwrap();
+        w.write_all(&tar).unwrap();
+        let blob = w.finish().unwrap();
+        assert_eq!(blob.diff_id, Digest::sha256(&tar));
+        let stored = store.read_verified(&blob.digest).unwrap();
+        assert_eq!(stored.len() as u64, blob.size);
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&stored[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, tar);
+        // Same input, same blob.
+        let mut w = LayerWriter::new(&store, Compression::default()).unwrap();
+        w.write_all(&tar).unwrap();
+        assert_eq!(w.finish().unwrap(), blob);
+    }
+}

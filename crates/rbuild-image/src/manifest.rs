@@ -1,0 +1,105 @@
+//! Manifests and indexes, built with oci-spec's types and written once, canonically.
+
+use crate::{ImageError, LayerBlob};
+use oci_spec::image::{
+    Arch, Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
+    PlatformBuilder,
+};
+use rbuild_core::{Digest, Platform, media_type};
+use rbuild_store::Store;
+use std::collections::HashMap;
+
+/// A descriptor for a blob.
+pub fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Result<Descriptor, ImageError> {
+    let digest: oci_spec::image::Digest = digest.to_string().parse()?;
+    Ok(DescriptorBuilder::default()
+        .media_type(MediaType::from(media_type))
+        .digest(digest)
+        .size(size)
+        .build()?)
+}
+
+/// rbuild's platform as an OCI platform object.
+pub fn oci_platform(p: &Platform) -> Result<oci_spec::image::Platform, ImageError> {
+    let mut b = PlatformBuilder::default()
+        .architecture(Arch::from(p.architecture()))
+        .os(Os::from(p.os()));
+    if let Some(v) = p.variant() {
+        b = b.variant(v.to_string());
+    }
+    Ok(b.build()?)
+}
+
+/// A manifest that has been written to the store.
+#[derive(Debug, Clone)]
+pub struct ImageManifestBlob {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The platform it is for.
+    pub platform: Platform,
+}
+
+/// Writes an image manifest for `config` (already stored) and `layers`.
+pub fn write_manifest(
+    store: &Store,
+    config: (&Digest, u64),
+    layers: &[LayerBlob],
+    platform: &Platform,
+) -> Result<ImageManifestBlob, ImageError> {
+    let layers = layers
+        .iter()
+        .map(|l| descriptor(&l.media_type, &l.digest, l.size))
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(media_type::OCI_CONFIG, config.0, config.1)?)
+        .layers(layers)
+        .build()?;
+    let (digest, size) = store.put_bytes(&serde_json::to_vec(&manifest)?)?;
+    Ok(ImageManifestBlob {
+        digest,
+        size,
+        platform: platform.clone(),
+    })
+}
+
+/// One entry of an index: a manifest, its platform (if any) and annotations.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// The manifest or nested index.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// The platform of a per-platform manifest.
+    pub platform: Option<Platform>,
+    /// Annotations such as `org.opencontainers.image.ref.name`.
+    pub annotations: Vec<(String, String)>,
+}
+
+/// Serialises an image index over `entries` (canonical bytes; not stored).
+pub fn write_index(entries: &[IndexEntry]) -> Result<Vec<u8>, ImageError> {
+    let manifests = entries
+        .iter()
+        .map(|e| {
+            let mut d = descriptor(&e.media_type, &e.digest, e.size)?;
+            if let Some(p) = &e.platform {
+                d.set_platform(Some(oci_platform(p)?));
+            }
+            if !e.annotations.is_empty() {
+                d.set_annotations(Some(e.annotations.iter().cloned().collect::<HashMap<_, _>>()));
+            }
+            Ok(d)
+        })
+        .collect::<Result<Vec<_>, ImageError>>()?;
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()?;
+    Ok(serde_json::to_vec(&index)?)
+}
