@@ -1,1 +1,99 @@
-fn main() {}
+//! Project automation for rbuild, run as `cargo xtask <command>`.
+//!
+//! Commands: `deps`, `fixtures`, `test`, `demo`, `bench`. Each prints what it runs, and
+//! exits nonzero when something it needs is missing or fails.
+
+mod apt;
+mod bench;
+mod demo;
+mod fixtures;
+mod layout;
+mod rootfs;
+mod util;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  deps                 install the system packages the test suite needs (apt, as root)
+  fixtures [--force]   build the offline busybox base images under testdata/images/
+  test [-- ARGS]       deps + fixtures + `cargo test --workspace ARGS` (what CI runs)
+  demo                 build Dockerfiles/hello for every fixture platform and show the result
+  bench                time rbuild (and buildah, when installed) on Dockerfiles/bench/*/
+";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        print!("{USAGE}");
+        bail!("no command given");
+    };
+    let root = util::repo_root()?;
+    std::env::set_current_dir(&root)?;
+    match command.as_str() {
+        "deps" => {
+            no_extra_args(command, rest)?;
+            apt::deps()
+        }
+        "fixtures" => {
+            let force = match rest {
+                [] => false,
+                [flag] if flag == "--force" => true,
+                _ => bail!("usage: cargo xtask fixtures [--force]"),
+            };
+            fixtures::run(&root, force).map(|_| ())
+        }
+        "test" => test(rest),
+        "demo" => {
+            no_extra_args(command, rest)?;
+            demo::run(&root)
+        }
+        "bench" => {
+            no_extra_args(command, rest)?;
+            bench::run(&root)
+        }
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            print!("{USAGE}");
+            bail!("unknown command {other:?}")
+        }
+    }
+}
+
+fn no_extra_args(command: &str, rest: &[String]) -> Result<()> {
+    if !rest.is_empty() {
+        bail!("`cargo xtask {command}` takes no arguments, got {rest:?}");
+    }
+    Ok(())
+}
+
+/// The whole test suite: system packages, fixtures, then every crate's tests.
+fn test(rest: &[String]) -> Result<()> {
+    let extra: &[String] = match rest.split_first() {
+        None => &[],
+        Some((dashes, extra)) if dashes == "--" => extra,
+        Some(_) => bail!("usage: cargo xtask test [-- ARGS for cargo test]"),
+    };
+    util::step("1/3 system packages (cargo xtask deps)");
+    apt::deps()?;
+    util::step("2/3 fixture images (cargo xtask fixtures)");
+    fixtures::run(&util::repo_root()?, false)?;
+    util::step("3/3 cargo test --workspace");
+    let mut cmd = util::cargo();
+    cmd.arg("test").arg("--workspace").args(extra);
+    util::run(&mut cmd)?;
+    util::step("all tests passed");
+    Ok(())
+}

@@ -27,7 +27,9 @@ impl Platform {
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
         let os = os.to_ascii_lowercase();
         let arch = architecture.to_ascii_lowercase();
-        let variant = variant.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase);
+        let variant = variant
+            .filter(|v| !v.is_empty())
+            .map(str::to_ascii_lowercase);
         let (architecture, variant) = normalise(&arch, variant);
         Platform {
             os,
@@ -104,12 +106,17 @@ impl Platform {
             return true;
         }
         match self.architecture.as_str() {
-            "arm" => self.variant.as_deref().unwrap_or("v7") == candidate.variant.as_deref().unwrap_or("v7"),
+            "arm" => {
+                self.variant.as_deref().unwrap_or("v7")
+                    == candidate.variant.as_deref().unwrap_or("v7")
+            }
             "arm64" => {
-                self.variant.as_deref().unwrap_or("v8") == candidate.variant.as_deref().unwrap_or("v8")
+                self.variant.as_deref().unwrap_or("v8")
+                    == candidate.variant.as_deref().unwrap_or("v8")
             }
             "amd64" => {
-                self.variant.as_deref().unwrap_or("v1") == candidate.variant.as_deref().unwrap_or("v1")
+                self.variant.as_deref().unwrap_or("v1")
+                    == candidate.variant.as_deref().unwrap_or("v1")
             }
             _ => false,
         }
@@ -187,6 +194,19 @@ impl fmt::Display for Platform {
 impl fmt::Debug for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Platform({self})")
+    }
+}
+
+impl serde::Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Platform {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

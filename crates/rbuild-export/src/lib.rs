@@ -87,7 +87,8 @@ pub fn split_tag(name: &str) -> (String, String) {
         _ => (name, "latest"),
     };
     let first = repo.split('/').next().unwrap_or(repo);
-    let has_host = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_host =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let full = match (has_host, repo.contains('/')) {
         (true, _) => repo.to_string(),
         (false, true) => format!("docker.io/{repo}"),
@@ -148,14 +149,22 @@ fn reachable_blobs(store: &Store, root: &IndexEntry) -> Result<BTreeSet<Digest>,
         }
         let bad = |e: &dyn std::fmt::Display| ExportError::Manifest(digest.clone(), e.to_string());
         if mt == media_type::OCI_INDEX {
-            let index: ImageIndex = serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
+            let index: ImageIndex =
+                serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
             for d in index.manifests() {
                 let dg = d.digest().to_string().parse().map_err(|e| bad(&e))?;
                 todo.push((d.media_type().to_string(), dg));
             }
         } else if mt == media_type::OCI_MANIFEST {
-            let m: ImageManifest = serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
-            out.insert(m.config().digest().to_string().parse().map_err(|e| bad(&e))?);
+            let m: ImageManifest =
+                serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
+            out.insert(
+                m.config()
+                    .digest()
+                    .to_string()
+                    .parse()
+                    .map_err(|e| bad(&e))?,
+            );
             for l in m.layers() {
                 out.insert(l.digest().to_string().parse().map_err(|e| bad(&e))?);
             }
@@ -227,7 +236,9 @@ pub fn write_oci_dir(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(
     fs::create_dir_all(parent).map_err(io_err)?;
     let tmp = parent.join(format!(
         ".{}.rbuild-{}",
-        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let result = (|| -> Result<(), ExportError> {
@@ -257,7 +268,9 @@ fn tempfile_in(dir: &Path, dest: &Path) -> Result<tempfile::NamedTempFile, Expor
     tempfile::Builder::new()
         .prefix(&format!(
             ".{}.",
-            dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            dest.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
         ))
         .suffix(".rbuild-tmp")
         .tempfile_in(dir)
@@ -294,8 +307,14 @@ mod tests {
 
     #[test]
     fn tags_split_like_containerd_names() {
-        assert_eq!(split_tag("hello:1"), ("docker.io/library/hello:1".into(), "1".into()));
-        assert_eq!(split_tag("me/app"), ("docker.io/me/app:latest".into(), "latest".into()));
+        assert_eq!(
+            split_tag("hello:1"),
+            ("docker.io/library/hello:1".into(), "1".into())
+        );
+        assert_eq!(
+            split_tag("me/app"),
+            ("docker.io/me/app:latest".into(), "latest".into())
+        );
         assert_eq!(
             split_tag("localhost:5000/a/b:2"),
             ("localhost:5000/a/b:2".into(), "2".into())
@@ -318,7 +337,11 @@ mod tests {
         let dest = dir.path().join("out");
         assert!(write_oci_dir(&store, &image, &dest).is_err());
         assert!(!dest.exists());
-        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("store")]);
     }
 }

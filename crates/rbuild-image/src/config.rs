@@ -161,7 +161,10 @@ impl ImageConfig {
     pub fn set_env(&mut self, key: &str, value: &str) {
         let env = self.config.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key))
+        {
             Some(slot) => *slot = entry,
             None => env.push(entry),
         }
@@ -185,7 +188,10 @@ mod tests {
     fn docker_extension_and_unknown_fields_survive_a_round_trip() {
         let src = br#"{"architecture":"amd64","os":"linux","config":{"Env":["A=1"],"Healthcheck":{"Test":["CMD","true"],"Interval":1000},"OnBuild":["RUN x"],"Shell":["/bin/bash","-c"],"Custom":1},"rootfs":{"type":"layers","diff_ids":[]},"moby.buildkit.cache.v0":"x"}"#;
         let cfg = ImageConfig::from_json(src).unwrap();
-        assert_eq!(cfg.config.on_build.as_deref(), Some(&["RUN x".to_string()][..]));
+        assert_eq!(
+            cfg.config.on_build.as_deref(),
+            Some(&["RUN x".to_string()][..])
+        );
         let out = String::from_utf8(cfg.to_json().unwrap()).unwrap();
         assert!(out.contains(r#""Healthcheck":{"Test":["CMD","true"],"Interval":1000}"#));
         assert!(out.contains(r#""Custom":1"#));

@@ -8,7 +8,9 @@ mod manifest;
 
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use layer::{Compression, LayerBlob, LayerWriter};
-pub use manifest::{ImageManifestBlob, IndexEntry, descriptor, oci_platform, write_index, write_manifest};
+pub use manifest::{
+    ImageManifestBlob, IndexEntry, descriptor, oci_platform, write_index, write_manifest,
+};
 
 /// Errors of image assembly.
 #[derive(Debug, thiserror::Error)]

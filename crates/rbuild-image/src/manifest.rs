@@ -91,7 +91,9 @@ pub fn write_index(entries: &[IndexEntry]) -> Result<Vec<u8>, ImageError> {
                 d.set_platform(Some(oci_platform(p)?));
             }
             if !e.annotations.is_empty() {
-                d.set_annotations(Some(e.annotations.iter().cloned().collect::<HashMap<_, _>>()));
+                d.set_annotations(Some(
+                    e.annotations.iter().cloned().collect::<HashMap<_, _>>(),
+                ));
             }
             Ok(d)
         })

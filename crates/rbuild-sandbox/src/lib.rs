@@ -1,1 +1,31 @@
-//! rbuild-sandbox.
+//! Runs one build step's process in Linux namespaces over a root filesystem,
+//! rootless or as root, natively or through QEMU user-mode emulation.
+//!
+//! The crate knows nothing of images. A program uses it in three places:
+//! 1. first thing in `main`: if `argv[1] == INIT_ARG`, call [`init_main`];
+//! 2. before any thread exists: [`enter_build_namespace`];
+//! 3. per build: [`Emulation::prepare`], then [`run`] per step.
+//!
+//! Every namespace and mount system call of the project lives here.
+
+mod binfmt;
+mod error;
+mod idmap;
+mod init;
+mod mounts;
+mod plan;
+mod run;
+mod user;
+mod userns;
+
+pub use binfmt::{
+    ELF_MATCHES, ElfMatch, Emulation, HANDLER_FLAGS, PlatformSupport, elf_architecture,
+    register_line,
+};
+pub use error::SandboxError;
+pub use idmap::{IdMap, IdMaps, format_map, id_maps, parse_map};
+pub use init::init_main;
+pub use plan::{DEFAULT_PATH, find_in_path, overlay_data};
+pub use run::{ExitStatus, INIT_ARG, Network, Rootfs, RunOutcome, RunSpec, run};
+pub use user::{ResolvedUser, resolve_user};
+pub use userns::{IN_USERNS_ENV, enter_build_namespace, enter_build_namespace_with};

@@ -1,1 +1,317 @@
-//! rbuild-solver.
+//! The solver: takes a lowered [`BuildGraph`] per platform and produces images. For each
+//! step it works out a cache key first; on a miss it runs the step (a sandboxed RUN over an
+//! overlay of the stage's layer directories, or a COPY into a fresh layer directory),
+//! turns the step's changes into a layer blob and keeps the directory as the next step's
+//! lower layer.
+
+mod cache;
+mod layers;
+mod resolve;
+mod steps;
+
+pub use resolve::Sources;
+
+use rbuild_core::{Digest, Platform};
+use rbuild_dockerfile::Dockerfile;
+use rbuild_graph::{Base, BuildGraph, Location, LowerOptions, OpKind};
+use rbuild_image::{Compression, History, ImageConfig, ImageManifestBlob, LayerBlob};
+use rbuild_sandbox::Emulation;
+use rbuild_store::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set from a signal handler when the user interrupts the build; checked between steps
+/// and while a step runs.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Errors of a build.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SolveError {
+    /// Lowering found errors in the Dockerfile.
+    #[error(transparent)]
+    Lower(#[from] rbuild_graph::LowerError),
+    /// A RUN step exited non-zero.
+    #[error(
+        "{location}: {instruction} failed with exit code {code} ({platform}):\n  command: {command}\n  last output:\n{tail}"
+    )]
+    StepFailed {
+        /// The instruction's place in the Dockerfile.
+        location: Location,
+        /// The instruction as written.
+        instruction: String,
+        /// The command run.
+        command: String,
+        /// Exit code (128+n for signal n).
+        code: i32,
+        /// The platform it ran as.
+        platform: Platform,
+        /// The last output lines, indented.
+        tail: String,
+    },
+    /// A step could not be carried out.
+    #[error("{location}: {message}")]
+    Step {
+        /// Where.
+        location: Location,
+        /// What went wrong.
+        message: String,
+    },
+    /// The sandbox failed outside any step.
+    #[error(transparent)]
+    Sandbox(#[from] rbuild_sandbox::SandboxError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] rbuild_store::StoreError),
+    /// Image assembly failed.
+    #[error(transparent)]
+    Image(#[from] rbuild_image::ImageError),
+    /// Snapshot work failed.
+    #[error(transparent)]
+    Snapshot(#[from] rbuild_snapshot::SnapshotError),
+    /// A state-directory operation failed.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The user interrupted the build.
+    #[error("build interrupted")]
+    Interrupted,
+}
+
+/// What the solver needs beyond the graph.
+pub struct Solver<'a> {
+    /// The blob store.
+    pub store: &'a Store,
+    /// rbuild's state directory (layers, cache, temporary step directories).
+    pub state: &'a Path,
+    /// Where base images and `COPY --from` sources come from.
+    pub sources: &'a Sources,
+    /// The emulators registered for the build.
+    pub emulation: &'a Emulation,
+    /// Skip cache look-ups (results are still recorded).
+    pub no_cache: bool,
+    /// Layer compression.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`, when set: the image's created time and clamp for new files.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// The result of building one stage: its layers (bottom first) and their directories.
+#[derive(Debug, Clone)]
+pub(crate) struct StageResult {
+    pub layers: Vec<LayerBlob>,
+    pub dirs: Vec<PathBuf>,
+    pub history: Vec<History>,
+    pub config: ImageConfig,
+    pub key: Digest,
+}
+
+impl StageResult {
+    /// Layer directories top-most first, as overlay and LayerStack want them.
+    pub fn lowers(&self) -> Vec<PathBuf> {
+        self.dirs.iter().rev().cloned().collect()
+    }
+}
+
+/// Lowers the Dockerfile for one platform, resolving base images through `sources`.
+pub fn lower_for(
+    df: &Dockerfile,
+    opts: &LowerOptions,
+    sources: &Sources,
+    store: &Store,
+) -> Result<BuildGraph, SolveError> {
+    let mut resolver = sources.resolver(store);
+    Ok(rbuild_graph::lower(df, opts, &mut resolver)?)
+}
+
+/// The platforms whose RUN steps the graph will execute (for emulator set-up).
+pub fn run_platforms(graph: &BuildGraph) -> Vec<Platform> {
+    let mut out: Vec<Platform> = Vec::new();
+    for s in graph.stages.iter().filter(|s| s.needed) {
+        let runs = s.ops.iter().any(|o| matches!(o.kind, OpKind::Run(_)));
+        if runs && !out.contains(&s.platform) {
+            out.push(s.platform.clone());
+        }
+    }
+    out
+}
+
+impl Solver<'_> {
+    /// Builds the target stage of `graph` and writes its config and manifest.
+    pub fn build(
+        &self,
+        graph: &BuildGraph,
+        platform: &Platform,
+    ) -> Result<ImageManifestBlob, SolveError> {
+        let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
+        for stage in graph.stages.iter().filter(|s| s.needed) {
+            let result = self.build_stage(graph, stage, &results)?;
+            results.insert(stage.index, result);
+        }
+        let target = results
+            .remove(&graph.target)
+            .ok_or_else(|| SolveError::Step {
+                location: graph.stages[graph.target].location.clone(),
+                message: "target stage was not built".into(),
+            })?;
+        self.write_image(target, platform)
+    }
+
+    fn build_stage(
+        &self,
+        graph: &BuildGraph,
+        stage: &rbuild_graph::Stage,
+        done: &BTreeMap<usize, StageResult>,
+    ) -> Result<StageResult, SolveError> {
+        let mut result = self.stage_base(stage, done)?;
+        let total = stage.ops.len();
+        for (n, op) in stage.ops.iter().enumerate() {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Err(SolveError::Interrupted);
+            }
+            let label = format!(
+                "[{} {}{}/{}]",
+                stage.platform,
+                stage
+                    .name
+                    .as_deref()
+                    .map(|n| format!("{n} "))
+                    .unwrap_or_default(),
+                n + 1,
+                total
+            );
+            match &op.kind {
+                OpKind::Meta => {
+                    result.key = cache::chain(&result.key, &[b"meta", op.created_by.as_bytes()]);
+                    result.history.push(self.history(&op.created_by, true));
+                }
+                OpKind::Run(run) => {
+                    eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
+                    steps::run(self, &mut result, run, op, &stage.platform, &label)?;
+                }
+                OpKind::Copy(copy) => {
+                    eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
+                    steps::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
+                }
+            }
+        }
+        result.config = stage.config.clone();
+        Ok(result)
+    }
+
+    fn stage_base(
+        &self,
+        stage: &rbuild_graph::Stage,
+        done: &BTreeMap<usize, StageResult>,
+    ) -> Result<StageResult, SolveError> {
+        let platform_key = stage.platform.to_string();
+        match &stage.base {
+            Base::Scratch => Ok(StageResult {
+                layers: Vec::new(),
+                dirs: Vec::new(),
+                history: Vec::new(),
+                config: stage.config.clone(),
+                key: cache::chain(&Digest::sha256(b"scratch"), &[platform_key.as_bytes()]),
+            }),
+            Base::Stage(i) => done.get(i).cloned().ok_or_else(|| SolveError::Step {
+                location: stage.location.clone(),
+                message: format!("stage {i} was not built before its use"),
+            }),
+            Base::Image(r) => {
+                let image =
+                    self.sources
+                        .image(r, &stage.platform, self.store)
+                        .map_err(|message| SolveError::Step {
+                            location: stage.location.clone(),
+                            message,
+                        })?;
+                let dirs = image
+                    .layers
+                    .iter()
+                    .map(|l| layers::ensure_unpacked(self, l))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(StageResult {
+                    layers: image.layers.clone(),
+                    dirs,
+                    history: image.config.history.clone(),
+                    config: image.config.clone(),
+                    key: cache::chain(&image.manifest_digest, &[platform_key.as_bytes()]),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn history(&self, created_by: &str, empty_layer: bool) -> History {
+        History {
+            created: Some(self.now()),
+            created_by: Some(created_by.to_string()),
+            author: None,
+            comment: Some("buildkit.dockerfile.v0".into()),
+            empty_layer,
+        }
+    }
+
+    fn now(&self) -> String {
+        let secs = self.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        });
+        rfc3339(secs)
+    }
+
+    fn write_image(
+        &self,
+        result: StageResult,
+        platform: &Platform,
+    ) -> Result<ImageManifestBlob, SolveError> {
+        let mut config = result.config;
+        config.rootfs.diff_ids = result.layers.iter().map(|l| l.diff_id.clone()).collect();
+        config.history = result.history;
+        config.created = Some(self.now());
+        let (cfg_digest, cfg_size) = self
+            .store
+            .put_bytes(&config.to_json().map_err(rbuild_image::ImageError::from)?)?;
+        Ok(rbuild_image::write_manifest(
+            self.store,
+            (&cfg_digest, cfg_size),
+            &result.layers,
+            platform,
+        )?)
+    }
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC (`2024-01-02T03:04:05Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

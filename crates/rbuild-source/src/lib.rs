@@ -109,7 +109,9 @@ impl NamedContext {
             if value.starts_with(scheme) {
                 return Err(SourceError::BadContext(
                     value.into(),
-                    format!("{scheme} build contexts are not supported; use oci-layout://PATH or a directory"),
+                    format!(
+                        "{scheme} build contexts are not supported; use oci-layout://PATH or a directory"
+                    ),
                 ));
             }
         }
@@ -125,12 +127,17 @@ fn parse_layout(value: &str, rest: &str) -> Result<NamedContext, SourceError> {
         (p, LayoutRef::Digest(digest))
     } else {
         match rest.rsplit_once(':') {
-            Some((p, t)) if !t.contains('/') && !t.is_empty() => (p, LayoutRef::Tag(Some(t.into()))),
+            Some((p, t)) if !t.contains('/') && !t.is_empty() => {
+                (p, LayoutRef::Tag(Some(t.into())))
+            }
             _ => (rest, LayoutRef::Tag(None)),
         }
     };
     if path.is_empty() {
-        return Err(SourceError::BadContext(value.into(), "no layout path".into()));
+        return Err(SourceError::BadContext(
+            value.into(),
+            "no layout path".into(),
+        ));
     }
     Ok(NamedContext::OciLayout {
         path: PathBuf::from(path),
@@ -233,7 +240,11 @@ fn select_manifest(
     let mut available = Vec::new();
     for d in index.manifests() {
         let Some(p) = d.platform() else { continue };
-        let candidate = Platform::new(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref());
+        let candidate = Platform::new(
+            &p.os().to_string(),
+            &p.architecture().to_string(),
+            p.variant().as_deref(),
+        );
         if platform.matches(&candidate) {
             return select_manifest(layout, d, platform, source);
         }
@@ -254,7 +265,11 @@ fn import_image(
     source: String,
 ) -> Result<ResolvedImage, SourceError> {
     let cfg_digest = parse_digest(layout, manifest.config().digest().to_string())?;
-    store.import(&blob_path(layout, &cfg_digest), &cfg_digest, manifest.config().size())?;
+    store.import(
+        &blob_path(layout, &cfg_digest),
+        &cfg_digest,
+        manifest.config().size(),
+    )?;
     let config_bytes = store.read_verified(&cfg_digest)?;
     let config = ImageConfig::from_json(&config_bytes).map_err(|e| SourceError::Malformed {
         what: "image config".into(),
@@ -298,11 +313,12 @@ fn blob_path(layout: &Path, d: &Digest) -> PathBuf {
 }
 
 fn parse_digest(layout: &Path, s: String) -> Result<Digest, SourceError> {
-    s.parse().map_err(|e: rbuild_core::DigestError| SourceError::Malformed {
-        what: "descriptor".into(),
-        layout: layout.into(),
-        detail: e.to_string(),
-    })
+    s.parse()
+        .map_err(|e: rbuild_core::DigestError| SourceError::Malformed {
+            what: "descriptor".into(),
+            layout: layout.into(),
+            detail: e.to_string(),
+        })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(
@@ -336,12 +352,27 @@ mod tests {
             }
         );
         let c = NamedContext::parse("oci-layout:///abs/x").unwrap();
-        assert!(matches!(c, NamedContext::OciLayout { reference: LayoutRef::Tag(None), .. }));
+        assert!(matches!(
+            c,
+            NamedContext::OciLayout {
+                reference: LayoutRef::Tag(None),
+                ..
+            }
+        ));
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let c = NamedContext::parse(&format!("oci-layout://x@{d}")).unwrap();
-        assert!(matches!(c, NamedContext::OciLayout { reference: LayoutRef::Digest(_), .. }));
+        assert!(matches!(
+            c,
+            NamedContext::OciLayout {
+                reference: LayoutRef::Digest(_),
+                ..
+            }
+        ));
         assert!(NamedContext::parse("oci-layout://x@sha256:bad").is_err());
         assert!(NamedContext::parse("docker-image://alpine").is_err());
-        assert_eq!(NamedContext::parse("./dir").unwrap(), NamedContext::Dir("./dir".into()));
+        assert_eq!(
+            NamedContext::parse("./dir").unwrap(),
+            NamedContext::Dir("./dir".into())
+        );
     }
 }

@@ -91,7 +91,9 @@ impl Store {
             let path = entry.path();
             // A temporary file is stale when no live process holds its lock.
             if let Ok(file) = File::open(&path) {
-                if nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+                if nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                    .is_ok()
+                {
                     tracing::debug!(path = %path.display(), "removing stale temporary blob");
                     let _ = fs::remove_file(&path);
                 }
@@ -122,8 +124,8 @@ impl Store {
             .as_file()
             .try_clone()
             .map_err(io_err("open", tmp.path()))?;
-        let lock = nix::fcntl::Flock::lock(lock_handle, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .ok();
+        let lock =
+            nix::fcntl::Flock::lock(lock_handle, nix::fcntl::FlockArg::LockExclusiveNonblock).ok();
         let file = tmp.reopen().map_err(io_err("open", tmp.path()))?;
         Ok(BlobWriter {
             store: self.clone(),
@@ -140,7 +142,8 @@ impl Store {
             return Ok((digest, data.len() as u64));
         }
         let mut w = self.writer()?;
-        w.write_all(data).map_err(io_err("write", &self.tmp_dir()))?;
+        w.write_all(data)
+            .map_err(io_err("write", &self.tmp_dir()))?;
         w.commit(Some(&digest))
     }
 
@@ -229,13 +232,11 @@ impl BlobWriter {
     pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
         let (buf, digest, size) = self.inner.finish();
         let path = self.tmp.path().to_path_buf();
-        let file = buf
-            .into_inner()
-            .map_err(|e| StoreError::Io {
-                op: "flush",
-                path: path.clone(),
-                source: e.into_error(),
-            })?;
+        let file = buf.into_inner().map_err(|e| StoreError::Io {
+            op: "flush",
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_data().map_err(io_err("sync", &path))?;
         if let Some(expected) = expected
             && expected != &digest
@@ -246,13 +247,11 @@ impl BlobWriter {
             });
         }
         let dest = self.store.blob_path(&digest);
-        self.tmp
-            .persist(&dest)
-            .map_err(|e| StoreError::Io {
-                op: "rename into",
-                path: dest.clone(),
-                source: e.error,
-            })?;
+        self.tmp.persist(&dest).map_err(|e| StoreError::Io {
+            op: "rename into",
+            path: dest.clone(),
+            source: e.error,
+        })?;
         Ok((digest, size))
     }
 }
@@ -297,7 +296,12 @@ mod tests {
         assert!(w.commit(Some(&wrong)).is_err());
         assert!(!store.contains(&wrong));
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

@@ -1,1 +1,69 @@
-fn main() {}
+//! The `rbuild` command.
+
+mod build;
+mod cli;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(rbuild_sandbox::INIT_ARG) {
+        rbuild_sandbox::init_main();
+    }
+    let cli = cli::Cli::parse();
+    init_logging(cli.debug);
+    let result = match &cli.command {
+        cli::Command::Build(args) => build::run(&cli, args),
+        cli::Command::Debug(cli::DebugCommand::Parse { file, json }) => debug_parse(file, *json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RBUILD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn debug_parse(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let src =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let name = file.display().to_string();
+    let df = match rbuild_dockerfile::parse(&name, &src) {
+        Ok(df) => df,
+        Err(diags) => {
+            eprintln!("{diags}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &df.warnings {
+        eprintln!("{w}");
+    }
+    let value = rbuild_dockerfile::to_debug_json(&df);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for inst in &df.instructions {
+            println!(
+                "{}:{}: {}",
+                name,
+                inst.span.line,
+                inst.original.lines().next().unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,533 @@
+//! Foreign architectures: QEMU user-mode emulators registered in a private
+//! `binfmt_misc` instance of the build's user namespace, or the host's handlers.
+
+use crate::error::{SandboxError, sys};
+use rbuild_core::Platform;
+use std::path::{Path, PathBuf};
+
+/// Flags of the handlers registered in the private instance: P keeps argv[0], O and C
+/// open the binary for the interpreter and keep its credentials, F opens the
+/// interpreter at registration so it works inside any root filesystem.
+pub const HANDLER_FLAGS: &str = "POCF";
+
+/// ELF magic and mask that select one architecture's binaries (from QEMU's binfmt tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfMatch {
+    /// QEMU's name for the architecture (`qemu-<name>-static`).
+    pub qemu: &'static str,
+    /// Bytes to match at offset 0, in binfmt_misc `\x` notation.
+    pub magic: &'static str,
+    /// Mask applied before matching, in binfmt_misc `\x` notation.
+    pub mask: &'static str,
+}
+
+const ELF_MASK_LE: &str =
+    r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
+const ELF_MASK_X86: &str =
+    r"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
+
+/// Handler table, taken from QEMU's `qemu-binfmt-conf.sh` / Debian's `/usr/share/binfmts`.
+pub const ELF_MATCHES: &[ElfMatch] = &[
+    ElfMatch {
+        qemu: "aarch64",
+        magic: r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
+        mask: ELF_MASK_LE,
+    },
+    ElfMatch {
+        qemu: "arm",
+        magic: r"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00",
+        mask: ELF_MASK_LE,
+    },
+    ElfMatch {
+        qemu: "i386",
+        magic: r"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00",
+        mask: ELF_MASK_X86,
+    },
+    ElfMatch {
+        qemu: "x86_64",
+        magic: r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00",
+        mask: ELF_MASK_X86,
+    },
+    ElfMatch {
+        qemu: "ppc64le",
+        magic: r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00",
+        mask: r"\xff\xff\xff\xff\xff\xff\xff\xfc\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00",
+    },
+    ElfMatch {
+        qemu: "ppc64",
+        magic: r"\x7f\x45\x4c\x46\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15",
+        mask: r"\xff\xff\xff\xff\xff\xff\xff\xfc\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
+    },
+    ElfMatch {
+        qemu: "s390x",
+        magic: r"\x7f\x45\x4c\x46\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16",
+        mask: r"\xff\xff\xff\xff\xff\xff\xff\xfc\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
+    },
+    ElfMatch {
+        qemu: "riscv64",
+        magic: r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xf3\x00",
+        mask: ELF_MASK_LE,
+    },
+    ElfMatch {
+        qemu: "mips64el",
+        magic: r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x08\x00",
+        mask: r"\xff\xff\xff\xff\xff\xff\xff\x00\xfe\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+    },
+    ElfMatch {
+        qemu: "mips64",
+        magic: r"\x7f\x45\x4c\x46\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x08",
+        mask: r"\xff\xff\xff\xff\xff\xff\xff\x00\xfe\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
+    },
+    ElfMatch {
+        qemu: "loongarch64",
+        magic: r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x02\x01",
+        mask: r"\xff\xff\xff\xff\xff\xff\xff\xfc\x00\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+    },
+];
+
+/// The handler table entry for a QEMU architecture name.
+pub fn elf_match(qemu: &str) -> Option<&'static ElfMatch> {
+    ELF_MATCHES.iter().find(|m| m.qemu == qemu)
+}
+
+/// The line written to `register` to add a handler named `qemu-<arch>`.
+pub fn register_line(m: &ElfMatch, interpreter: &Path, flags: &str) -> Result<String, String> {
+    let interp = interpreter
+        .to_str()
+        .ok_or("interpreter path is not UTF-8")?;
+    if interp.contains(':') || interp.contains('\n') {
+        return Err(format!(
+            "interpreter path {interp:?} contains ':' or a newline"
+        ));
+    }
+    Ok(format!(
+        ":{}:M:0:{}:{}:{}:{}",
+        handler_name(m.qemu),
+        m.magic,
+        m.mask,
+        interp,
+        flags
+    ))
+}
+
+/// The handler's file name in a binfmt_misc directory.
+pub fn handler_name(qemu: &str) -> String {
+    format!("qemu-{qemu}")
+}
+
+/// The state of a handler file: whether it is enabled, its interpreter and flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerStatus {
+    /// `enabled` as the first line.
+    pub enabled: bool,
+    /// The `interpreter` line.
+    pub interpreter: Option<PathBuf>,
+    /// The `flags:` line.
+    pub flags: String,
+}
+
+/// Parses the text of a handler file under a binfmt_misc mount.
+pub fn parse_handler(text: &str) -> HandlerStatus {
+    let mut status = HandlerStatus {
+        enabled: text.lines().next() == Some("enabled"),
+        interpreter: None,
+        flags: String::new(),
+    };
+    for line in text.lines() {
+        if let Some(i) = line.strip_prefix("interpreter ") {
+            status.interpreter = Some(PathBuf::from(i.trim()));
+        } else if let Some(f) = line.strip_prefix("flags:") {
+            status.flags = f.trim().to_string();
+        }
+    }
+    status
+}
+
+/// The architecture (as an OCI name) an ELF header was built for, for error messages.
+pub fn elf_architecture(header: &[u8]) -> Option<&'static str> {
+    if header.len() < 20 || &header[..4] != b"\x7fELF" {
+        return None;
+    }
+    let class64 = header[4] == 2;
+    let little = header[5] == 1;
+    let machine = if little {
+        u16::from_le_bytes([header[18], header[19]])
+    } else {
+        u16::from_be_bytes([header[18], header[19]])
+    };
+    Some(match (machine, class64, little) {
+        (3, false, _) => "386",
+        (62, true, _) => "amd64",
+        (183, true, _) => "arm64",
+        (40, false, _) => "arm",
+        (21, true, true) => "ppc64le",
+        (21, true, false) => "ppc64",
+        (22, true, _) => "s390x",
+        (243, true, _) => "riscv64",
+        (8, true, true) => "mips64le",
+        (8, true, false) => "mips64",
+        (8, false, true) => "mipsle",
+        (8, false, false) => "mips",
+        (258, true, _) => "loong64",
+        _ => return None,
+    })
+}
+
+/// Where the QEMU emulator for `qemu` lives: `/usr/bin`, `/usr/local/bin`, then `$PATH`.
+pub fn find_emulator(qemu: &str) -> Option<PathBuf> {
+    let name = format!("qemu-{qemu}-static");
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    ["/usr/bin", "/usr/local/bin"]
+        .into_iter()
+        .chain(path_var.split(':').filter(|d| !d.is_empty()))
+        .map(|dir| Path::new(dir).join(&name))
+        .find(|p| p.is_file())
+}
+
+/// An i386 ELF that exits with status 42, used to learn whether the kernel runs
+/// 32-bit x86 binaries itself (IA32 emulation may be compiled out or disabled).
+pub fn ia32_probe_binary() -> Vec<u8> {
+    const BASE: u32 = 0x0804_8000;
+    let code: [u8; 12] = [
+        0xb8, 0x01, 0, 0, 0, // mov eax, 1 (exit)
+        0xbb, 42, 0, 0, 0, // mov ebx, 42
+        0xcd, 0x80, // int 0x80
+    ];
+    let total = (52 + 32 + code.len()) as u32;
+    let mut elf = Vec::with_capacity(total as usize);
+    elf.extend_from_slice(b"\x7fELF\x01\x01\x01\x00");
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&3u16.to_le_bytes()); // EM_386
+    elf.extend_from_slice(&1u32.to_le_bytes()); // EV_CURRENT
+    elf.extend_from_slice(&(BASE + 84).to_le_bytes()); // entry
+    elf.extend_from_slice(&52u32.to_le_bytes()); // phoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // flags
+    for half in [52u16, 32, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes()); // ehsize, phentsize, phnum, sh*
+    }
+    for word in [1u32, 0, BASE, BASE, total, total, 5, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes()); // PT_LOAD, R+X
+    }
+    elf.extend_from_slice(&code);
+    elf
+}
+
+/// Whether the kernel runs the i386 probe natively (exit status 42).
+fn kernel_runs_ia32(run_dir: &Path) -> Result<bool, SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = run_dir.join("ia32-probe");
+    std::fs::write(&probe, ia32_probe_binary())
+        .map_err(sys(format!("write {}", probe.display())))?;
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755))
+        .map_err(sys(format!("chmod {}", probe.display())))?;
+    let result = std::process::Command::new(&probe).status();
+    let _ = std::fs::remove_file(&probe);
+    match result {
+        Ok(status) => Ok(status.code() == Some(42)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => Ok(false),
+        Err(e) => {
+            tracing::warn!("cannot probe 32-bit x86 support ({e}); assuming the kernel has it");
+            Ok(true)
+        }
+    }
+}
+
+/// How steps of one platform run on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformSupport {
+    /// The host CPU runs the binaries itself.
+    Native,
+    /// A QEMU handler runs them.
+    Emulated {
+        /// The emulator binary.
+        interpreter: PathBuf,
+        /// Whether the handler lives in the build's private binfmt_misc instance
+        /// (`false`: one the host registered).
+        private: bool,
+    },
+}
+
+/// The emulation set up for one build: how each platform runs, and the private
+/// binfmt_misc mount that must stay alive while steps run.
+#[derive(Debug)]
+pub struct Emulation {
+    platforms: Vec<(Platform, PlatformSupport)>,
+    private_mount: Option<PathBuf>,
+}
+
+impl Emulation {
+    /// No emulation at all: only platforms the host runs natively may be used.
+    pub fn native_only() -> Emulation {
+        Emulation {
+            platforms: Vec::new(),
+            private_mount: None,
+        }
+    }
+
+    /// Makes every platform in `platforms` runnable, registering QEMU handlers in a
+    /// private binfmt_misc instance mounted at `run_dir/binfmt_misc` (falling back to
+    /// the host's handlers when the kernel cannot mount one). Call it inside the
+    /// build namespace, once per build; keep the value alive while steps run.
+    pub fn prepare(platforms: &[Platform], run_dir: &Path) -> Result<Emulation, SandboxError> {
+        let host = Platform::host();
+        let mut emulation = Emulation::native_only();
+        let mut needed: Vec<(Platform, &'static ElfMatch, PathBuf)> = Vec::new();
+        for platform in platforms {
+            if emulation.support(platform).is_some() || needed.iter().any(|(p, ..)| p == platform) {
+                continue;
+            }
+            if platform.runs_natively_on(&host)
+                && (!platform.needs_linux32_on(&host) || kernel_runs_ia32(run_dir)?)
+            {
+                emulation
+                    .platforms
+                    .push((platform.clone(), PlatformSupport::Native));
+                continue;
+            }
+            needed.push(emulator_for(platform, &host)?);
+        }
+        if needed.is_empty() {
+            return Ok(emulation);
+        }
+        let mount_dir = run_dir.join("binfmt_misc");
+        match mount_private(&mount_dir) {
+            Ok(()) => {
+                emulation.private_mount = Some(mount_dir.clone());
+                for (platform, m, interpreter) in needed {
+                    register_private(&mount_dir, &platform, m, &interpreter)?;
+                    emulation.platforms.push((
+                        platform,
+                        PlatformSupport::Emulated {
+                            interpreter,
+                            private: true,
+                        },
+                    ));
+                }
+            }
+            Err(e) => {
+                tracing::debug!("no private binfmt_misc ({e}); using the host's handlers");
+                for (platform, m, _) in needed {
+                    let interpreter = host_handler(&platform, m, &e)?;
+                    emulation.platforms.push((
+                        platform,
+                        PlatformSupport::Emulated {
+                            interpreter,
+                            private: false,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(emulation)
+    }
+
+    /// How `platform` runs, if it was prepared.
+    pub fn support(&self, platform: &Platform) -> Option<&PlatformSupport> {
+        self.platforms
+            .iter()
+            .find(|(p, _)| p == platform)
+            .map(|(_, s)| s)
+    }
+
+    /// Every prepared platform and how it runs, for reports.
+    pub fn platforms(&self) -> &[(Platform, PlatformSupport)] {
+        &self.platforms
+    }
+
+    /// The private binfmt_misc mount, when one was made.
+    pub fn private_mount(&self) -> Option<&Path> {
+        self.private_mount.as_deref()
+    }
+}
+
+impl Drop for Emulation {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.private_mount {
+            let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn emulator_for(
+    platform: &Platform,
+    host: &Platform,
+) -> Result<(Platform, &'static ElfMatch, PathBuf), SandboxError> {
+    let unsupported = || SandboxError::Unsupported {
+        platform: platform.clone(),
+        host: host.clone(),
+    };
+    let qemu = platform.qemu_name().ok_or_else(unsupported)?;
+    let m = elf_match(qemu).ok_or_else(unsupported)?;
+    let interpreter = find_emulator(qemu).ok_or_else(|| SandboxError::EmulatorMissing {
+        platform: platform.clone(),
+        binary: format!("qemu-{qemu}-static"),
+    })?;
+    Ok((platform.clone(), m, interpreter))
+}
+
+fn mount_private(dir: &Path) -> Result<(), SandboxError> {
+    std::fs::create_dir_all(dir).map_err(sys(format!("create {}", dir.display())))?;
+    nix::mount::mount(
+        Some("binfmt_misc"),
+        dir,
+        Some("binfmt_misc"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(sys(format!("mount binfmt_misc on {}", dir.display())))
+}
+
+fn register_private(
+    dir: &Path,
+    platform: &Platform,
+    m: &ElfMatch,
+    interpreter: &Path,
+) -> Result<(), SandboxError> {
+    let entry = dir.join(handler_name(m.qemu));
+    if let Ok(text) = std::fs::read_to_string(&entry) {
+        if parse_handler(&text).enabled {
+            return Ok(());
+        }
+    }
+    let line =
+        register_line(m, interpreter, HANDLER_FLAGS).map_err(|reason| SandboxError::NoBinfmt {
+            platform: platform.clone(),
+            reason,
+        })?;
+    std::fs::write(dir.join("register"), line).map_err(|e| SandboxError::NoBinfmt {
+        platform: platform.clone(),
+        reason: format!(
+            "registering {} in the private binfmt_misc failed: {e}",
+            interpreter.display()
+        ),
+    })?;
+    tracing::debug!(%platform, interpreter = %interpreter.display(), "registered private binfmt handler");
+    Ok(())
+}
+
+/// The interpreter of the host's enabled handler for `m`, or an error saying what to do.
+fn host_handler(
+    platform: &Platform,
+    m: &ElfMatch,
+    mount_error: &SandboxError,
+) -> Result<PathBuf, SandboxError> {
+    let path = Path::new("/proc/sys/fs/binfmt_misc").join(handler_name(m.qemu));
+    let status = std::fs::read_to_string(&path)
+        .ok()
+        .map(|t| parse_handler(&t));
+    match status {
+        Some(HandlerStatus {
+            enabled: true,
+            interpreter: Some(interpreter),
+            flags,
+        }) => {
+            if !flags.contains('F') {
+                tracing::warn!(
+                    "the host's {} handler lacks the F flag: {} must exist inside each {platform} root filesystem",
+                    handler_name(m.qemu),
+                    interpreter.display()
+                );
+            }
+            Ok(interpreter)
+        }
+        _ => Err(SandboxError::NoBinfmt {
+            platform: platform.clone(),
+            reason: format!(
+                "this kernel cannot give the build its own binfmt_misc ({mount_error}; Linux >= 6.7 can) and the host has no enabled {} handler; install qemu-user-static and binfmt-support on the host (apt-get install qemu-user-static binfmt-support)",
+                path.display()
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_line_has_all_fields() {
+        let m = elf_match("aarch64").unwrap();
+        let line = register_line(m, Path::new("/usr/bin/qemu-aarch64-static"), "F").unwrap();
+        assert_eq!(
+            line,
+            r":qemu-aarch64:M:0:\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F"
+        );
+        assert!(register_line(m, Path::new("/a:b/qemu"), "F").is_err());
+    }
+
+    #[test]
+    fn every_qemu_name_of_common_platforms_has_a_handler() {
+        for p in [
+            "linux/arm64",
+            "linux/arm/v7",
+            "linux/386",
+            "linux/amd64",
+            "linux/ppc64le",
+            "linux/s390x",
+            "linux/riscv64",
+            "linux/mips64le",
+            "linux/loong64",
+        ] {
+            let platform: Platform = p.parse().unwrap();
+            let qemu = platform.qemu_name().unwrap();
+            assert!(elf_match(qemu).is_some(), "{p}");
+        }
+    }
+
+    fn unescape(s: &str) -> Vec<u8> {
+        s.split(r"\x")
+            .filter(|h| !h.is_empty())
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn magic_and_mask_agree_with_the_elf_decoder() {
+        for m in ELF_MATCHES {
+            let magic = unescape(m.magic);
+            let mask = unescape(m.mask);
+            assert_eq!(magic.len(), mask.len(), "{}", m.qemu);
+            let arch = elf_architecture(&magic).unwrap();
+            let platform = Platform::new("linux", arch, None);
+            assert_eq!(platform.qemu_name(), Some(m.qemu));
+            assert_eq!(
+                &mask[..4],
+                b"\xff\xff\xff\xff",
+                "{}: the ELF signature must be matched",
+                m.qemu
+            );
+        }
+    }
+
+    #[test]
+    fn probe_binary_is_a_386_elf() {
+        let elf = ia32_probe_binary();
+        assert_eq!(elf.len(), 96);
+        assert_eq!(elf_architecture(&elf), Some("386"));
+    }
+
+    #[test]
+    fn handler_file_parses() {
+        let text = "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: POCF\noffset 0\nmagic 7f45\nmask ffff\n";
+        let status = parse_handler(text);
+        assert!(status.enabled);
+        assert_eq!(
+            status.interpreter.as_deref(),
+            Some(Path::new("/usr/bin/qemu-aarch64-static"))
+        );
+        assert_eq!(status.flags, "POCF");
+        assert!(!parse_handler("disabled\n").enabled);
+    }
+
+    #[test]
+    fn elf_architecture_rejects_non_elf() {
+        assert_eq!(
+            elf_architecture(b"#!/bin/sh\necho hi\n and more bytes"),
+            None
+        );
+    }
+}

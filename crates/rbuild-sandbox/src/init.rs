@@ -1,0 +1,748 @@
+//! The sandbox helper: the program re-executed with [`INIT_ARG`] in fresh mount, pid,
+//! ipc, uts (and net) namespaces. Its first child is pid 1 of the step's pid
+//! namespace: it builds the root filesystem, pivots into it and supervises the
+//! step's command as a tiny init.
+
+use crate::binfmt::elf_architecture;
+use crate::idmap::{IdMaps, describe_map, id_maps, is_mapped};
+use crate::mounts::{Kind, ensure, fd_path, mkdir_in, open_in_root, symlink_in, touch_in};
+use crate::plan::{DEFAULT_PATH, env_value, find_in_path, overlay_data, step_env};
+use crate::run::{
+    EMPTY_LOWER_DIR, ErrorKind, ExitStatus, HOSTNAME_FILE, HOSTS_FILE, INIT_ARG, Network,
+    RESOLV_FILE, ROOT_DIR, Report, Rootfs, WireSpec,
+};
+use crate::user::{ResolvedUser, resolve_user};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
+use rbuild_core::Platform;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+type Failure = (ErrorKind, String);
+
+/// The `linux32` execution domain (`uname -m` reports the 32-bit machine).
+const PER_LINUX32: libc::c_ulong = 0x0008;
+
+fn setup_err(context: &str) -> impl FnOnce(std::io::Error) -> Failure + '_ {
+    move |e| (ErrorKind::Setup, format!("{context}: {e}"))
+}
+
+fn nix_err(context: &str) -> impl FnOnce(nix::Error) -> Failure + '_ {
+    move |e| (ErrorKind::Setup, format!("{context}: {e}"))
+}
+
+/// Writes JSON-line reports to the pipe `run` reads after the step ends.
+struct Reporter(RawFd);
+
+impl Reporter {
+    fn send(&self, report: &Report) {
+        let Ok(mut line) = serde_json::to_vec(report) else {
+            return;
+        };
+        line.push(b'\n');
+        let mut rest = line.as_slice();
+        while !rest.is_empty() {
+            // SAFETY: writing a valid buffer to a descriptor we hold.
+            let n = unsafe { libc::write(self.0, rest.as_ptr().cast(), rest.len()) };
+            if n <= 0 {
+                if n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                    continue;
+                }
+                return;
+            }
+            rest = &rest[n as usize..];
+        }
+    }
+
+    fn error(&self, (kind, message): Failure) {
+        self.send(&Report::Error { kind, message });
+    }
+
+    fn log(&self, message: String) {
+        self.send(&Report::Log { message });
+    }
+}
+
+/// Entry point of the sandbox helper; the program's `main` calls it first thing when
+/// `argv[1] == INIT_ARG`. Never returns.
+pub fn init_main() -> ! {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).map(|a| a.as_bytes()) != Some(INIT_ARG.as_bytes()) || args.len() != 3 {
+        eprintln!("rbuild: {INIT_ARG} expects exactly one argument (the step description)");
+        std::process::exit(125);
+    }
+    let spec: WireSpec = match std::fs::read(&args[2])
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!(
+                "rbuild: cannot read the step description {}: {e}",
+                Path::new(&args[2]).display()
+            );
+            std::process::exit(125);
+        }
+    };
+    // Keep the report pipe out of the step's command.
+    // SAFETY: plain fcntl on a descriptor number.
+    unsafe { libc::fcntl(spec.report_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let reporter = Reporter(spec.report_fd);
+    std::process::exit(outer(&spec, &reporter))
+}
+
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+extern "C" fn kill_everything(sig: libc::c_int) {
+    // SAFETY: kill and _exit are async-signal-safe; as pid 1, kill(-1) reaches every
+    // other process of the step's pid namespace.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        libc::_exit(128 + sig);
+    }
+}
+
+fn install(handler: extern "C" fn(libc::c_int)) {
+    let action = SigAction::new(
+        SigHandler::Handler(handler),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handlers only call async-signal-safe functions.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// The helper outside the new pid namespace: fork pid 1, forward signals, pass its status up.
+fn outer(spec: &WireSpec, reporter: &Reporter) -> i32 {
+    if let Err(e) = mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    ) {
+        reporter.error((
+            ErrorKind::Setup,
+            format!("make the step's mount tree private: {e}"),
+        ));
+        return 125;
+    }
+    // SAFETY: the helper is single-threaded.
+    match unsafe { fork() } {
+        Err(e) => {
+            reporter.error((ErrorKind::Setup, format!("fork the step's init: {e}")));
+            125
+        }
+        Ok(ForkResult::Child) => std::process::exit(pid1(spec, reporter)),
+        Ok(ForkResult::Parent { child }) => {
+            FORWARD_TO.store(child.as_raw(), Ordering::SeqCst);
+            install(forward_signal);
+            wait_for(child)
+        }
+    }
+}
+
+fn wait_for(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+/// Everything pid 1 worked out before starting the command.
+struct Prepared {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    path_var: String,
+    user: ResolvedUser,
+    set_groups: bool,
+    cwd: String,
+}
+
+/// Pid 1 of the step's pid namespace.
+fn pid1(spec: &WireSpec, reporter: &Reporter) -> i32 {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    match setup(spec, reporter) {
+        Ok(prepared) => supervise(spec, &prepared, reporter),
+        Err(failure) => {
+            reporter.error(failure);
+            125
+        }
+    }
+}
+
+fn setup(spec: &WireSpec, reporter: &Reporter) -> Result<Prepared, Failure> {
+    let root_path = spec.scratch_dir.join(ROOT_DIR);
+    mount_rootfs(spec, &root_path)?;
+    let root = nix::fcntl::open(
+        &root_path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(nix_err("open the step's root"))?;
+    let mut created = Vec::new();
+    mount_proc(&root, &root_path, &mut created)?;
+    mount_dev(&root, &root_path, &mut created, reporter)?;
+    mount_sys(&root, &root_path, &mut created, reporter)?;
+    bind_etc_files(spec, &root, &root_path, &mut created)?;
+    reporter.send(&Report::Created { paths: created });
+    if spec.network == Network::None {
+        if let Err(e) = loopback_up() {
+            reporter.log(format!("cannot bring the loopback interface up: {e}"));
+        }
+    }
+    if !spec.hostname.is_empty() {
+        nix::unistd::sethostname(&spec.hostname).map_err(nix_err("set the hostname"))?;
+    }
+    pivot_into(&root_path)?;
+    prepare_command(spec)
+}
+
+fn mount_rootfs(spec: &WireSpec, root_path: &Path) -> Result<(), Failure> {
+    match &spec.rootfs {
+        Rootfs::Overlay { lower, upper, work } => {
+            let lower = if lower.is_empty() {
+                vec![spec.scratch_dir.join(EMPTY_LOWER_DIR)]
+            } else {
+                lower.clone()
+            };
+            let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                .ok()
+                .flatten()
+                .unwrap_or(4096) as usize;
+            let data =
+                overlay_data(&lower, upper, work, page).map_err(|e| (ErrorKind::Setup, e))?;
+            if let Some(dir) = &data.chdir {
+                nix::unistd::chdir(dir).map_err(nix_err("enter the layers' directory"))?;
+            }
+            let result = mount(
+                Some("overlay"),
+                root_path,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data.options.as_str()),
+            );
+            let _ = nix::unistd::chdir("/");
+            result.map_err(|e| {
+                (
+                    ErrorKind::Setup,
+                    format!(
+                        "mount the overlay ({}) on {}: {e}",
+                        data.options,
+                        root_path.display()
+                    ),
+                )
+            })
+        }
+        Rootfs::Dir(dir) => mount(
+            Some(dir.as_path()),
+            root_path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            (
+                ErrorKind::Setup,
+                format!("bind {} on {}: {e}", dir.display(), root_path.display()),
+            )
+        }),
+    }
+}
+
+fn mount_proc(root: &OwnedFd, root_path: &Path, created: &mut Vec<PathBuf>) -> Result<(), Failure> {
+    let target = ensure(root, root_path, Path::new("proc"), Kind::Dir, created)
+        .map_err(setup_err("create /proc"))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("proc"),
+        &fd_path(&target),
+        Some("proc"),
+        flags,
+        None::<&str>,
+    )
+    .map_err(nix_err("mount /proc"))
+}
+
+fn mount_dev(
+    root: &OwnedFd,
+    root_path: &Path,
+    created: &mut Vec<PathBuf>,
+    reporter: &Reporter,
+) -> Result<(), Failure> {
+    let target = ensure(root, root_path, Path::new("dev"), Kind::Dir, created)
+        .map_err(setup_err("create /dev"))?;
+    mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(nix_err("mount a tmpfs on /dev"))?;
+    let dev = open_in_root(
+        root.as_fd(),
+        Path::new("dev"),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )
+    .map_err(setup_err("open /dev"))?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let node = touch_in(&dev, name).map_err(setup_err("create a device mountpoint"))?;
+        let source = format!("/dev/{name}");
+        mount(
+            Some(source.as_str()),
+            &fd_path(&node),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| (ErrorKind::Setup, format!("bind {source}: {e}")))?;
+    }
+    let pts = mkdir_in(&dev, "pts").map_err(setup_err("create /dev/pts"))?;
+    let pts_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    match mount(
+        Some("devpts"),
+        &fd_path(&pts),
+        Some("devpts"),
+        pts_flags,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    ) {
+        Ok(()) => symlink_in(&dev, "pts/ptmx", "ptmx").map_err(setup_err("link /dev/ptmx"))?,
+        Err(e) => reporter.log(format!("no /dev/pts: {e}")),
+    }
+    let shm = mkdir_in(&dev, "shm").map_err(setup_err("create /dev/shm"))?;
+    mount(
+        Some("shm"),
+        &fd_path(&shm),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(nix_err("mount /dev/shm"))?;
+    for (target, name) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        symlink_in(&dev, target, name).map_err(setup_err("link /dev/fd"))?;
+    }
+    Ok(())
+}
+
+/// Mount flags a bind remount must keep, because the kernel locks them on mounts
+/// inherited from a more privileged namespace.
+fn locked_flags(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+fn mount_sys(
+    root: &OwnedFd,
+    root_path: &Path,
+    created: &mut Vec<PathBuf>,
+    reporter: &Reporter,
+) -> Result<(), Failure> {
+    let target = ensure(root, root_path, Path::new("sys"), Kind::Dir, created)
+        .map_err(setup_err("create /sys"))?;
+    if let Err(e) = mount(
+        Some("/sys"),
+        &fd_path(&target),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        reporter.log(format!("no /sys: binding the host's failed: {e}"));
+        return Ok(());
+    }
+    let sys = open_in_root(
+        root.as_fd(),
+        Path::new("sys"),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )
+    .map_err(setup_err("open /sys"))?;
+    let path = fd_path(&sys);
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&path);
+    if let Err(e) = mount(None::<&str>, &path, None::<&str>, flags, None::<&str>) {
+        reporter.log(format!("no /sys: cannot make it read-only: {e}"));
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+    }
+    Ok(())
+}
+
+fn bind_etc_files(
+    spec: &WireSpec,
+    root: &OwnedFd,
+    root_path: &Path,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), Failure> {
+    for (inside, file) in [
+        ("etc/hosts", HOSTS_FILE),
+        ("etc/resolv.conf", RESOLV_FILE),
+        ("etc/hostname", HOSTNAME_FILE),
+    ] {
+        if file == HOSTNAME_FILE && spec.hostname.is_empty() {
+            continue;
+        }
+        let target = ensure(root, root_path, Path::new(inside), Kind::File, created)
+            .map_err(|e| (ErrorKind::Setup, format!("create /{inside}: {e}")))?;
+        let source = spec.scratch_dir.join(file);
+        mount(
+            Some(source.as_path()),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| (ErrorKind::Setup, format!("bind /{inside}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a plain socket and two ioctls on a zeroed, NUL-terminated ifreq.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let mut result = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+        if result == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            result = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(sock);
+        if result != 0 { Err(err) } else { Ok(()) }
+    }
+}
+
+fn pivot_into(root_path: &Path) -> Result<(), Failure> {
+    nix::unistd::chdir(root_path).map_err(nix_err("enter the step's root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(nix_err("pivot_root into the step's root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(nix_err("detach the old root"))?;
+    nix::unistd::chdir("/").map_err(nix_err("enter /"))
+}
+
+fn cstrings(items: &[String]) -> Result<Vec<CString>, Failure> {
+    items
+        .iter()
+        .map(|s| {
+            CString::new(s.as_str()).map_err(|_| {
+                (
+                    ErrorKind::Setup,
+                    "a NUL byte in the command or environment".to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn prepare_command(spec: &WireSpec) -> Result<Prepared, Failure> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    let group = std::fs::read_to_string("/etc/group").ok();
+    let user = resolve_user(&spec.user, passwd.as_deref(), group.as_deref())
+        .map_err(|e| (ErrorKind::User, e))?;
+    let maps = id_maps().map_err(|e| (ErrorKind::Setup, e.to_string()))?;
+    check_mapped(&spec.user, &user, &maps)?;
+    let set_groups = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() == "allow")
+        .unwrap_or(false);
+    std::fs::create_dir_all(&spec.cwd).map_err(|e| {
+        (
+            ErrorKind::Setup,
+            format!("create the working directory {}: {e}", spec.cwd),
+        )
+    })?;
+    let env = step_env(&spec.env, &user.home);
+    let path_var = env_value(&env, "PATH").unwrap_or(DEFAULT_PATH).to_string();
+    Ok(Prepared {
+        argv: cstrings(&spec.argv)?,
+        env: cstrings(&env)?,
+        path_var,
+        user,
+        set_groups,
+        cwd: spec.cwd.clone(),
+    })
+}
+
+/// Fails clearly when the step's user or group has no id in the build's user namespace.
+fn check_mapped(spec_user: &str, user: &ResolvedUser, maps: &IdMaps) -> Result<(), Failure> {
+    let hint = "without subordinate ids (an /etc/subuid range and newuidmap) a rootless build can only run steps as root";
+    let shown = if spec_user.is_empty() {
+        "root"
+    } else {
+        spec_user
+    };
+    if !is_mapped(&maps.uid, user.uid) {
+        return Err((
+            ErrorKind::User,
+            format!(
+                "user {shown} (uid {}) is not mapped in the build's user namespace (uid map {}); {hint}",
+                user.uid,
+                describe_map(&maps.uid)
+            ),
+        ));
+    }
+    if !is_mapped(&maps.gid, user.gid) {
+        return Err((
+            ErrorKind::User,
+            format!(
+                "group {} of user {shown} is not mapped in the build's user namespace (gid map {}); {hint}",
+                user.gid,
+                describe_map(&maps.gid)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the command and reaps every process until it ends; returns pid 1's exit code.
+fn supervise(spec: &WireSpec, prepared: &Prepared, reporter: &Reporter) -> i32 {
+    install(kill_everything);
+    // SAFETY: pid 1 is single-threaded.
+    let child = match unsafe { fork() } {
+        Err(e) => {
+            reporter.error((ErrorKind::Setup, format!("fork the step's command: {e}")));
+            return 125;
+        }
+        Ok(ForkResult::Child) => {
+            let failure = exec_command(spec, prepared);
+            reporter.error(failure);
+            // SAFETY: leave without running exit handlers of pid 1's copy.
+            unsafe { libc::_exit(127) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    loop {
+        match waitpid(None::<Pid>, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => {
+                reporter.send(&Report::Exited {
+                    status: ExitStatus::Code(code),
+                });
+                return code;
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                reporter.send(&Report::Exited {
+                    status: ExitStatus::Signal(sig as i32),
+                });
+                return 128 + sig as i32;
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                reporter.error((ErrorKind::Setup, format!("lost the step's command: {e}")));
+                return 125;
+            }
+        }
+    }
+}
+
+/// Resets what the helper changed in its process state so the command starts clean.
+fn reset_process_state() {
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: restoring default dispositions.
+            let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
+    let _ = nix::unistd::setsid();
+    // SAFETY: marks every descriptor above stderr close-on-exec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
+/// In the command's process: become the user, enter the working dir, exec. Returns only on failure.
+fn exec_command(spec: &WireSpec, p: &Prepared) -> Failure {
+    reset_process_state();
+    if spec.linux32 {
+        // SAFETY: personality only changes this process's execution domain.
+        if unsafe { libc::personality(PER_LINUX32) } == -1 {
+            return (
+                ErrorKind::Setup,
+                format!(
+                    "set the linux32 personality: {}",
+                    std::io::Error::last_os_error()
+                ),
+            );
+        }
+    }
+    if let Err(failure) = become_user(p) {
+        return failure;
+    }
+    if let Err(e) = nix::unistd::chdir(p.cwd.as_str()) {
+        return (
+            ErrorKind::Setup,
+            format!("enter the working directory {}: {e}", p.cwd),
+        );
+    }
+    let name = spec.argv[0].as_str();
+    let Some(path) = find_in_path(name, &p.path_var, is_executable) else {
+        return (
+            ErrorKind::Exec,
+            format!(
+                "exec: {name:?}: executable file not found in $PATH ({})",
+                p.path_var
+            ),
+        );
+    };
+    let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
+        return (ErrorKind::Exec, format!("exec {name:?}: invalid path"));
+    };
+    let err = match nix::unistd::execve(&cpath, &p.argv, &p.env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    (
+        ErrorKind::Exec,
+        exec_failure_message(&path, err, &spec.platform, spec.emulated),
+    )
+}
+
+fn become_user(p: &Prepared) -> Result<(), Failure> {
+    let u = &p.user;
+    if p.set_groups {
+        let groups: Vec<Gid> = u.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups).map_err(|e| {
+            (
+                ErrorKind::User,
+                format!("set supplementary groups {:?}: {e}", u.groups),
+            )
+        })?;
+    }
+    nix::unistd::setgid(Gid::from_raw(u.gid))
+        .map_err(|e| (ErrorKind::User, format!("setgid({}): {e}", u.gid)))?;
+    nix::unistd::setuid(Uid::from_raw(u.uid))
+        .map_err(|e| (ErrorKind::User, format!("setuid({}): {e}", u.uid)))
+}
+
+fn is_executable(path: &Path) -> bool {
+    path.is_file() && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+/// A message that says why exec failed, naming the binary's architecture on ENOEXEC.
+fn exec_failure_message(path: &Path, err: nix::Error, platform: &str, emulated: bool) -> String {
+    let shown = path.display();
+    match err {
+        nix::errno::Errno::ENOEXEC => {
+            let mut header = [0u8; 64];
+            let read = std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read(&mut f, &mut header));
+            match read.ok().and_then(|n| elf_architecture(&header[..n])) {
+                Some(arch) => {
+                    let binary = Platform::new("linux", arch, None);
+                    let how = if emulated {
+                        "is emulated"
+                    } else {
+                        "runs natively"
+                    };
+                    format!(
+                        "exec format error: {shown} is a {binary} binary and no emulator is registered for it (the step's platform {platform} {how})"
+                    )
+                }
+                None => format!(
+                    "exec format error: {shown} is neither a binary for this platform nor a script with a #! line"
+                ),
+            }
+        }
+        nix::errno::Errno::ENOENT => {
+            format!(
+                "exec {shown}: no such file or directory (is its #! interpreter or ELF loader missing?)"
+            )
+        }
+        other => format!("exec {shown}: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmapped_users_get_a_clear_error() {
+        let maps = IdMaps::single(1000, 1000);
+        let nobody = ResolvedUser {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534],
+            home: "/".into(),
+        };
+        let (kind, msg) = check_mapped("nobody", &nobody, &maps).unwrap_err();
+        assert!(matches!(kind, ErrorKind::User));
+        assert!(
+            msg.starts_with("user nobody (uid 65534) is not mapped"),
+            "{msg}"
+        );
+        let root = ResolvedUser {
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            home: "/root".into(),
+        };
+        assert!(check_mapped("", &root, &maps).is_ok());
+        let odd_group = ResolvedUser {
+            uid: 0,
+            gid: 5,
+            groups: vec![5],
+            home: "/root".into(),
+        };
+        assert!(
+            check_mapped("0:5", &odd_group, &maps)
+                .unwrap_err()
+                .1
+                .starts_with("group 5")
+        );
+    }
+}

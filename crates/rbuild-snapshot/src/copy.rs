@@ -1,0 +1,518 @@
+//! COPY (and ADD from local files) with Docker/BuildKit semantics, writing into a fresh layer
+//! directory that is stacked on top of the destination image.
+
+use std::borrow::Cow;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, SnapshotError};
+use crate::pattern;
+use crate::stack::{Found, LayerStack, abs_display};
+use crate::sys::{self, Chowner};
+
+/// Where COPY reads from.
+#[derive(Debug, Clone, Copy)]
+pub enum CopySource<'a> {
+    /// The build context directory; source paths are relative to it and cannot leave it.
+    Context(&'a Path),
+    /// The merged layers of another stage or image (`COPY --from`).
+    Stack(&'a LayerStack),
+}
+
+/// The flags of one COPY instruction.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// `--chown`, already resolved to numeric ids. `None`: context files become 0:0 and files
+    /// from a stack keep their ids.
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod`, applied to every copied file and directory.
+    pub chmod: Option<u32>,
+    /// The working directory a relative destination is relative to (`/` when empty).
+    pub workdir: String,
+}
+
+/// What a COPY wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Regular files copied.
+    pub files: u64,
+    /// Directories created (copied, carried from the destination image, or new parents).
+    pub dirs: u64,
+    /// Symlinks copied.
+    pub symlinks: u64,
+    /// Devices and fifos copied.
+    pub nodes: u64,
+    /// Entries skipped (sockets, devices that cannot be created here).
+    pub skipped: u64,
+    /// Bytes of file content copied.
+    pub bytes: u64,
+}
+
+/// Runs one COPY: expands `srcs` (Go `filepath.Match` wildcards) in `source`, and writes the
+/// result into the empty layer directory `out`, which is meant to be stacked on `dest_stack`.
+///
+/// Directory sources copy their contents; a file goes to `dest/<name>` when `dest` ends in `/`,
+/// is an existing directory, or there are several sources. Destination symlinks are resolved
+/// inside `dest_stack`'s root, and every existing directory on the way to the destination is
+/// carried into `out` with its metadata from `dest_stack`.
+pub fn copy(
+    source: CopySource<'_>,
+    srcs: &[String],
+    dest: &str,
+    dest_stack: &LayerStack,
+    out: &Path,
+    opts: &CopyOptions,
+) -> Result<CopyStats, SnapshotError> {
+    let (src_stack, keep_ids) = match source {
+        CopySource::Context(dir) => (Cow::Owned(LayerStack::plain(dir.to_path_buf())), false),
+        CopySource::Stack(stack) => (Cow::Borrowed(stack), true),
+    };
+    if srcs.is_empty() {
+        return Err(SnapshotError::SourceNotFound {
+            pattern: String::new(),
+        });
+    }
+    let mut items = Vec::new();
+    for src in srcs {
+        items.extend(expand(&src_stack, src)?);
+    }
+    let dir_syntax = dest.is_empty() || dest == "." || dest.ends_with('/') || dest.ends_with("/.");
+    if items.len() > 1 && !dir_syntax {
+        return Err(SnapshotError::MultipleSourcesNeedDir);
+    }
+
+    let full_dest = absolute_dest(dest, &opts.workdir);
+    let partial = dest_stack.walk_partial(OsStr::new(&full_dest))?;
+    let dest_exists = partial.missing.is_empty();
+    let dest_is_dir = dest_exists && partial.found.as_ref().is_none_or(|f| f.meta.is_dir());
+    let mut dest_comps = partial.existing.clone();
+    dest_comps.extend(partial.missing.iter().cloned());
+
+    let mut copier = Copier {
+        src: &src_stack,
+        dest: dest_stack,
+        out: out.to_path_buf(),
+        opts,
+        keep_ids,
+        chown: Chowner::default(),
+        deferred: Vec::new(),
+        stats: CopyStats::default(),
+    };
+    let many = items.len() > 1;
+    for item in &items {
+        let not_dir = || SnapshotError::DestNotDirectory {
+            path: abs_display(&dest_comps),
+        };
+        if item.found.meta.is_dir() {
+            if dest_exists && !dest_is_dir {
+                return Err(not_dir());
+            }
+            copier.ensure_dirs(&dest_comps, Some(&item.found.meta), Some(&item.found))?;
+            copier.copy_children(&item.found, &dest_comps)?;
+        } else if dir_syntax || dest_is_dir || many {
+            if dest_exists && !dest_is_dir {
+                return Err(not_dir());
+            }
+            copier.ensure_dirs(&dest_comps, None, None)?;
+            let mut target = dest_comps.clone();
+            target.push(item.name.clone());
+            copier.copy_entry(&item.found, &target)?;
+        } else {
+            let Some((_, parents)) = dest_comps.split_last() else {
+                return Err(not_dir());
+            };
+            copier.ensure_dirs(parents, None, None)?;
+            copier.copy_entry(&item.found, &dest_comps)?;
+        }
+    }
+    copier.finish()?;
+    Ok(copier.stats)
+}
+
+/// One matched source: the name it is copied under and the (followed) file it stands for.
+struct SrcItem {
+    name: OsString,
+    found: Found,
+}
+
+/// `dest` made absolute against `workdir` and lexically cleaned (`..` clamped at the root).
+fn absolute_dest(dest: &str, workdir: &str) -> String {
+    let joined = if dest.starts_with('/') {
+        dest.to_string()
+    } else {
+        format!(
+            "{}/{}",
+            if workdir.is_empty() { "/" } else { workdir },
+            dest
+        )
+    };
+    let comps = clean_components(&joined);
+    format!("/{}", comps.join("/"))
+}
+
+/// Splits a path into components, dropping `.` and resolving `..` lexically, clamped at root.
+fn clean_components(path: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Expands one COPY source (possibly with wildcards) into the files it names, in walk order.
+fn expand(stack: &LayerStack, src: &str) -> Result<Vec<SrcItem>, SnapshotError> {
+    let comps = clean_components(src);
+    let not_found = || SnapshotError::SourceNotFound {
+        pattern: src.to_string(),
+    };
+    let Some(first_wild) = comps.iter().position(|c| pattern::has_wildcards(c)) else {
+        let path = format!("/{}", comps.join("/"));
+        let (_, found) = stack.walk(OsStr::new(&path), true)?.ok_or_else(not_found)?;
+        let name = OsString::from(comps.last().copied().unwrap_or("/"));
+        return Ok(vec![SrcItem { name, found }]);
+    };
+    let base = format!("/{}", comps[..first_wild].join("/"));
+    let (base_comps, base_found) = stack.walk(OsStr::new(&base), true)?.ok_or_else(not_found)?;
+    let mut current = vec![(base_comps, base_found)];
+    for comp in &comps[first_wild..] {
+        let mut next = Vec::new();
+        for (parent_comps, parent) in &current {
+            if !parent.meta.is_dir() {
+                continue;
+            }
+            for name in stack.list(parent)? {
+                let matched = pattern::matches(comp, &name.to_string_lossy()).map_err(|_| {
+                    SnapshotError::BadPattern {
+                        pattern: src.to_string(),
+                    }
+                })?;
+                if !matched {
+                    continue;
+                }
+                if let Some(child) = stack.child(parent, &name)? {
+                    let mut child_comps = parent_comps.clone();
+                    child_comps.push(name);
+                    next.push((child_comps, child));
+                }
+            }
+        }
+        current = next;
+    }
+    if current.is_empty() {
+        return Err(not_found());
+    }
+    let mut items = Vec::with_capacity(current.len());
+    for (comps, found) in current {
+        let name = comps.last().cloned().unwrap_or_default();
+        let found = if found.meta.file_type().is_symlink() {
+            let path = abs_display(&comps);
+            let (_, target) = stack.walk(OsStr::new(&path), true)?.ok_or_else(|| {
+                SnapshotError::SourceNotFound {
+                    pattern: path.clone(),
+                }
+            })?;
+            target
+        } else {
+            found
+        };
+        items.push(SrcItem { name, found });
+    }
+    Ok(items)
+}
+
+struct Copier<'a> {
+    src: &'a LayerStack,
+    dest: &'a LayerStack,
+    out: PathBuf,
+    opts: &'a CopyOptions,
+    keep_ids: bool,
+    chown: Chowner,
+    /// Directories whose mode (if any) and times are set once their contents are written.
+    deferred: Vec<(PathBuf, Option<u32>, i64, u32)>,
+    stats: CopyStats,
+}
+
+impl Copier<'_> {
+    fn out_path(&self, comps: &[OsString]) -> PathBuf {
+        let mut p = self.out.clone();
+        p.extend(comps);
+        p
+    }
+
+    /// The owner a copied file gets.
+    fn ids_for(&self, meta: &Metadata) -> (u32, u32) {
+        match self.opts.chown {
+            Some(ids) => ids,
+            None if self.keep_ids => (meta.uid(), meta.gid()),
+            None => (0, 0),
+        }
+    }
+
+    /// The permission bits a copied file or directory gets.
+    fn mode_for(&self, meta: &Metadata) -> u32 {
+        self.opts.chmod.unwrap_or(meta.mode()) & 0o7777
+    }
+
+    /// Creates every directory of `comps` in `out` that is not there yet: directories that exist
+    /// in the destination image are carried with their metadata; missing ones get mode 0755 and
+    /// the `--chown` ids, except the last one when `last_from` gives a source directory to take
+    /// mode, times and xattrs from.
+    fn ensure_dirs(
+        &mut self,
+        comps: &[OsString],
+        last_from: Option<&Metadata>,
+        last_src: Option<&Found>,
+    ) -> Result<(), SnapshotError> {
+        for i in 0..comps.len() {
+            let prefix = &comps[..=i];
+            let path = self.out_path(prefix);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => {
+                    return Err(SnapshotError::DestNotDirectory {
+                        path: abs_display(prefix),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SnapshotError::io("stat", path, e)),
+            }
+            let is_last = i + 1 == comps.len();
+            match self.dest.lookup_exact(prefix)? {
+                Some(existing) if existing.meta.is_dir() => self.carry_dir(&path, &existing)?,
+                Some(_) => {
+                    return Err(SnapshotError::DestNotDirectory {
+                        path: abs_display(prefix),
+                    });
+                }
+                None => match (is_last, last_from, last_src) {
+                    (true, Some(meta), Some(src)) => self.new_dir_like(&path, meta, &src.host)?,
+                    _ => self.new_parent_dir(&path)?,
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Recreates an existing destination directory in `out` with its metadata.
+    fn carry_dir(&mut self, path: &Path, existing: &Found) -> Result<(), SnapshotError> {
+        let meta = &existing.meta;
+        DirBuilder::new()
+            .mode(0o755)
+            .create(path)
+            .ctx("mkdir", path)?;
+        self.chown.lchown(path, meta.uid(), meta.gid())?;
+        self.copy_xattrs(&existing.host, path)?;
+        self.deferred.push((
+            path.to_path_buf(),
+            Some(meta.mode() & 0o7777),
+            meta.mtime(),
+            meta.mtime_nsec() as u32,
+        ));
+        self.stats.dirs += 1;
+        Ok(())
+    }
+
+    /// A missing parent of the destination: 0755, owned by the `--chown` ids or 0:0.
+    fn new_parent_dir(&mut self, path: &Path) -> Result<(), SnapshotError> {
+        DirBuilder::new()
+            .mode(0o755)
+            .create(path)
+            .ctx("mkdir", path)?;
+        sys::set_mode(path, 0o755).ctx("chmod", path)?;
+        let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
+        self.chown.lchown(path, uid, gid)?;
+        self.stats.dirs += 1;
+        Ok(())
+    }
+
+    /// A missing destination directory that receives a source directory's contents takes that
+    /// directory's mode, times and xattrs.
+    fn new_dir_like(
+        &mut self,
+        path: &Path,
+        meta: &Metadata,
+        host: &Path,
+    ) -> Result<(), SnapshotError> {
+        DirBuilder::new()
+            .mode(0o755)
+            .create(path)
+            .ctx("mkdir", path)?;
+        let (uid, gid) = self.ids_for(meta);
+        self.chown.lchown(path, uid, gid)?;
+        self.copy_xattrs(host, path)?;
+        self.deferred.push((
+            path.to_path_buf(),
+            Some(self.mode_for(meta)),
+            meta.mtime(),
+            meta.mtime_nsec() as u32,
+        ));
+        self.stats.dirs += 1;
+        Ok(())
+    }
+
+    fn copy_children(&mut self, dir: &Found, target: &[OsString]) -> Result<(), SnapshotError> {
+        for name in self.src.list(dir)? {
+            let Some(child) = self.src.child(dir, &name)? else {
+                continue;
+            };
+            let mut child_target = target.to_vec();
+            child_target.push(name);
+            self.copy_entry(&child, &child_target)?;
+        }
+        Ok(())
+    }
+
+    /// Copies one file, symlink, node or directory tree to `target` (components inside `out`).
+    fn copy_entry(&mut self, src: &Found, target: &[OsString]) -> Result<(), SnapshotError> {
+        let path = self.out_path(target);
+        let meta = &src.meta;
+        let ft = meta.file_type();
+        if ft.is_socket() || (ft.is_char_device() && meta.rdev() == 0) {
+            tracing::debug!(path = %src.host.display(), "not copying socket or whiteout-like device");
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let existing_dir = clear_target(&path, meta.is_dir())?;
+        if meta.is_dir() {
+            if !existing_dir {
+                DirBuilder::new()
+                    .mode(0o755)
+                    .create(&path)
+                    .ctx("mkdir", &path)?;
+            }
+            let (uid, gid) = self.ids_for(meta);
+            self.chown.lchown(&path, uid, gid)?;
+            self.copy_xattrs(&src.host, &path)?;
+            self.deferred.push((
+                path.clone(),
+                Some(self.mode_for(meta)),
+                meta.mtime(),
+                meta.mtime_nsec() as u32,
+            ));
+            self.stats.dirs += 1;
+            return self.copy_children(src, target);
+        }
+        if ft.is_file() {
+            self.copy_file(&src.host, &path)?;
+            self.stats.files += 1;
+            self.stats.bytes += meta.len();
+        } else if ft.is_symlink() {
+            let link = fs::read_link(&src.host).ctx("read link", &src.host)?;
+            std::os::unix::fs::symlink(&link, &path).ctx("symlink", &path)?;
+            let (uid, gid) = self.ids_for(meta);
+            self.chown.lchown(&path, uid, gid)?;
+            sys::set_times(&path, meta.mtime(), meta.mtime_nsec() as u32)
+                .ctx("set times of", &path)?;
+            self.stats.symlinks += 1;
+            return Ok(());
+        } else if !self.make_node(meta, &path)? {
+            return Ok(());
+        }
+        let (uid, gid) = self.ids_for(meta);
+        self.chown.lchown(&path, uid, gid)?;
+        sys::set_mode(&path, self.mode_for(meta)).ctx("chmod", &path)?;
+        self.copy_xattrs(&src.host, &path)?;
+        sys::set_times(&path, meta.mtime(), meta.mtime_nsec() as u32).ctx("set times of", &path)
+    }
+
+    fn copy_file(&mut self, from: &Path, to: &Path) -> Result<(), SnapshotError> {
+        let mut input = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(from)
+            .ctx("open", from)?;
+        let mut output = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(to)
+            .ctx("create", to)?;
+        io::copy(&mut input, &mut output).ctx("copy to", to)?;
+        Ok(())
+    }
+
+    /// Recreates a device or fifo; false when devices cannot be created here.
+    fn make_node(&mut self, meta: &Metadata, path: &Path) -> Result<bool, SnapshotError> {
+        let ft = meta.file_type();
+        let kind = if ft.is_char_device() {
+            libc::S_IFCHR
+        } else if ft.is_block_device() {
+            libc::S_IFBLK
+        } else {
+            libc::S_IFIFO
+        };
+        let (major, minor) = sys::dev_parts(meta.rdev());
+        match sys::mknod(path, kind, meta.mode(), major, minor) {
+            Ok(()) => {
+                self.stats.nodes += 1;
+                Ok(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::warn!(path = %path.display(), "skipping device node: creating devices is not permitted here");
+                self.stats.skipped += 1;
+                Ok(false)
+            }
+            Err(e) => Err(SnapshotError::io("mknod", path, e)),
+        }
+    }
+
+    fn copy_xattrs(&self, from: &Path, to: &Path) -> Result<(), SnapshotError> {
+        for (name, value) in sys::layer_xattrs(from)? {
+            if let Err(e) = sys::set_xattr(to, &name, &value) {
+                tracing::debug!(path = %to.display(), xattr = %name, error = %e, "skipping xattr");
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SnapshotError> {
+        for (path, mode, sec, nsec) in std::mem::take(&mut self.deferred) {
+            if let Some(mode) = mode {
+                sys::set_mode(&path, mode).ctx("chmod", &path)?;
+            }
+            sys::set_times(&path, sec, nsec).ctx("set times of", &path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes whatever stands at `path` in `out` unless it is a directory and a directory is
+/// wanted; returns whether a directory stays.
+fn clear_target(path: &Path, want_dir: bool) -> Result<bool, SnapshotError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(SnapshotError::io("stat", path, e)),
+        Ok(m) if m.is_dir() && want_dir => Ok(true),
+        Ok(m) if m.is_dir() => {
+            fs::remove_dir_all(path).ctx("remove", path)?;
+            Ok(false)
+        }
+        Ok(_) => {
+            fs::remove_file(path).ctx("remove", path)?;
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_made_absolute_and_clean() {
+        assert_eq!(absolute_dest("app/", "/work"), "/work/app");
+        assert_eq!(absolute_dest(".", "/work"), "/work");
+        assert_eq!(absolute_dest("/x/../../y", "/work"), "/y");
+        assert_eq!(absolute_dest("x", ""), "/x");
+    }
+}

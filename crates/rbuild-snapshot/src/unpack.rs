@@ -1,0 +1,547 @@
+//! Layer tar -> overlay-format directory.
+//!
+//! The destination is only ever written through paths whose parent components were checked to be
+//! real directories inside it (never symlinks), and final components are created fresh (after
+//! removing whatever was there), so a hostile layer cannot write outside `dest`.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use tar::EntryType;
+
+use crate::error::{IoContext, SnapshotError};
+use crate::sys::{self, Chowner};
+
+/// What an unpack did, for progress reports and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UnpackStats {
+    /// Tar entries read (extension headers not counted).
+    pub entries: u64,
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Hardlinks created.
+    pub hardlinks: u64,
+    /// Character and block devices created.
+    pub devices: u64,
+    /// Fifos created.
+    pub fifos: u64,
+    /// Whiteouts (`.wh.<name>`) turned into 0:0 character devices.
+    pub whiteouts: u64,
+    /// Opaque markers (`.wh..wh..opq`) turned into the opaque xattr.
+    pub opaque_dirs: u64,
+    /// Entries skipped (devices that cannot be created here, unknown `.wh..wh.` markers).
+    pub skipped: u64,
+    /// Bytes of regular file content written.
+    pub bytes: u64,
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Unpacks one uncompressed layer tar stream into the empty directory `dest`, in overlay
+/// (`userxattr`) format, so that `dest` can serve as an overlay lowerdir.
+///
+/// Whiteouts become 0:0 character devices and opaque markers the `user.overlay.opaque` xattr.
+/// Ownership is best effort (ids that are not mapped are kept as they are), devices that cannot
+/// be created are skipped with a warning, and paths that would leave `dest` are refused.
+pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, SnapshotError> {
+    let mut archive = tar::Archive::new(tar);
+    let mut state = Unpacker {
+        dest: dest.to_path_buf(),
+        chown: Chowner::default(),
+        stats: UnpackStats::default(),
+        dirs: Vec::new(),
+    };
+    let entries = archive.entries().map_err(SnapshotError::TarRead)?;
+    for entry in entries {
+        let mut entry = entry.map_err(SnapshotError::TarRead)?;
+        state.entry(&mut entry)?;
+    }
+    state.finish_dirs()?;
+    Ok(state.stats)
+}
+
+/// Metadata of one entry, merged from the header and its PAX records.
+struct EntryMeta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    mtime_nsec: u32,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+struct Unpacker {
+    dest: PathBuf,
+    chown: Chowner,
+    stats: UnpackStats,
+    /// Directories whose mode and mtime are set once all content is in place.
+    dirs: Vec<(PathBuf, u32, i64, u32)>,
+}
+
+impl Unpacker {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), SnapshotError> {
+        let raw_path = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            tracing::debug!(path = %shown, "ignoring global pax header");
+            return Ok(());
+        }
+        self.stats.entries += 1;
+        let meta = entry_meta(entry, &shown)?;
+        let comps = clean_path(&raw_path, &shown)?;
+
+        if let Some(name) = comps.last().and_then(|n| n.to_str()) {
+            if name == OPAQUE_MARKER {
+                return self.opaque(&comps[..comps.len() - 1]);
+            }
+            if name.starts_with(WHITEOUT_META_PREFIX) {
+                tracing::debug!(path = %shown, "skipping unknown whiteout marker");
+                self.stats.skipped += 1;
+                return Ok(());
+            }
+            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                return self.whiteout(&comps, hidden, &meta, &shown);
+            }
+        }
+
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.file(entry, &comps, &meta)
+            }
+            EntryType::Directory => self.dir(&comps, &meta),
+            EntryType::Symlink => {
+                let target = link_name(entry, &shown)?;
+                self.symlink(&comps, &target, &meta)
+            }
+            EntryType::Link => {
+                let target = link_name(entry, &shown)?;
+                self.hardlink(&comps, &target, &shown)
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let header = entry.header();
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                self.node(&comps, kind, major, minor, &meta, &shown)
+            }
+            other => Err(SnapshotError::UnsupportedEntry {
+                path: shown,
+                reason: format!("entry type {other:?}"),
+            }),
+        }
+    }
+
+    fn target(&self, comps: &[OsString]) -> PathBuf {
+        let mut p = self.dest.clone();
+        p.extend(comps);
+        p
+    }
+
+    /// Makes sure every parent of `comps` is a real directory inside dest (creating missing ones),
+    /// then clears the final component unless it is a directory and a directory is wanted.
+    /// Returns the target path and whether a directory already stands there.
+    fn prepare(
+        &mut self,
+        comps: &[OsString],
+        want_dir: bool,
+        shown: &str,
+    ) -> Result<(PathBuf, bool), SnapshotError> {
+        if comps.is_empty() {
+            return Ok((self.dest.clone(), true));
+        }
+        ensure_real_dirs(&self.dest, &comps[..comps.len() - 1], true, shown)?;
+        let target = self.target(comps);
+        match fs::symlink_metadata(&target) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((target, false)),
+            Err(e) => Err(SnapshotError::io("stat", target, e)),
+            Ok(m) if m.is_dir() && want_dir => Ok((target, true)),
+            Ok(m) if m.is_dir() => {
+                fs::remove_dir_all(&target).ctx("remove", &target)?;
+                Ok((target, false))
+            }
+            Ok(_) => {
+                fs::remove_file(&target).ctx("remove", &target)?;
+                Ok((target, false))
+            }
+        }
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        comps: &[OsString],
+        meta: &EntryMeta,
+    ) -> Result<(), SnapshotError> {
+        let shown = display_of(comps);
+        let (target, _) = self.prepare(comps, false, &shown)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&target)
+            .ctx("create", &target)?;
+        let n = io::copy(entry, &mut file).map_err(SnapshotError::TarRead)?;
+        drop(file);
+        self.stats.bytes += n;
+        self.stats.files += 1;
+        self.apply_meta(&target, meta, true)
+    }
+
+    fn dir(&mut self, comps: &[OsString], meta: &EntryMeta) -> Result<(), SnapshotError> {
+        let shown = display_of(comps);
+        let (target, exists) = self.prepare(comps, true, &shown)?;
+        if !exists {
+            DirBuilder::new()
+                .mode(0o755)
+                .create(&target)
+                .ctx("mkdir", &target)?;
+        }
+        self.stats.dirs += 1;
+        self.chown.lchown(&target, meta.uid, meta.gid)?;
+        self.set_xattrs(&target, &meta.xattrs);
+        self.dirs
+            .push((target, meta.mode, meta.mtime, meta.mtime_nsec));
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        comps: &[OsString],
+        link: &[u8],
+        meta: &EntryMeta,
+    ) -> Result<(), SnapshotError> {
+        let shown = display_of(comps);
+        if comps.is_empty() {
+            return Err(unsafe_path(&shown, "the root cannot be a symlink"));
+        }
+        let (target, _) = self.prepare(comps, false, &shown)?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(link), &target).ctx("symlink", &target)?;
+        self.stats.symlinks += 1;
+        self.apply_meta(&target, meta, false)
+    }
+
+    fn hardlink(
+        &mut self,
+        comps: &[OsString],
+        link: &[u8],
+        shown: &str,
+    ) -> Result<(), SnapshotError> {
+        let link_display = String::from_utf8_lossy(link).into_owned();
+        let link_comps = clean_path(link, &link_display)?;
+        let bad = || SnapshotError::BadHardlink {
+            path: shown.to_string(),
+            target: link_display.clone(),
+        };
+        if comps.is_empty() || link_comps.is_empty() {
+            return Err(bad());
+        }
+        if link_comps == comps {
+            return Ok(());
+        }
+        ensure_real_dirs(
+            &self.dest,
+            &link_comps[..link_comps.len() - 1],
+            false,
+            shown,
+        )?;
+        let source = self.target(&link_comps);
+        match fs::symlink_metadata(&source) {
+            Ok(m) if !m.is_dir() => {}
+            _ => return Err(bad()),
+        }
+        let (target, _) = self.prepare(comps, false, shown)?;
+        fs::hard_link(&source, &target).ctx("hardlink", &target)?;
+        self.stats.hardlinks += 1;
+        Ok(())
+    }
+
+    fn node(
+        &mut self,
+        comps: &[OsString],
+        kind: EntryType,
+        major: u32,
+        minor: u32,
+        meta: &EntryMeta,
+        shown: &str,
+    ) -> Result<(), SnapshotError> {
+        if comps.is_empty() {
+            return Err(unsafe_path(shown, "the root must be a directory"));
+        }
+        let ifmt = match kind {
+            EntryType::Char => libc::S_IFCHR,
+            EntryType::Block => libc::S_IFBLK,
+            _ => libc::S_IFIFO,
+        };
+        let (target, _) = self.prepare(comps, false, shown)?;
+        match sys::mknod(&target, ifmt, meta.mode, major, minor) {
+            Ok(()) => {}
+            Err(e) if ifmt != libc::S_IFIFO && e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::warn!(path = %shown, "skipping device node: creating devices is not permitted here");
+                self.stats.skipped += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(SnapshotError::io("mknod", target, e)),
+        }
+        if ifmt == libc::S_IFIFO {
+            self.stats.fifos += 1;
+        } else {
+            self.stats.devices += 1;
+        }
+        self.apply_meta(&target, meta, true)
+    }
+
+    fn whiteout(
+        &mut self,
+        comps: &[OsString],
+        hidden: &str,
+        meta: &EntryMeta,
+        shown: &str,
+    ) -> Result<(), SnapshotError> {
+        if hidden.is_empty() || hidden == "." || hidden == ".." {
+            return Err(unsafe_path(shown, "whiteout of an invalid name"));
+        }
+        let mut hidden_comps = comps[..comps.len() - 1].to_vec();
+        hidden_comps.push(OsString::from(hidden));
+        let (target, _) = self.prepare(&hidden_comps, false, shown)?;
+        sys::make_whiteout(&target).ctx("create whiteout", &target)?;
+        sys::set_times(&target, meta.mtime, meta.mtime_nsec).ctx("set times of", &target)?;
+        self.stats.whiteouts += 1;
+        Ok(())
+    }
+
+    fn opaque(&mut self, dir: &[OsString]) -> Result<(), SnapshotError> {
+        let shown = display_of(dir);
+        if dir.is_empty() {
+            tracing::debug!("ignoring opaque marker on the layer root");
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let (target, exists) = self.prepare(dir, true, &shown)?;
+        if !exists {
+            DirBuilder::new()
+                .mode(0o755)
+                .create(&target)
+                .ctx("mkdir", &target)?;
+        }
+        sys::set_xattr(&target, sys::OPAQUE_XATTR, b"y").ctx("mark opaque", &target)?;
+        self.stats.opaque_dirs += 1;
+        Ok(())
+    }
+
+    /// Owner, mode, xattrs and times, in that order (chown clears setuid bits and capabilities).
+    fn apply_meta(
+        &mut self,
+        target: &Path,
+        meta: &EntryMeta,
+        set_mode: bool,
+    ) -> Result<(), SnapshotError> {
+        self.chown.lchown(target, meta.uid, meta.gid)?;
+        if set_mode {
+            sys::set_mode(target, meta.mode).ctx("chmod", target)?;
+        }
+        self.set_xattrs(target, &meta.xattrs);
+        sys::set_times(target, meta.mtime, meta.mtime_nsec).ctx("set times of", target)
+    }
+
+    fn set_xattrs(&self, target: &Path, xattrs: &[(String, Vec<u8>)]) {
+        for (name, value) in xattrs {
+            if let Err(e) = sys::set_xattr(target, name, value) {
+                tracing::debug!(path = %target.display(), xattr = %name, error = %e, "skipping xattr");
+            }
+        }
+    }
+
+    fn finish_dirs(&mut self) -> Result<(), SnapshotError> {
+        for (path, mode, mtime, nsec) in std::mem::take(&mut self.dirs) {
+            sys::set_mode(&path, mode).ctx("chmod", &path)?;
+            sys::set_times(&path, mtime, nsec).ctx("set times of", &path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that each prefix of `comps` under `root` is a real directory (not a symlink), creating
+/// missing ones when `create` is set.
+fn ensure_real_dirs(
+    root: &Path,
+    comps: &[OsString],
+    create: bool,
+    shown: &str,
+) -> Result<(), SnapshotError> {
+    let mut p = root.to_path_buf();
+    for c in comps {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(unsafe_path(shown, "a parent directory is a symlink"));
+            }
+            Ok(_) => return Err(unsafe_path(shown, "a parent is not a directory")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                DirBuilder::new().mode(0o755).create(&p).ctx("mkdir", &p)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(unsafe_path(shown, "a parent directory is missing"));
+            }
+            Err(e) => return Err(SnapshotError::io("stat", p, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Splits a tar path into components, dropping `.` and resolving `..` lexically; refuses absolute
+/// paths and paths that climb above the root.
+pub(crate) fn clean_path(raw: &[u8], shown: &str) -> Result<Vec<OsString>, SnapshotError> {
+    if raw.first() == Some(&b'/') {
+        return Err(unsafe_path(shown, "absolute path"));
+    }
+    if raw.contains(&0) {
+        return Err(unsafe_path(shown, "nul byte in path"));
+    }
+    let mut out: Vec<OsString> = Vec::new();
+    for part in raw.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                if out.pop().is_none() {
+                    return Err(unsafe_path(shown, "path escapes the destination"));
+                }
+            }
+            name => out.push(OsStr::from_bytes(name).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn unsafe_path(shown: &str, reason: &'static str) -> SnapshotError {
+    SnapshotError::UnsafePath {
+        path: shown.to_string(),
+        reason,
+    }
+}
+
+fn display_of(comps: &[OsString]) -> String {
+    let parts: Vec<_> = comps.iter().map(|c| c.to_string_lossy()).collect();
+    parts.join("/")
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>, shown: &str) -> Result<Vec<u8>, SnapshotError> {
+    match entry.link_name_bytes() {
+        Some(l) if !l.is_empty() => Ok(l.into_owned()),
+        _ => Err(SnapshotError::UnsupportedEntry {
+            path: shown.to_string(),
+            reason: "link without a target".to_string(),
+        }),
+    }
+}
+
+/// Reads the header fields and PAX records (mtime, xattrs); refuses PAX sparse files.
+fn entry_meta<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    shown: &str,
+) -> Result<EntryMeta, SnapshotError> {
+    let header = entry.header();
+    let bad = |what: &str| SnapshotError::UnsupportedEntry {
+        path: shown.to_string(),
+        reason: format!("invalid {what} field"),
+    };
+    let mode = header.mode().map_err(|_| bad("mode"))? & 0o7777;
+    let uid = header.uid().map_err(|_| bad("uid"))?;
+    let gid = header.gid().map_err(|_| bad("gid"))?;
+    let mut meta = EntryMeta {
+        mode,
+        uid: u32::try_from(uid).map_err(|_| bad("uid"))?,
+        gid: u32::try_from(gid).map_err(|_| bad("gid"))?,
+        mtime: i64::try_from(header.mtime().map_err(|_| bad("mtime"))?).unwrap_or(i64::MAX),
+        mtime_nsec: 0,
+        xattrs: Vec::new(),
+    };
+    let Some(pax) = entry.pax_extensions().map_err(SnapshotError::TarRead)? else {
+        return Ok(meta);
+    };
+    for ext in pax {
+        let ext = ext.map_err(SnapshotError::TarRead)?;
+        let Ok(key) = ext.key() else { continue };
+        if key.starts_with("GNU.sparse.") {
+            return Err(SnapshotError::UnsupportedEntry {
+                path: shown.to_string(),
+                reason: "pax sparse files are not supported".to_string(),
+            });
+        }
+        if key == "mtime" {
+            let value = ext.value().map_err(|_| bad("pax mtime"))?;
+            (meta.mtime, meta.mtime_nsec) =
+                parse_pax_time(value).ok_or_else(|| bad("pax mtime"))?;
+        } else if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+            if sys::is_overlay_xattr(name) {
+                tracing::debug!(path = %shown, xattr = %name, "ignoring overlay xattr in layer");
+                continue;
+            }
+            meta.xattrs
+                .push((name.to_string(), ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(meta)
+}
+
+/// Parses a PAX time ("1700000000", "-12.5", "1700000000.123456789") into seconds and nanoseconds.
+fn parse_pax_time(value: &str) -> Option<(i64, u32)> {
+    let (neg, digits) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    let (secs, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut nanos_str: String = frac.chars().take(9).collect();
+    while nanos_str.len() < 9 {
+        nanos_str.push('0');
+    }
+    let nanos: u32 = nanos_str.parse().ok()?;
+    if !neg {
+        return Some((secs, nanos));
+    }
+    if nanos == 0 {
+        Some((-secs, 0))
+    } else {
+        Some((-secs - 1, 1_000_000_000 - nanos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times_parse() {
+        assert_eq!(parse_pax_time("1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(parse_pax_time("1.5"), Some((1, 500_000_000)));
+        assert_eq!(parse_pax_time("-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(parse_pax_time("x"), None);
+    }
+
+    #[test]
+    fn clean_path_refuses_escapes() {
+        assert!(clean_path(b"../x", "../x").is_err());
+        assert!(clean_path(b"a/../../x", "").is_err());
+        assert!(clean_path(b"/etc/passwd", "").is_err());
+        assert_eq!(
+            clean_path(b"./a/./b/../c/", "").unwrap(),
+            vec![OsString::from("a"), OsString::from("c")]
+        );
+        assert!(clean_path(b"./", "").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,115 @@
+//! Cache keys and the cache index. A step's key hashes its parent's key and everything
+//! that changes the step's result; the index maps a key to the layer it produced.
+
+use rbuild_core::Digest;
+use rbuild_image::LayerBlob;
+use sha2::{Digest as _, Sha256};
+use std::path::Path;
+
+/// The key of a step whose parent has key `parent` and whose inputs are `parts`.
+pub fn chain(parent: &Digest, parts: &[&[u8]]) -> Digest {
+    let mut h = Sha256::new();
+    h.update(parent.to_string().as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    Digest::from_sha256_bytes(&h.finalize())
+}
+
+/// Looks a key up; a hit needs the blob to still be in the store.
+pub fn get(state: &Path, store: &rbuild_store::Store, key: &Digest) -> Option<LayerBlob> {
+    let data = std::fs::read(path(state, key)).ok()?;
+    let blob: LayerBlob = serde_json::from_slice(&data).ok()?;
+    store.contains(&blob.digest).then_some(blob)
+}
+
+/// Records the layer a key produced (atomically: write then rename).
+pub fn put(state: &Path, key: &Digest, blob: &LayerBlob) {
+    let dest = path(state, key);
+    let Ok(data) = serde_json::to_vec(blob) else {
+        return;
+    };
+    let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
+    let ok = std::fs::create_dir_all(state.join("cache")).is_ok()
+        && std::fs::write(&tmp, data).is_ok()
+        && std::fs::rename(&tmp, &dest).is_ok();
+    if !ok {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!(key = %key, "could not record cache entry");
+    }
+}
+
+fn path(state: &Path, key: &Digest) -> std::path::PathBuf {
+    state.join("cache").join(key.hex())
+}
+
+/// A content hash of a directory tree (paths, modes, link targets, file contents), used
+/// for COPY sources from the build context.
+pub fn hash_tree(root: &Path) -> std::io::Result<Digest> {
+    let mut h = Sha256::new();
+    hash_dir(root, Path::new(""), &mut h)?;
+    Ok(Digest::from_sha256_bytes(&h.finalize()))
+}
+
+fn hash_dir(root: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let rel = rel.join(&name);
+        let path = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&path)?;
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(meta.mode().to_le_bytes());
+        if meta.is_dir() {
+            hash_dir(root, &rel, h)?;
+        } else if meta.file_type().is_symlink() {
+            h.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+        } else if meta.is_file() {
+            let mut f = std::fs::File::open(&path)?;
+            let mut w = HashWriter(h);
+            std::io::copy(&mut f, &mut w)?;
+        }
+        h.update([0xff]);
+    }
+    Ok(())
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_depend_on_every_part() {
+        let root = Digest::sha256(b"root");
+        let a = chain(&root, &[b"a", b"b"]);
+        assert_eq!(a, chain(&root, &[b"a", b"b"]));
+        assert_ne!(a, chain(&root, &[b"ab"]));
+        assert_ne!(a, chain(&Digest::sha256(b"other"), &[b"a", b"b"]));
+    }
+
+    #[test]
+    fn tree_hash_sees_content_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"1").unwrap();
+        let h1 = hash_tree(dir.path()).unwrap();
+        std::fs::write(dir.path().join("f"), b"2").unwrap();
+        assert_ne!(h1, hash_tree(dir.path()).unwrap());
+    }
+}

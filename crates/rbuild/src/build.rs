@@ -1,0 +1,250 @@
+//! `rbuild build`: parse, lower per platform, prepare emulation, solve, export.
+
+use crate::cli::{BuildArgs, Cli};
+use crate::output::{self, Output};
+use anyhow::{Context, Result, bail};
+use rbuild_core::Platform;
+use rbuild_export::BuiltImage;
+use rbuild_graph::LowerOptions;
+use rbuild_sandbox::Emulation;
+use rbuild_solver::{INTERRUPTED, Solver, Sources};
+use rbuild_source::NamedContext;
+use rbuild_store::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Everything `build` needs, validated before any namespace or file work starts.
+struct Request {
+    context: PathBuf,
+    dockerfile: PathBuf,
+    platforms: Vec<Platform>,
+    outputs: Vec<Output>,
+    build_args: BTreeMap<String, String>,
+    named: BTreeMap<String, NamedContext>,
+}
+
+fn request(args: &BuildArgs) -> Result<Request> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for p in args.platform.iter().filter(|p| !p.trim().is_empty()) {
+        let p: Platform = p.parse()?;
+        if !platforms.contains(&p) {
+            platforms.push(p);
+        }
+    }
+    if platforms.is_empty() {
+        platforms.push(Platform::host());
+    }
+    let outputs = args
+        .output
+        .iter()
+        .map(|o| output::parse(o))
+        .collect::<Result<Vec<_>>>()?;
+    if outputs.len() > 1 {
+        bail!("only one --output is supported per build");
+    }
+    let mut build_args = BTreeMap::new();
+    for a in &args.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+            None => match std::env::var(a) {
+                Ok(v) => build_args.insert(a.clone(), v),
+                Err(_) => continue,
+            },
+        };
+    }
+    let mut named = BTreeMap::new();
+    for c in &args.build_contexts {
+        let (name, value) = c
+            .split_once('=')
+            .with_context(|| format!("--build-context {c:?}: expected NAME=VALUE"))?;
+        named.insert(name.to_string(), NamedContext::parse(value)?);
+    }
+    if !args.context.is_dir() {
+        bail!(
+            "build context {} is not a directory",
+            args.context.display()
+        );
+    }
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    Ok(Request {
+        context: args.context.clone(),
+        dockerfile,
+        platforms,
+        outputs,
+        build_args,
+        named,
+    })
+}
+
+/// The state directory rbuild uses when `--root` is not given.
+fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/rbuild");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("rbuild");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/rbuild"),
+        None => std::env::temp_dir().join(format!("rbuild-{}", nix::unistd::geteuid())),
+    }
+}
+
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: i32) {
+    SIGNAL.store(sig, Ordering::SeqCst);
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+        unsafe {
+            let _ = sigaction(sig, &action);
+        }
+    }
+}
+
+/// Runs `rbuild build`.
+pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
+    let req = request(args)?;
+    let root = cli.root.clone().unwrap_or_else(default_root);
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("creating state directory {}", root.display()))?;
+    let root = root.canonicalize()?;
+    rbuild_sandbox::enter_build_namespace().context("entering the build's user namespace")?;
+    install_signal_handlers();
+    let _lock = lock_state(&root)?;
+    clean_tmp(&root);
+    match build(&req, &root, args) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if INTERRUPTED.load(Ordering::SeqCst) => {
+            eprintln!("error: build interrupted ({e})");
+            let sig = SIGNAL.load(Ordering::SeqCst);
+            Ok(ExitCode::from((128 + sig.clamp(0, 127)) as u8))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
+    let store = Store::open(&root.join("store"))?;
+    let src = std::fs::read(&req.dockerfile)
+        .with_context(|| format!("reading Dockerfile {}", req.dockerfile.display()))?;
+    let name = req
+        .dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let df = rbuild_dockerfile::parse(&name, &src).map_err(|d| anyhow::anyhow!("{d}"))?;
+    for w in &df.warnings {
+        eprintln!("{w}");
+    }
+    let sources = Sources::new(req.context.clone(), req.named.clone());
+    let mut graphs = Vec::new();
+    for p in &req.platforms {
+        let opts = LowerOptions {
+            target_platform: p.clone(),
+            build_platform: Platform::host(),
+            build_args: req.build_args.clone(),
+            target: args.target.clone(),
+        };
+        graphs.push(rbuild_solver::lower_for(&df, &opts, &sources, &store)?);
+    }
+    let mut run_platforms: Vec<Platform> = Vec::new();
+    for g in &graphs {
+        for p in rbuild_solver::run_platforms(g) {
+            if !run_platforms.contains(&p) {
+                run_platforms.push(p);
+            }
+        }
+    }
+    let run_dir = root.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+    let emulation = Emulation::prepare(&run_platforms, &run_dir)?;
+    let solver = Solver {
+        store: &store,
+        state: root,
+        sources: &sources,
+        emulation: &emulation,
+        no_cache: args.no_cache,
+        compression: Default::default(),
+        source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    };
+    let mut manifests = Vec::new();
+    for (g, p) in graphs.iter().zip(&req.platforms) {
+        manifests.push(solver.build(g, p)?);
+    }
+    let image = BuiltImage {
+        manifests,
+        tags: args.tags.clone(),
+    };
+    export(&store, &image, &req.outputs)
+}
+
+fn export(store: &Store, image: &BuiltImage, outputs: &[Output]) -> Result<()> {
+    if outputs.is_empty() {
+        eprintln!("warning: no --output given; the result stays only in rbuild's cache");
+    }
+    for o in outputs {
+        match o {
+            Output::Oci { dest, tar: true } => rbuild_export::write_oci_tar(store, image, dest)?,
+            Output::Oci { dest, tar: false } => rbuild_export::write_oci_dir(store, image, dest)?,
+        }
+        let Output::Oci { dest, .. } = o;
+        eprintln!("wrote {}", dest.display());
+    }
+    Ok(())
+}
+
+/// Serialises builds that share a state directory.
+fn lock_state(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(l),
+        Err((file, _)) => {
+            eprintln!("waiting for another rbuild using {}", root.display());
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
+        }
+    }
+}
+
+/// Removes step directories left by a build that was killed (we hold the lock, so no
+/// other build is using them).
+fn clean_tmp(root: &Path) {
+    let tmp = root.join("tmp");
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        make_writable(&p);
+        let _ = std::fs::remove_dir_all(&p);
+    }
+}
+
+fn make_writable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(p.join("work/work"), std::fs::Permissions::from_mode(0o700));
+}

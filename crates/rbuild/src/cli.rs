@@ -1,0 +1,74 @@
+//! Command-line surface, modelled on `docker buildx build`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// rbuild: a daemonless, rootless builder of multi-architecture OCI images.
+#[derive(Debug, Parser)]
+#[command(name = "rbuild", version, about)]
+pub struct Cli {
+    /// State directory (layers, cache, blobs). Default: /var/lib/rbuild as root,
+    /// $XDG_DATA_HOME/rbuild (or ~/.local/share/rbuild) otherwise; env RBUILD_ROOT.
+    #[arg(long, global = true, env = "RBUILD_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Log verbosely.
+    #[arg(long, short = 'D', global = true)]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
+    /// Developer tools.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+/// `rbuild debug ...`.
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print how rbuild parses a Dockerfile.
+    Parse {
+        /// The Dockerfile.
+        #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
+        file: PathBuf,
+        /// Print JSON (one object per instruction).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `rbuild build` flags (the subset of `docker buildx build` rbuild implements).
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build context directory.
+    pub context: PathBuf,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Target platforms, e.g. linux/amd64,linux/arm64 (default: the host's).
+    #[arg(long, value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// Name and optionally a tag (name:tag).
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Output destination: type=oci,dest=FILE[,tar=false].
+    #[arg(short = 'o', long = "output")]
+    pub output: Vec<String>,
+    /// Set a build-time variable (NAME=VALUE, or NAME to take it from the environment).
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Additional build contexts, NAME=oci-layout://PATH[:TAG|@DIGEST] or NAME=DIR.
+    #[arg(long = "build-context")]
+    pub build_contexts: Vec<String>,
+    /// Build only this stage and what it needs.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache when building.
+    #[arg(long)]
+    pub no_cache: bool,
+}

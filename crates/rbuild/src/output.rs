@@ -1,0 +1,92 @@
+//! `--output` parsing: buildx's `type=...,key=value` form.
+
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+/// Where the built image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An OCI image layout, as a tar archive (`tar=true`, the default) or a directory.
+    Oci {
+        /// The destination path.
+        dest: PathBuf,
+        /// Whether to write a tar archive.
+        tar: bool,
+    },
+}
+
+/// Parses one `--output` value.
+pub fn parse(value: &str) -> Result<Output> {
+    let mut kind = None;
+    let mut dest = None;
+    let mut tar = true;
+    for part in value.split(',') {
+        let (k, v) = part.split_once('=').with_context(|| {
+            format!("--output {value:?}: expected key=value pairs such as type=oci,dest=out.tar")
+        })?;
+        match k.trim() {
+            "type" => kind = Some(v.to_string()),
+            "dest" => dest = Some(PathBuf::from(v)),
+            "tar" => {
+                tar = v
+                    .parse()
+                    .with_context(|| format!("--output {value:?}: tar must be true or false"))?
+            }
+            other => {
+                bail!("--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar)")
+            }
+        }
+    }
+    match kind.as_deref() {
+        Some("oci") => {
+            let dest =
+                dest.with_context(|| format!("--output {value:?}: type=oci needs dest=PATH"))?;
+            if dest.as_os_str() == "-" {
+                bail!("--output {value:?}: writing to stdout is not supported; give a file path");
+            }
+            Ok(Output::Oci { dest, tar })
+        }
+        Some(other @ ("docker" | "local" | "tar" | "registry" | "image" | "cacheonly")) => {
+            bail!("--output type={other} is not supported by this version of rbuild; use type=oci")
+        }
+        Some(other) => bail!("--output {value:?}: unknown type {other:?}"),
+        None => bail!("--output {value:?}: missing type= (e.g. type=oci,dest=out.tar)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_outputs_parse() {
+        assert_eq!(
+            parse("type=oci,dest=out.tar").unwrap(),
+            Output::Oci {
+                dest: "out.tar".into(),
+                tar: true
+            }
+        );
+        assert_eq!(
+            parse("type=oci,dest=d,tar=false").unwrap(),
+            Output::Oci {
+                dest: "d".into(),
+                tar: false
+            }
+        );
+    }
+
+    #[test]
+    fn bad_outputs_are_rejected_with_reasons() {
+        assert!(parse("type=oci").unwrap_err().to_string().contains("dest"));
+        assert!(
+            parse("type=docker,dest=x")
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
+        assert!(parse("out.tar").is_err());
+        assert!(parse("type=oci,dest=x,tar=maybe").is_err());
+        assert!(parse("type=oci,dest=x,color=red").is_err());
+    }
+}
