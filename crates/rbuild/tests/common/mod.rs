@@ -1,0 +1,225 @@
+//! Shared helpers for the integration tests: run the real `rbuild` binary and read what it
+//! wrote through independent tools (skopeo, umoci) and a small OCI layout reader.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The multi-platform busybox fixture; fails with a hint when it was not generated.
+pub fn busybox_layout() -> PathBuf {
+    let p = repo().join("testdata/images/busybox");
+    assert!(
+        p.join("index.json").is_file(),
+        "fixture {} is missing: run `cargo xtask fixtures`",
+        p.display()
+    );
+    p
+}
+
+/// Every platform the busybox fixture has, as `os/arch[/variant]`.
+pub fn fixture_platforms() -> Vec<String> {
+    let layout = OciLayout::open_dir(&busybox_layout());
+    layout.platform_manifests().into_iter().map(|(p, _)| p).collect()
+}
+
+/// `rbuild` with an isolated state directory.
+pub fn rbuild(state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+    c.arg("--root").arg(state);
+    c
+}
+
+/// Runs a command and returns its output, printing it for test logs.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    eprintln!("--- {:?}\n{}{}", cmd, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Runs a command that must succeed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(out.status.success(), "command failed: {cmd:?}");
+    out
+}
+
+/// Builds `context` (with `busybox` bound to the fixture) for `platforms` into an OCI tar.
+pub fn build(state: &Path, context: &Path, platforms: &str, dest: &Path, extra: &[&str]) -> Output {
+    let mut c = rbuild(state);
+    c.arg("build")
+        .arg("--platform")
+        .arg(platforms)
+        .arg("--build-context")
+        .arg(format!("busybox=oci-layout://{}", busybox_layout().display()))
+        .arg("-o")
+        .arg(format!("type=oci,dest={}", dest.display()))
+        .args(extra)
+        .arg(context);
+    run(&mut c)
+}
+
+/// Writes a build context with a Dockerfile and extra files.
+pub fn context(dir: &Path, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    for (name, content) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// A minimal OCI layout reader (tar or directory) for checking rbuild's output.
+pub struct OciLayout {
+    blobs: BTreeMap<String, Vec<u8>>,
+    pub index: Value,
+}
+
+impl OciLayout {
+    /// Reads an OCI layout tar archive whole.
+    pub fn open_tar(path: &Path) -> OciLayout {
+        let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+        let mut files = BTreeMap::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            files.insert(name, data);
+        }
+        let index = serde_json::from_slice(&files["index.json"]).unwrap();
+        assert_eq!(files["oci-layout"], br#"{"imageLayoutVersion":"1.0.0"}"#);
+        let blobs = files
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()).map(|h| (format!("sha256:{h}"), v)))
+            .collect();
+        OciLayout { blobs, index }
+    }
+
+    /// Reads an OCI layout directory.
+    pub fn open_dir(path: &Path) -> OciLayout {
+        let index = serde_json::from_slice(&std::fs::read(path.join("index.json")).unwrap()).unwrap();
+        let mut blobs = BTreeMap::new();
+        for e in std::fs::read_dir(path.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            blobs.insert(format!("sha256:{}", e.file_name().to_string_lossy()), std::fs::read(e.path()).unwrap());
+        }
+        OciLayout { blobs, index }
+    }
+
+    /// A blob, checked against its digest.
+    pub fn blob(&self, digest: &str) -> &[u8] {
+        let data = self.blobs.get(digest).unwrap_or_else(|| panic!("blob {digest} missing"));
+        let found = format!("sha256:{}", sha256_hex(data));
+        assert_eq!(found, digest, "blob content does not match its name");
+        data
+    }
+
+    /// A JSON blob.
+    pub fn json(&self, digest: &str) -> Value {
+        serde_json::from_slice(self.blob(digest)).unwrap()
+    }
+
+    /// Number of blobs in the layout.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// (platform, manifest digest) for every manifest reachable from index.json.
+    pub fn platform_manifests(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut todo: Vec<Value> = self.index["manifests"].as_array().unwrap().clone();
+        while let Some(d) = todo.pop() {
+            let digest = d["digest"].as_str().unwrap().to_string();
+            if d["mediaType"] == "application/vnd.oci.image.index.v1+json" {
+                let idx = self.json(&digest);
+                todo.extend(idx["manifests"].as_array().unwrap().iter().rev().cloned());
+            } else {
+                let cfg = self.config(&digest);
+                let mut p = format!("{}/{}", cfg["os"].as_str().unwrap(), cfg["architecture"].as_str().unwrap());
+                if let Some(v) = cfg["variant"].as_str() {
+                    p.push('/');
+                    p.push_str(v);
+                }
+                if !out.iter().any(|(_, m)| m == &digest) {
+                    out.push((p, digest));
+                }
+            }
+        }
+        out
+    }
+
+    /// The config of a manifest.
+    pub fn config(&self, manifest: &str) -> Value {
+        let m = self.json(manifest);
+        self.json(m["config"]["digest"].as_str().unwrap())
+    }
+
+    /// The manifest for a platform.
+    pub fn manifest_for(&self, platform: &str) -> String {
+        self.platform_manifests()
+            .into_iter()
+            .find(|(p, _)| p == platform)
+            .unwrap_or_else(|| panic!("no manifest for {platform}"))
+            .1
+    }
+
+    /// Every entry of every layer of a manifest, bottom first: (layer index, path, header kind, content).
+    pub fn layer_entries(&self, manifest: &str) -> Vec<(usize, String, tar::EntryType, Vec<u8>, u64, u64)> {
+        let m = self.json(manifest);
+        let mut out = Vec::new();
+        for (i, l) in m["layers"].as_array().unwrap().iter().enumerate() {
+            let data = self.blob(l["digest"].as_str().unwrap());
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(data).read_to_end(&mut plain).unwrap();
+            let mut a = tar::Archive::new(&plain[..]);
+            for e in a.entries().unwrap() {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let kind = e.header().entry_type();
+                let uid = e.header().uid().unwrap();
+                let gid = e.header().gid().unwrap();
+                let mut content = Vec::new();
+                e.read_to_end(&mut content).unwrap();
+                out.push((i, path, kind, content, uid, gid));
+            }
+        }
+        out
+    }
+
+    /// The content of a file in the image (last layer that has it wins; whiteouts hide).
+    pub fn file(&self, manifest: &str, path: &str) -> Option<Vec<u8>> {
+        let mut found = None;
+        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+        let whiteout = if dir.is_empty() { format!(".wh.{base}") } else { format!("{dir}/.wh.{base}") };
+        for (_, p, _, content, _, _) in self.layer_entries(manifest) {
+            if p == path {
+                found = Some(content);
+            } else if p == whiteout {
+                found = None;
+            }
+        }
+        found
+    }
+}
+
+/// sha256 hex of bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Whether this process is root (tests that create users need it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
