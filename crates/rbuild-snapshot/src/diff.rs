@@ -59,9 +59,10 @@ pub struct DiffStats {
 pub fn write_layer_tar(
     upper: &Path,
     lowers: &[PathBuf],
-    mut out: impl Write,
+    out: impl Write,
     opts: &DiffOptions,
 ) -> Result<DiffStats, SnapshotError> {
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
     let lower = LayerStack::new(lowers.to_vec());
     let lower_root = lower.root()?;
     let mut differ = Differ {

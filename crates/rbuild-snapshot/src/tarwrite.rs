@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(rec.len(), 105);
         assert!(rec.starts_with(b"105 path="));
         // 98 bytes without the length: "100" would make 101, so 101 it is.
-        let rec = pax_record(b"path", &vec![b'y'; 91]);
+        let rec = pax_record(b"path", &[b'y'; 91]);
         assert_eq!(rec.len(), 101);
         assert!(rec.starts_with(b"101 path="));
     }

@@ -200,12 +200,20 @@ impl Unpacker {
 
     fn dir(&mut self, comps: &[OsString], meta: &EntryMeta) -> Result<(), SnapshotError> {
         let shown = display_of(comps);
+        // A directory recreated over a whiteout of the same layer must hide the lower one's
+        // contents, which overlay expresses as an opaque directory.
+        let over_whiteout = !comps.is_empty()
+            && fs::symlink_metadata(self.target(comps)).is_ok_and(|m| sys::is_whiteout(&m));
         let (target, exists) = self.prepare(comps, true, &shown)?;
         if !exists {
             DirBuilder::new()
                 .mode(0o755)
                 .create(&target)
                 .ctx("mkdir", &target)?;
+        }
+        if over_whiteout {
+            sys::set_xattr(&target, sys::OPAQUE_XATTR, b"y").ctx("mark opaque", &target)?;
+            self.stats.opaque_dirs += 1;
         }
         self.stats.dirs += 1;
         self.chown.lchown(&target, meta.uid, meta.gid)?;
@@ -313,7 +321,21 @@ impl Unpacker {
         }
         let mut hidden_comps = comps[..comps.len() - 1].to_vec();
         hidden_comps.push(OsString::from(hidden));
-        let (target, _) = self.prepare(&hidden_comps, false, shown)?;
+        ensure_real_dirs(&self.dest, &comps[..comps.len() - 1], true, shown)?;
+        let target = self.target(&hidden_comps);
+        // A whiteout only hides lower layers: an entry of this layer with the same name stays,
+        // and a directory among them becomes opaque.
+        match fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => {
+                sys::set_xattr(&target, sys::OPAQUE_XATTR, b"y").ctx("mark opaque", &target)?;
+                self.stats.opaque_dirs += 1;
+                return Ok(());
+            }
+            Ok(m) if !sys::is_whiteout(&m) => return Ok(()),
+            Ok(_) => fs::remove_file(&target).ctx("remove", &target)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SnapshotError::io("stat", target, e)),
+        }
         sys::make_whiteout(&target).ctx("create whiteout", &target)?;
         sys::set_times(&target, meta.mtime, meta.mtime_nsec).ctx("set times of", &target)?;
         self.stats.whiteouts += 1;

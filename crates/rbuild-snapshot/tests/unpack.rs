@@ -249,3 +249,27 @@ fn refuses_pax_sparse() {
         "{err}"
     );
 }
+
+#[test]
+fn whiteout_and_entry_of_the_same_name_in_one_layer() {
+    let mut tb = TarBuilder::new();
+    tb.file(".wh.d", 0, 0, 0, 1, b"")
+        .dir("d/", 0o755, 0, 0, 1)
+        .file("d/new", 0o644, 0, 0, 1, b"n")
+        .dir("e/", 0o755, 0, 0, 1)
+        .file(".wh.e", 0, 0, 0, 1, b"")
+        .file("f", 0o644, 0, 0, 1, b"f")
+        .file(".wh.f", 0, 0, 0, 1, b"");
+    let dir = tempfile::tempdir().unwrap();
+    unpack_layer(tb.finish().as_slice(), dir.path()).unwrap();
+    for d in ["d", "e"] {
+        let p = dir.path().join(d);
+        assert!(p.is_dir(), "{d} stays a directory");
+        assert_eq!(
+            xattr(&p, "user.overlay.opaque").as_deref(),
+            Some(&b"y"[..]),
+            "{d} opaque"
+        );
+    }
+    assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"f");
+}

@@ -124,6 +124,10 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&root)
         .with_context(|| format!("creating state directory {}", root.display()))?;
     let root = root.canonicalize()?;
+    // The re-executed process runs as the namespace's root; hand it the state directory
+    // chosen for the real user.
+    // SAFETY: rbuild is single-threaded until the namespace is entered.
+    unsafe { std::env::set_var("RBUILD_ROOT", &root) };
     rbuild_sandbox::enter_build_namespace().context("entering the build's user namespace")?;
     install_signal_handlers();
     let _lock = lock_state(&root)?;
