@@ -38,10 +38,13 @@ pub(crate) fn compile(pattern: &str) -> Result<Vec<Tok>, String> {
 }
 
 /// For each end position of `text`, whether `tokens` match `text[start..end]` exactly.
+/// As in Go's regexp (which BuildKit compiles patterns to), `*` and `?` do not match
+/// a newline.
 fn ends_from(tokens: &[Tok], text: &[char], start: usize) -> Vec<bool> {
+    let text = &text[start..];
     let n = text.len();
     let mut cur = vec![false; n + 1];
-    cur[start] = true;
+    cur[0] = true;
     for tok in tokens {
         let mut next = vec![false; n + 1];
         match tok {
@@ -50,11 +53,14 @@ fn ends_from(tokens: &[Tok], text: &[char], start: usize) -> Vec<bool> {
                 for p in 0..=n {
                     reach |= cur[p];
                     next[p] = reach;
+                    if text.get(p) == Some(&'\n') {
+                        reach = false;
+                    }
                 }
             }
             Tok::Any => {
                 for p in 0..n {
-                    next[p + 1] = cur[p];
+                    next[p + 1] = cur[p] && text[p] != '\n';
                 }
             }
             Tok::Lit(c) => {
@@ -63,20 +69,32 @@ fn ends_from(tokens: &[Tok], text: &[char], start: usize) -> Vec<bool> {
                 }
             }
         }
+        if !next.contains(&true) {
+            return next;
+        }
         cur = next;
     }
     cur
 }
 
-/// The shortest (or with `greedy` the longest) prefix length the pattern matches.
+/// The shortest (or with `greedy` the longest) length of a match at `start`.
 fn prefix_len(tokens: &[Tok], text: &[char], start: usize, greedy: bool) -> Option<usize> {
+    if let Some(Tok::Lit(c)) = tokens.first()
+        && text.get(start) != Some(c)
+    {
+        return None;
+    }
     let ends = ends_from(tokens, text, start);
     let mut hits = ends
         .iter()
         .enumerate()
         .filter(|(_, ok)| **ok)
-        .map(|(i, _)| i);
-    if greedy { hits.last() } else { hits.next() }
+        .map(|(i, _)| start + i);
+    if greedy {
+        hits.next_back()
+    } else {
+        hits.next()
+    }
 }
 
 /// `${v#p}` (shortest) and `${v##p}` (greedy).
@@ -154,10 +172,9 @@ fn expand_template(template: &str, whole: &str) -> String {
         match template_ref(rest) {
             Some((name, after)) => {
                 rest = after;
-                if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
-                    if name.chars().all(|c| c == '0') {
-                        out.push_str(whole);
-                    }
+                // Only group 0 (the whole match) exists; `$0`, `$00`... name it.
+                if name.chars().all(|c| c == '0') {
+                    out.push_str(whole);
                 }
             }
             None => out.push('$'),
@@ -216,6 +233,7 @@ mod tests {
         assert_eq!(trim_suffix(&c("\\**"), "xx**", true), "xx");
         assert_eq!(trim_suffix(&c(".*"), "a.b.c", false), "a.b");
         assert_eq!(trim_suffix(&c(".*"), "a.b.c", true), "a");
+        assert_eq!(trim_prefix(&c("*/"), "a\nb/c", true), "a\nb/c");
     }
 
     #[test]
@@ -228,5 +246,6 @@ mod tests {
             "/foo/c.txt"
         );
         assert_eq!(replace(&c("o"), "foo", "[$0$$]", true), "f[o$][o$]");
+        assert_eq!(replace(&c("b*"), "abc\nbd", "X", true), "aX\nX");
     }
 }

@@ -3,7 +3,7 @@
 //! behaviour, and collecting every error instead of stopping at the first.
 
 use crate::ast::{Args, Directives, Dockerfile, Flag, Heredoc, Instruction, Keyword, Span};
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics, Severity};
 use crate::heredoc::{self, HeredocStart};
 use crate::words::{self, Json, PairsError, is_token_space};
 
@@ -213,16 +213,7 @@ impl<'f> Parser<'f> {
             saw_instruction: false,
         };
         for i in invalid {
-            let d = p.line_diag(
-                i,
-                0,
-                1,
-                "line is not valid UTF-8; invalid bytes replaced".into(),
-            );
-            p.warnings.push(Diagnostic {
-                severity: crate::Severity::Warning,
-                ..d
-            });
+            p.warn_line(i, "line is not valid UTF-8; invalid bytes replaced");
         }
         p
     }
@@ -283,62 +274,13 @@ impl<'f> Parser<'f> {
     }
 
     fn run(&mut self) {
-        let n = self.lines.len();
         let mut i = 0;
-        while i < n {
-            let text = self.lines[i].text.clone();
-            let lead = text.len() - text.trim_start().len();
-            let token = &text[lead..];
-            self.directive_line(i, token, lead);
-            if token.starts_with('#') {
-                i += 1;
-                continue;
-            }
-            let escape = self.directives.escape;
-            let (first, mut cont) = trim_continuation(token, escape);
-            if !cont && first.is_empty() {
-                i += 1;
-                continue;
-            }
-            let mut lg = Logical {
-                text: first.to_string(),
-                segs: vec![Seg {
-                    logical: 0,
-                    line: i,
-                    phys: lead,
-                }],
-            };
-            let mut empty_line = None;
-            while cont && i + 1 < n {
-                i += 1;
-                let t = &self.lines[i].text;
-                let trimmed = t.trim_start();
-                if trimmed.starts_with('#') {
-                    continue;
+        while i < self.lines.len() {
+            if let Some(lg) = self.logical_line(&mut i) {
+                self.saw_instruction = true;
+                if let Some(parsed) = self.parse_instruction(&lg, 0, false) {
+                    self.finish_instruction(&lg, parsed, &mut i);
                 }
-                if trimmed.is_empty() {
-                    empty_line.get_or_insert(i);
-                    continue;
-                }
-                let (piece, more) = trim_continuation(t, escape);
-                cont = more;
-                lg.segs.push(Seg {
-                    logical: lg.text.len(),
-                    line: i,
-                    phys: 0,
-                });
-                lg.text.push_str(piece);
-            }
-            if let Some(e) = empty_line {
-                let d = self.line_diag(e, 0, 1, "empty continuation line".into());
-                self.warnings.push(Diagnostic {
-                    severity: crate::Severity::Warning,
-                    ..d
-                });
-            }
-            self.saw_instruction = true;
-            if let Some(parsed) = self.parse_instruction(&lg, 0, false) {
-                self.finish_instruction(&lg, parsed, &mut i);
             }
             i += 1;
         }
@@ -346,6 +288,66 @@ impl<'f> Parser<'f> {
             let d = self.line_diag(0, 0, 1, "file with no instructions".into());
             self.errors.push(d);
         }
+    }
+
+    /// Reads the logical line starting at line `*i` (directives, comments and blank
+    /// lines give `None`), joining continuation lines; `*i` ends on its last line.
+    fn logical_line(&mut self, i: &mut usize) -> Option<Logical> {
+        let text = self.lines[*i].text.clone();
+        let lead = text.len() - text.trim_start().len();
+        let token = &text[lead..];
+        self.directive_line(*i, token, lead);
+        if token.starts_with('#') {
+            return None;
+        }
+        let escape = self.directives.escape;
+        let (first, mut cont) = trim_continuation(token, escape);
+        if !cont && first.is_empty() {
+            return None;
+        }
+        let mut lg = Logical {
+            text: first.to_string(),
+            segs: vec![Seg {
+                logical: 0,
+                line: *i,
+                phys: lead,
+            }],
+        };
+        let mut empty_line = None;
+        while cont && *i + 1 < self.lines.len() {
+            *i += 1;
+            let t = &self.lines[*i].text;
+            let trimmed = t.trim_start();
+            // Comment lines inside a continuation are skipped; so are empty lines,
+            // which BuildKit warns about.
+            if trimmed.starts_with('#') {
+                continue;
+            }
+            if trimmed.is_empty() {
+                empty_line.get_or_insert(*i);
+                continue;
+            }
+            let (piece, more) = trim_continuation(t, escape);
+            cont = more;
+            lg.segs.push(Seg {
+                logical: lg.text.len(),
+                line: *i,
+                phys: 0,
+            });
+            lg.text.push_str(piece);
+        }
+        if let Some(e) = empty_line {
+            self.warn_line(e, "empty continuation line");
+        }
+        Some(lg)
+    }
+
+    fn warn_line(&mut self, idx: usize, message: &str) {
+        let d = self.line_diag(idx, 0, 1, message.to_string());
+        self.warnings.push(Diagnostic {
+            severity: Severity::Warning,
+            ..d
+        });
     }
 
     /// Reads the heredoc bodies that follow line `*i`, attaches them and stores the
@@ -640,7 +642,7 @@ impl<'f> Parser<'f> {
                 );
                 Args::Shell(text.to_string())
             }
-            Json::NotJson => Args::Shell(text.to_string()),
+            Json::Other => Args::Shell(text.to_string()),
         }
     }
 
@@ -682,7 +684,7 @@ impl<'f> Parser<'f> {
                 );
                 return Args::Shell(c.args.to_string());
             }
-            Json::NotJson => {
+            Json::Other => {
                 let w = words::split_whitespace(c.args);
                 (Args::Words(w.clone()), w)
             }

@@ -200,18 +200,18 @@ pub(crate) enum Json {
     /// A JSON array holding something other than strings: an error in BuildKit.
     NotStrings,
     /// Not a JSON array at all: use the other form.
-    NotJson,
+    Other,
 }
 
 /// Tries to read `rest` as a JSON array of strings.
 pub(crate) fn parse_json(rest: &str) -> Json {
     let rest = rest.trim_start();
     if !rest.starts_with('[') {
-        return Json::NotJson;
+        return Json::Other;
     }
     let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(rest)
     else {
-        return Json::NotJson;
+        return Json::Other;
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
@@ -316,7 +316,7 @@ mod tests {
     fn json_forms() {
         assert!(matches!(parse_json(r#"["a", "b"]"#), Json::Strings(v) if v == ["a", "b"]));
         assert!(matches!(parse_json(r#"["a", 1]"#), Json::NotStrings));
-        assert!(matches!(parse_json(r#"["a", "b""#), Json::NotJson));
-        assert!(matches!(parse_json("echo [x]"), Json::NotJson));
+        assert!(matches!(parse_json(r#"["a", "b""#), Json::Other));
+        assert!(matches!(parse_json("echo [x]"), Json::Other));
     }
 }

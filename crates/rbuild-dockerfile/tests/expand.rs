@@ -472,3 +472,30 @@ fn error_messages() {
         "failed to process \"${a/x\": syntax error: missing '/' in ${}"
     );
 }
+
+/// Random operator soup must give a value or an error, never a panic.
+#[test]
+fn random_words_never_panic() {
+    let pieces = [
+        "$", "{", "}", "${", "A", "B", ":", "-", "+", "?", "#", "%", "/", "//", "\\", "'", "\"",
+        "*", "é", " ", "\n", "`", "0", "@",
+    ];
+    let vars = env(&[("A", "a*b/c d"), ("B", "")]);
+    let lookup = |n: &str| vars.get(n).cloned();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..5000 {
+        let mut s = String::new();
+        for _ in 0..(seed % 16) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        seed = seed.wrapping_add(0x9e37_79b9);
+        for escape in ['\\', '`'] {
+            let e = Expander::new(&lookup, escape);
+            let _ = e.word(&s);
+            let _ = e.words(&s);
+        }
+    }
+}

@@ -292,7 +292,15 @@ impl Emulation {
             return Ok(emulation);
         }
         let mount_dir = run_dir.join("binfmt_misc");
-        match mount_private(&mount_dir) {
+        let mounted = if in_initial_user_namespace() {
+            // Mounting here would reach the host's own instance, which must stay untouched.
+            Err(SandboxError::Setup(
+                "not inside a build user namespace".into(),
+            ))
+        } else {
+            mount_private(&mount_dir)
+        };
+        match mounted {
             Ok(()) => {
                 emulation.private_mount = Some(mount_dir.clone());
                 for (platform, m, interpreter) in needed {
@@ -355,16 +363,29 @@ fn emulator_for(
     host: &Platform,
 ) -> Result<(Platform, &'static ElfMatch, PathBuf), SandboxError> {
     let unsupported = || SandboxError::Unsupported {
-        platform: platform.clone(),
-        host: host.clone(),
+        platform: platform.to_string(),
+        host: host.to_string(),
     };
     let qemu = platform.qemu_name().ok_or_else(unsupported)?;
     let m = elf_match(qemu).ok_or_else(unsupported)?;
     let interpreter = find_emulator(qemu).ok_or_else(|| SandboxError::EmulatorMissing {
-        platform: platform.clone(),
+        platform: platform.to_string(),
         binary: format!("qemu-{qemu}-static"),
     })?;
     Ok((platform.clone(), m, interpreter))
+}
+
+/// Whether this process shares the user namespace of the host's pid 1 (the initial
+/// one); when /proc/1 cannot be inspected, it does not.
+pub(crate) fn in_initial_user_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata("/proc/1/ns/user"),
+        std::fs::metadata("/proc/self/ns/user"),
+    ) {
+        (Ok(init), Ok(own)) => init.ino() == own.ino() && init.dev() == own.dev(),
+        _ => false,
+    }
 }
 
 fn mount_private(dir: &Path) -> Result<(), SandboxError> {
@@ -388,18 +409,18 @@ fn register_private(
     interpreter: &Path,
 ) -> Result<(), SandboxError> {
     let entry = dir.join(handler_name(m.qemu));
-    if let Ok(text) = std::fs::read_to_string(&entry) {
-        if parse_handler(&text).enabled {
-            return Ok(());
-        }
+    if let Ok(text) = std::fs::read_to_string(&entry)
+        && parse_handler(&text).enabled
+    {
+        return Ok(());
     }
     let line =
         register_line(m, interpreter, HANDLER_FLAGS).map_err(|reason| SandboxError::NoBinfmt {
-            platform: platform.clone(),
+            platform: platform.to_string(),
             reason,
         })?;
     std::fs::write(dir.join("register"), line).map_err(|e| SandboxError::NoBinfmt {
-        platform: platform.clone(),
+        platform: platform.to_string(),
         reason: format!(
             "registering {} in the private binfmt_misc failed: {e}",
             interpreter.display()
@@ -435,7 +456,7 @@ fn host_handler(
             Ok(interpreter)
         }
         _ => Err(SandboxError::NoBinfmt {
-            platform: platform.clone(),
+            platform: platform.to_string(),
             reason: format!(
                 "this kernel cannot give the build its own binfmt_misc ({mount_error}; Linux >= 6.7 can) and the host has no enabled {} handler; install qemu-user-static and binfmt-support on the host (apt-get install qemu-user-static binfmt-support)",
                 path.display()
@@ -508,6 +529,18 @@ mod tests {
         let elf = ia32_probe_binary();
         assert_eq!(elf.len(), 96);
         assert_eq!(elf_architecture(&elf), Some("386"));
+    }
+
+    #[test]
+    fn the_test_process_namespace_is_recognised() {
+        let root_in_host_ns =
+            nix::unistd::getuid().is_root() && std::env::var("RBUILD_IN_USERNS").is_err();
+        if root_in_host_ns && std::fs::metadata("/proc/1/ns/user").is_ok() {
+            assert!(in_initial_user_namespace());
+        }
+        if !nix::unistd::getuid().is_root() && std::fs::metadata("/proc/1/ns/user").is_err() {
+            assert!(!in_initial_user_namespace());
+        }
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The one error type every public function of this crate returns.
 
-use rbuild_core::Platform;
 use std::path::PathBuf;
 
 /// Why the sandbox could not enter its namespaces, prepare emulation or run a step.
@@ -22,7 +21,7 @@ pub enum SandboxError {
     )]
     EmulatorMissing {
         /// The platform that needs emulation.
-        platform: Platform,
+        platform: String,
         /// The emulator binary looked for, e.g. `qemu-aarch64-static`.
         binary: String,
     },
@@ -31,22 +30,22 @@ pub enum SandboxError {
         "cannot run {platform} steps on a {host} host: no QEMU user-mode emulator is known for it"
     )]
     Unsupported {
-        /// The requested platform.
-        platform: Platform,
+        /// The requested platform (`os/arch[/variant]`).
+        platform: String,
         /// The host platform.
-        host: Platform,
+        host: String,
     },
     /// Neither a private binfmt_misc instance nor a host handler is available.
     #[error("cannot run {platform} steps: {reason}")]
     NoBinfmt {
         /// The platform that needs emulation.
-        platform: Platform,
+        platform: String,
         /// What failed and what to install.
         reason: String,
     },
     /// `run` was asked for a foreign platform that `Emulation::prepare` did not cover.
     #[error("platform {0} was not prepared for emulation in this build")]
-    NotPrepared(Platform),
+    NotPrepared(String),
     /// The step description itself is unusable.
     #[error("invalid step: {0}")]
     InvalidSpec(String),
@@ -59,6 +58,9 @@ pub enum SandboxError {
     /// The step's command could not be executed.
     #[error("{0}")]
     Exec(String),
+    /// The step was stopped by SIGINT, SIGTERM or SIGHUP before it ended.
+    #[error("the step was interrupted by signal {0}")]
+    Interrupted(i32),
     /// The sandbox helper process reported nothing usable.
     #[error("sandbox helper failed: {0}")]
     Helper(String),

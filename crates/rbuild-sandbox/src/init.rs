@@ -150,7 +150,11 @@ fn outer(spec: &WireSpec, reporter: &Reporter) -> i32 {
             reporter.error((ErrorKind::Setup, format!("fork the step's init: {e}")));
             125
         }
-        Ok(ForkResult::Child) => std::process::exit(pid1(spec, reporter)),
+        Ok(ForkResult::Child) => {
+            // Die with the helper, taking the whole pid namespace along.
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            std::process::exit(pid1(spec, reporter))
+        }
         Ok(ForkResult::Parent { child }) => {
             FORWARD_TO.store(child.as_raw(), Ordering::SeqCst);
             install(forward_signal);
@@ -207,10 +211,10 @@ fn setup(spec: &WireSpec, reporter: &Reporter) -> Result<Prepared, Failure> {
     mount_sys(&root, &root_path, &mut created, reporter)?;
     bind_etc_files(spec, &root, &root_path, &mut created)?;
     reporter.send(&Report::Created { paths: created });
-    if spec.network == Network::None {
-        if let Err(e) = loopback_up() {
-            reporter.log(format!("cannot bring the loopback interface up: {e}"));
-        }
+    if spec.network == Network::None
+        && let Err(e) = loopback_up()
+    {
+        reporter.log(format!("cannot bring the loopback interface up: {e}"));
     }
     if !spec.hostname.is_empty() {
         nix::unistd::sethostname(&spec.hostname).map_err(nix_err("set the hostname"))?;

@@ -23,9 +23,9 @@ pub use binfmt::{
     register_line,
 };
 pub use error::SandboxError;
-pub use idmap::{IdMap, IdMaps, format_map, id_maps, parse_map};
+pub use idmap::{IdMap, IdMaps, describe_map, format_map, id_maps, is_mapped, parse_map};
 pub use init::init_main;
-pub use plan::{DEFAULT_PATH, find_in_path, overlay_data};
+pub use plan::{DEFAULT_PATH, OverlayData, find_in_path, overlay_data};
 pub use run::{ExitStatus, INIT_ARG, Network, Rootfs, RunOutcome, RunSpec, run};
 pub use user::{ResolvedUser, resolve_user};
 pub use userns::{IN_USERNS_ENV, enter_build_namespace, enter_build_namespace_with};

@@ -118,10 +118,10 @@ pub(crate) fn ensure(
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && last && kind == Kind::File => {
                 // A dangling symlink: create its target, resolved inside the root.
                 let fd = open_in_root(root.as_fd(), &prefix, libc::O_CREAT | libc::O_WRONLY)?;
-                if let Ok(real) = std::fs::read_link(fd_path(&fd)) {
-                    if let Ok(inner) = real.strip_prefix(root_path) {
-                        created.push(inner.to_path_buf());
-                    }
+                if let Ok(real) = std::fs::read_link(fd_path(&fd))
+                    && let Ok(inner) = real.strip_prefix(root_path)
+                {
+                    created.push(inner.to_path_buf());
                 }
             }
             Err(e) => return Err(e),

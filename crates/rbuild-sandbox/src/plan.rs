@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn long_overlay_options_become_relative() {
         let base = "/var/lib/rbuild/snapshots/a-rather-long-directory-name-for-layers";
-        let lower: Vec<PathBuf> = (0..60)
+        let lower: Vec<PathBuf> = (0..40)
             .map(|i| PathBuf::from(format!("{base}/{i:064}/fs")))
             .collect();
         let data = overlay_data(

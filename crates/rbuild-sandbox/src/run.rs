@@ -227,7 +227,7 @@ fn execution_mode(
         Some(PlatformSupport::Native) => Ok((false, platform.needs_linux32_on(&host))),
         Some(PlatformSupport::Emulated { .. }) => Ok((true, false)),
         None if platform.runs_natively_on(&host) => Ok((false, platform.needs_linux32_on(&host))),
-        None => Err(SandboxError::NotPrepared(platform.clone())),
+        None => Err(SandboxError::NotPrepared(platform.to_string())),
     }
 }
 
@@ -351,6 +351,11 @@ pub(crate) fn outcome(
         Some(s) => s,
         None => {
             use std::os::unix::process::ExitStatusExt;
+            if let Some(code) = helper.code()
+                && [libc::SIGINT, libc::SIGTERM, libc::SIGHUP].contains(&(code - 128))
+            {
+                return Err(SandboxError::Interrupted(code - 128));
+            }
             return Err(SandboxError::Helper(
                 match (helper.code(), helper.signal()) {
                     (_, Some(sig)) => format!("killed by signal {sig} before the step ended"),
@@ -399,6 +404,12 @@ mod tests {
     fn silence_is_a_helper_error() {
         let err = outcome("", std::process::ExitStatus::from_raw(9)).unwrap_err();
         assert!(err.to_string().contains("signal 9"), "{err}");
+    }
+
+    #[test]
+    fn an_interrupted_helper_says_so() {
+        let err = outcome("", std::process::ExitStatus::from_raw(130 << 8)).unwrap_err();
+        assert!(matches!(err, SandboxError::Interrupted(2)), "{err}");
     }
 
     #[test]
