@@ -8,8 +8,10 @@
 
 mod args;
 mod lower;
+mod run_flags;
 
 pub use lower::lower;
+pub use run_flags::{NetworkMode, RunMount, Sharing};
 
 use rbuild_core::Platform;
 use rbuild_dockerfile::Diagnostic;
@@ -134,6 +136,10 @@ pub struct RunOp {
     pub user: String,
     /// WORKDIR at this point.
     pub cwd: String,
+    /// `--mount` flags, in order.
+    pub mounts: Vec<RunMount>,
+    /// `--network`.
+    pub network: NetworkMode,
 }
 
 /// A COPY step.

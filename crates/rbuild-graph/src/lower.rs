@@ -5,6 +5,7 @@ use crate::{
     Base, BaseResolver, BuildGraph, CopyFrom, CopyOp, Location, LowerError, LowerOptions, Op,
     OpKind, RunOp, Stage,
 };
+use crate::run_flags::{NetworkMode, RunMount, parse_mount};
 use rbuild_core::Platform;
 use rbuild_dockerfile::{Args, Diagnostic, Dockerfile, Expander, Instruction, Keyword, Severity};
 use rbuild_image::{HealthConfig, ImageConfig};
@@ -187,10 +188,10 @@ impl<'a> Lowerer<'a> {
                 deps.push(i);
             }
             for inst in s.instructions {
-                if let Some(from) = flag(inst, "from")
-                    && let Some(i) = stage_ref(&names, from, s.stage.index)
-                {
-                    deps.push(i);
+                for from in from_refs(inst) {
+                    if let Some(i) = stage_ref(&names, from, s.stage.index) {
+                        deps.push(i);
+                    }
                 }
             }
             s.deps = deps;
@@ -414,6 +415,7 @@ impl<'a> Lowerer<'a> {
         let lookup = move |k: &str| lookup_env.get(k).cloned();
         let allowed: &[&str] = match inst.keyword {
             Keyword::Copy => &["from", "chown", "chmod", "link"],
+            Keyword::Run => &["mount", "network"],
             Keyword::Healthcheck => &[
                 "interval",
                 "timeout",
@@ -685,6 +687,7 @@ impl<'a> Lowerer<'a> {
                 arg_prefix.join(" ")
             )
         };
+        let (mounts, network) = self.run_flags(st, inst);
         let op = RunOp {
             argv,
             env,
@@ -695,8 +698,35 @@ impl<'a> Lowerer<'a> {
                 .working_dir
                 .clone()
                 .unwrap_or_else(|| "/".into()),
+            mounts,
+            network,
         };
         Some((OpKind::Run(op), created_by))
+    }
+
+    fn run_flags(&mut self, st: &StageState, inst: &Instruction) -> (Vec<RunMount>, NetworkMode) {
+        let lookup_env = st.lookup_map();
+        let lookup = move |k: &str| lookup_env.get(k).cloned();
+        let names = st.names.clone();
+        let index = st.index;
+        let resolve_from = move |f: &str| match stage_ref(&names, f, index) {
+            Some(i) if i < index => CopyFrom::Stage(i),
+            _ => CopyFrom::Image(f.to_string()),
+        };
+        let mut mounts = Vec::new();
+        let mut network = NetworkMode::Default;
+        for f in &inst.flags {
+            let value = self.expand_word(inst, f.value.as_deref().unwrap_or(""), &lookup);
+            let parsed = match f.name.as_str() {
+                "mount" => parse_mount(&value, &resolve_from).map(|m| mounts.push(m)),
+                "network" => NetworkMode::parse(&value).map(|n| network = n),
+                _ => Ok(()),
+            };
+            if let Err(e) = parsed {
+                self.error(inst, format!("RUN --{}: {e}", f.name));
+            }
+        }
+        (mounts, network)
     }
 
     fn copy(
@@ -924,6 +954,20 @@ fn flag<'i>(inst: &'i Instruction, name: &str) -> Option<&'i str> {
         .rev()
         .find(|f| f.name == name)
         .map(|f| f.value.as_deref().unwrap_or(""))
+}
+
+/// Every stage or image an instruction reads from: `--from=X` and `RUN --mount=...,from=X`.
+fn from_refs(inst: &Instruction) -> Vec<&str> {
+    let mut out = Vec::new();
+    for f in &inst.flags {
+        let v = f.value.as_deref().unwrap_or("");
+        match f.name.as_str() {
+            "from" => out.push(v),
+            "mount" => out.extend(v.split(',').filter_map(|kv| kv.strip_prefix("from="))),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A `--from` value naming a stage, by name or index, among stages before `current`.

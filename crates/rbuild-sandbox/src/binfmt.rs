@@ -173,15 +173,39 @@ pub fn elf_architecture(header: &[u8]) -> Option<&'static str> {
     })
 }
 
-/// Where the QEMU emulator for `qemu` lives: `/usr/bin`, `/usr/local/bin`, then `$PATH`.
+/// Environment variable naming the only directories (colon-separated) searched for QEMU
+/// emulators, for hosts that keep them somewhere unusual.
+pub const QEMU_PATH_ENV: &str = "RBUILD_QEMU_PATH";
+
+/// Where the QEMU emulator for `qemu` lives: the directories in `$RBUILD_QEMU_PATH` when
+/// set, otherwise `$PATH`, then `/usr/bin` and `/usr/local/bin`.
 pub fn find_emulator(qemu: &str) -> Option<PathBuf> {
     let name = format!("qemu-{qemu}-static");
-    let path_var = std::env::var("PATH").unwrap_or_default();
-    ["/usr/bin", "/usr/local/bin"]
-        .into_iter()
-        .chain(path_var.split(':').filter(|d| !d.is_empty()))
+    let dirs: Vec<String> = match std::env::var(QEMU_PATH_ENV) {
+        Ok(v) => v.split(':').map(str::to_string).collect(),
+        Err(_) => {
+            let path_var = std::env::var("PATH").unwrap_or_default();
+            path_var
+                .split(':')
+                .map(str::to_string)
+                .chain(["/usr/bin".to_string(), "/usr/local/bin".to_string()])
+                .collect()
+        }
+    };
+    dirs.iter()
+        .filter(|d| !d.is_empty())
         .map(|dir| Path::new(dir).join(&name))
         .find(|p| p.is_file())
+}
+
+/// The QEMU CPU model that makes an emulated process behave as the platform's variant
+/// (QEMU's default ARM CPU is an ARMv7, so arm/v6 would otherwise report `armv7l`).
+pub fn emulated_cpu(platform: &Platform) -> Option<&'static str> {
+    match (platform.architecture(), platform.variant()) {
+        ("arm", Some("v6")) => Some("arm1176"),
+        ("arm", Some("v5")) => Some("arm926"),
+        _ => None,
+    }
 }
 
 /// An i386 ELF that exits with status 42, used to learn whether the kernel runs
@@ -467,6 +491,14 @@ fn host_handler(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn old_arm_variants_get_a_matching_cpu() {
+        let p = |s: &str| s.parse::<Platform>().unwrap();
+        assert_eq!(emulated_cpu(&p("linux/arm/v6")), Some("arm1176"));
+        assert_eq!(emulated_cpu(&p("linux/arm/v7")), None);
+        assert_eq!(emulated_cpu(&p("linux/arm64")), None);
+    }
     use super::*;
 
     #[test]

@@ -158,7 +158,7 @@ pub fn run(
     let wire = WireSpec {
         rootfs: spec.rootfs.clone(),
         argv: spec.argv.clone(),
-        env: spec.env.clone(),
+        env: emulated_env(spec, emulated),
         cwd: if spec.cwd.is_empty() {
             "/".into()
         } else {
@@ -186,6 +186,17 @@ pub fn run(
         .read_to_string(&mut reports)
         .map_err(sys("read the sandbox helper's report"))?;
     outcome(&reports, helper_status)
+}
+
+/// The step's environment, plus `QEMU_CPU` for emulated ARM variants older than v7.
+fn emulated_env(spec: &RunSpec, emulated: bool) -> Vec<String> {
+    let mut env = spec.env.clone();
+    if let Some(cpu) = crate::binfmt::emulated_cpu(&spec.platform).filter(|_| emulated)
+        && crate::plan::env_value(&env, "QEMU_CPU").is_none()
+    {
+        env.push(format!("QEMU_CPU={cpu}"));
+    }
+    env
 }
 
 fn validate(spec: &RunSpec) -> Result<(), SandboxError> {

@@ -187,11 +187,11 @@ impl Solver<'_> {
                 }
                 OpKind::Run(run) => {
                     eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
-                    steps::run(self, &mut result, run, op, &stage.platform, &label)?;
+                    steps::run::run(self, &mut result, run, op, &stage.platform, &label)?;
                 }
                 OpKind::Copy(copy) => {
                     eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
-                    steps::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
+                    steps::copy::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
                 }
             }
         }

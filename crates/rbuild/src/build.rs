@@ -99,7 +99,14 @@ static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(sig: i32) {
     SIGNAL.store(sig, Ordering::SeqCst);
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // Pass the signal on to the running step's sandbox (same process group), which
+        // kills the step's pid namespace and returns.
+        // kill(2) is async-signal-safe; nix only wraps it.
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(0), sig);
+        }
+    }
 }
 
 fn install_signal_handlers() {
@@ -129,13 +136,15 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     // SAFETY: rbuild is single-threaded until the namespace is entered.
     unsafe { std::env::set_var("RBUILD_ROOT", &root) };
     rbuild_sandbox::enter_build_namespace().context("entering the build's user namespace")?;
+    // A process group of our own, so interrupting a step never signals whoever started us.
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     install_signal_handlers();
     let _lock = lock_state(&root)?;
     clean_tmp(&root);
     match build(&req, &root, args) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) if INTERRUPTED.load(Ordering::SeqCst) => {
-            eprintln!("error: build interrupted ({e})");
+        Err(_) if INTERRUPTED.load(Ordering::SeqCst) => {
+            eprintln!("error: build interrupted; partial results were discarded");
             let sig = SIGNAL.load(Ordering::SeqCst);
             Ok(ExitCode::from((128 + sig.clamp(0, 127)) as u8))
         }

@@ -1,0 +1,117 @@
+//! RUN steps: the sandbox over an overlay of the stage's layers.
+
+use super::{Tail, push_layer, shell_words, step_err, try_cache};
+use crate::layers::{commit, temp_dir};
+use crate::{SolveError, Solver, StageResult, cache};
+use rbuild_core::Platform;
+use rbuild_graph::{NetworkMode, Op, RunOp};
+use rbuild_sandbox::{ExitStatus, Network, RunSpec, Rootfs};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// Runs a RUN step (or reuses its cached layer).
+pub fn run(
+    solver: &Solver,
+    result: &mut StageResult,
+    run: &RunOp,
+    op: &Op,
+    platform: &Platform,
+    label: &str,
+) -> Result<(), SolveError> {
+    let spec_key = serde_json::to_vec(run).unwrap_or_default();
+    let key = cache::chain(
+        &result.key,
+        &[b"run", &spec_key, platform.to_string().as_bytes()],
+    );
+    if try_cache(solver, result, &key, op)? {
+        return Ok(());
+    }
+    if let Some(m) = run.mounts.first() {
+        return Err(step_err(op, format!("RUN --mount ({m:?}) is not supported by this build of rbuild")));
+    }
+    let tmp = temp_dir(solver.state, "run-")?;
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    let scratch = tmp.path().join("scratch");
+    for d in [&upper, &work, &scratch] {
+        fs::create_dir(d).map_err(|e| SolveError::Io(d.clone(), e))?;
+    }
+    let lowers = result.lowers();
+    let spec = RunSpec {
+        rootfs: Rootfs::Overlay {
+            lower: lowers.clone(),
+            upper: upper.clone(),
+            work: work.clone(),
+        },
+        argv: run.argv.clone(),
+        env: run.env.clone(),
+        cwd: run.cwd.clone(),
+        user: run.user.clone(),
+        hostname: "rbuild".into(),
+        hosts: HOSTS.into(),
+        resolv_conf: fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        network: match run.network {
+            NetworkMode::None => Network::None,
+            NetworkMode::Host | NetworkMode::Default => Network::Host,
+        },
+        platform: platform.clone(),
+        scratch_dir: scratch,
+    };
+    let mut tail = Tail::new(label);
+    let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk)) {
+        Ok(o) => o,
+        Err(rbuild_sandbox::SandboxError::Interrupted(_)) => return Err(SolveError::Interrupted),
+        Err(e) => return Err(step_err(op, e.to_string())),
+    };
+    tail.flush();
+    let code = match outcome.status {
+        ExitStatus::Code(c) => c,
+        ExitStatus::Signal(s) => 128 + s,
+    };
+    if crate::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(SolveError::Interrupted);
+    }
+    if code != 0 {
+        return Err(SolveError::StepFailed {
+            location: op.location.clone(),
+            instruction: op.created_by.trim_end_matches(" # buildkit").to_string(),
+            command: shell_words(&run.argv),
+            code,
+            platform: platform.clone(),
+            tail: tail.render(),
+        });
+    }
+    remove_mountpoints(&upper, &outcome.created_paths);
+    let (blob, dir) = commit(solver, &upper, &lowers)?;
+    cache::put(solver.state, &key, &blob);
+    push_layer(solver, result, blob, dir, &key, op);
+    make_removable(&work);
+    Ok(())
+}
+
+/// Removes the mountpoints the sandbox had to create, if the step left them empty, so
+/// they do not end up in the layer.
+fn remove_mountpoints(upper: &Path, created: &[PathBuf]) {
+    let mut created: Vec<&PathBuf> = created.iter().collect();
+    created.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for rel in created {
+        let path = upper.join(rel.strip_prefix("/").unwrap_or(rel));
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            let _ = fs::remove_dir(&path);
+        } else if meta.is_file() && meta.len() == 0 {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// overlayfs leaves `work/work` with mode 000; make it deletable for a rootless caller.
+fn make_removable(work: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(work.join("work"), fs::Permissions::from_mode(0o700));
+}
+
