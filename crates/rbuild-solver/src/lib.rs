@@ -7,9 +7,12 @@
 mod cache;
 mod layers;
 mod resolve;
+mod secrets;
 mod steps;
 
 pub use resolve::Sources;
+pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
+pub use rbuild_graph::NetworkMode;
 
 use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::Dockerfile;
@@ -94,6 +97,10 @@ pub struct Solver<'a> {
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`, when set: the image's created time and clamp for new files.
     pub source_date_epoch: Option<i64>,
+    /// `--secret` and `--ssh` values.
+    pub secrets: &'a Secrets,
+    /// `--network` of the build: what `RUN --network=default` means.
+    pub network: NetworkMode,
 }
 
 /// The result of building one stage: its layers (bottom first) and their directories.

@@ -7,7 +7,7 @@ use rbuild_core::Platform;
 use rbuild_export::BuiltImage;
 use rbuild_graph::LowerOptions;
 use rbuild_sandbox::Emulation;
-use rbuild_solver::{INTERRUPTED, Solver, Sources};
+use rbuild_solver::{INTERRUPTED, NetworkMode, Secrets, Solver, Sources};
 use rbuild_source::NamedContext;
 use rbuild_store::Store;
 use std::collections::BTreeMap;
@@ -23,6 +23,8 @@ struct Request {
     outputs: Vec<Output>,
     build_args: BTreeMap<String, String>,
     named: BTreeMap<String, NamedContext>,
+    secrets: Secrets,
+    network: NetworkMode,
 }
 
 fn request(args: &BuildArgs) -> Result<Request> {
@@ -61,6 +63,16 @@ fn request(args: &BuildArgs) -> Result<Request> {
             .with_context(|| format!("--build-context {c:?}: expected NAME=VALUE"))?;
         named.insert(name.to_string(), NamedContext::parse(value)?);
     }
+    let mut secrets = Secrets::default();
+    for s in &args.secrets {
+        let (id, src) = rbuild_solver::parse_secret(s).map_err(anyhow::Error::msg)?;
+        secrets.secrets.insert(id, src);
+    }
+    for s in &args.ssh {
+        let (id, path) = rbuild_solver::parse_ssh(s).map_err(anyhow::Error::msg)?;
+        secrets.ssh.insert(id, path);
+    }
+    let network = NetworkMode::parse(&args.network).map_err(|e| anyhow::anyhow!("--network: {e}"))?;
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
@@ -78,6 +90,8 @@ fn request(args: &BuildArgs) -> Result<Request> {
         outputs,
         build_args,
         named,
+        secrets,
+        network,
     })
 }
 
@@ -197,6 +211,8 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.parse().ok()),
+        secrets: &req.secrets,
+        network: req.network,
     };
     let mut manifests = Vec::new();
     for (g, p) in graphs.iter().zip(&req.platforms) {

@@ -71,4 +71,13 @@ pub struct BuildArgs {
     /// Do not use the cache when building.
     #[arg(long)]
     pub no_cache: bool,
+    /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR.
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh: default, or ID=SOCKET.
+    #[arg(long = "ssh")]
+    pub ssh: Vec<String>,
+    /// Network for RUN steps: default (the host's, as rootless BuildKit), none or host.
+    #[arg(long, default_value = "default")]
+    pub network: String,
 }

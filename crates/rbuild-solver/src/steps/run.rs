@@ -54,7 +54,11 @@ pub fn run(
         resolv_conf: fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         network: match run.network {
             NetworkMode::None => Network::None,
-            NetworkMode::Host | NetworkMode::Default => Network::Host,
+            NetworkMode::Host => Network::Host,
+            NetworkMode::Default => match solver.network {
+                NetworkMode::None => Network::None,
+                _ => Network::Host,
+            },
         },
         platform: platform.clone(),
         scratch_dir: scratch,
