@@ -96,7 +96,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
 }
 
 /// The state directory rbuild uses when `--root` is not given.
-fn default_root() -> PathBuf {
+pub(crate) fn default_root() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/rbuild");
     }
@@ -241,7 +241,7 @@ fn export(store: &Store, image: &BuiltImage, outputs: &[Output]) -> Result<()> {
 }
 
 /// Serialises builds that share a state directory.
-fn lock_state(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+pub(crate) fn lock_state(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let path = root.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -23,6 +23,12 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
+    /// Remove build cache: cached layers, blobs, cache mounts.
+    Prune {
+        /// Remove only the contents of RUN --mount=type=cache directories.
+        #[arg(long)]
+        cache_mounts: bool,
+    },
     /// Developer tools.
     #[command(subcommand)]
     Debug(DebugCommand),

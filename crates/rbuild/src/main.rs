@@ -3,6 +3,7 @@
 mod build;
 mod cli;
 mod output;
+mod prune;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         cli::Command::Build(args) => build::run(&cli, args),
         cli::Command::Debug(cli::DebugCommand::Parse { file, json }) => debug_parse(file, *json),
+        cli::Command::Prune { cache_mounts } => prune(&cli, *cache_mounts),
     };
     match result {
         Ok(code) => code,
@@ -24,6 +26,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn prune(cli: &cli::Cli, cache_mounts: bool) -> anyhow::Result<ExitCode> {
+    let root = cli.root.clone().unwrap_or_else(build::default_root);
+    if !root.exists() {
+        println!("Total: 0.0 MB reclaimed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let root = root.canonicalize()?;
+    // SAFETY: single-threaded until the namespace is entered.
+    unsafe { std::env::set_var("RBUILD_ROOT", &root) };
+    rbuild_sandbox::enter_build_namespace()?;
+    prune::run(&root, cache_mounts)
 }
 
 fn init_logging(debug: bool) {
