@@ -56,10 +56,14 @@ pub fn run(root: &Path) -> Result<()> {
     let layout_dir = out_dir.join("hello-layout");
     unpack_archive(&root.join(archive), &layout_dir)?;
     let images = layout::read_layout(&layout_dir)?;
+    let mut without_arch = Vec::new();
     for image in &images {
         let arch = layout::read_image_file(&layout_dir, image, "/arch")?
-            .map(|bytes| String::from_utf8_lossy(&bytes).trim_end().to_string())
-            .unwrap_or_else(|| "(no /arch file)".to_string());
+            .map(|bytes| String::from_utf8_lossy(&bytes).trim_end().to_string());
+        if arch.is_none() {
+            without_arch.push(image.platform.to_string());
+        }
+        let arch = arch.unwrap_or_else(|| "(no /arch file)".to_string());
         println!(
             "{:<16} {}  /arch: {arch}",
             image.platform.to_string(),
@@ -74,11 +78,26 @@ pub fn run(root: &Path) -> Result<()> {
     if !missing.is_empty() {
         bail!("the image lacks platforms: {}", missing.join(", "));
     }
+    if !without_arch.is_empty() {
+        bail!(
+            "no /arch file in the images for {}",
+            without_arch.join(", ")
+        );
+    }
     Ok(())
 }
 
-/// `cargo build --release -p rbuild`, returning the binary's path.
+/// `cargo build --release -p rbuild`, returning the binary's path; or, when the
+/// environment variable `RBUILD_BIN` names a binary, that binary unbuilt.
 pub fn build_rbuild(root: &Path) -> Result<PathBuf> {
+    if let Some(binary) = std::env::var_os("RBUILD_BIN") {
+        let binary = PathBuf::from(binary);
+        util::info(&format!("using RBUILD_BIN={}", binary.display()));
+        if !binary.is_file() {
+            bail!("RBUILD_BIN={} is not a file", binary.display());
+        }
+        return Ok(binary);
+    }
     util::step("building rbuild (release)");
     let mut cmd = util::cargo();
     cmd.current_dir(root)

@@ -139,8 +139,66 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        unmount_under(&self.0);
         let _ = remove_tree(&self.0);
     }
+}
+
+/// Unmounts every mount at or below `dir`, deepest first. Container tools (buildah
+/// after a failed build, in particular) can leave their storage mounted.
+pub fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let mut points = mount_points_under(&mounts, dir);
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let quiet = |cmd: &mut Command| {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !quiet(Command::new("umount").arg(&point)) {
+            quiet(Command::new("umount").arg("-l").arg(&point));
+        }
+    }
+}
+
+/// The mount points in a `/proc/self/mounts` text that are `dir` or below it.
+fn mount_points_under(mounts: &str, dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy();
+    let dir = dir.trim_end_matches('/');
+    mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .map(unescape_mount_path)
+        .filter(|point| point == dir || point.starts_with(&format!("{dir}/")))
+        .collect()
+}
+
+/// Undoes the octal escapes (`\040` for a space) the kernel writes in mount paths.
+fn unescape_mount_path(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(digits)) => {
+                let value = digits.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Removes a directory tree, first making every directory in it writable
@@ -176,6 +234,25 @@ mod tests {
         assert_eq!(
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn mount_points_below_a_directory() {
+        let mounts = "\
+overlay / overlay rw 0 0
+/dev/vda /tmp/x/root/overlay ext4 rw 0 0
+overlay /tmp/x/root/overlay/abc/merged overlay rw 0 0
+tmpfs /tmp/xy tmpfs rw 0 0
+tmpfs /tmp/x/with\\040space tmpfs rw 0 0
+";
+        assert_eq!(
+            mount_points_under(mounts, Path::new("/tmp/x")),
+            [
+                "/tmp/x/root/overlay",
+                "/tmp/x/root/overlay/abc/merged",
+                "/tmp/x/with space"
+            ]
         );
     }
 

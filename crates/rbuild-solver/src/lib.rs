@@ -114,9 +114,18 @@ pub(crate) struct StageResult {
 }
 
 impl StageResult {
-    /// Layer directories top-most first, as overlay and LayerStack want them.
+    /// Layer directories top-most first, as overlay and LayerStack want them. A layer
+    /// that occurs twice (identical content, e.g. two empty RUN layers) is kept only at
+    /// its top-most place: overlayfs refuses a directory twice, and the lower copy cannot
+    /// change the result because the upper one applies the same changes again above it.
     pub fn lowers(&self) -> Vec<PathBuf> {
-        self.dirs.iter().rev().cloned().collect()
+        let mut out: Vec<PathBuf> = Vec::with_capacity(self.dirs.len());
+        for d in self.dirs.iter().rev() {
+            if !out.contains(d) {
+                out.push(d.clone());
+            }
+        }
+        out
     }
 }
 
