@@ -297,7 +297,7 @@ impl Emulation {
     pub fn prepare(platforms: &[Platform], run_dir: &Path) -> Result<Emulation, SandboxError> {
         let host = Platform::host();
         let mut emulation = Emulation::native_only();
-        let mut needed: Vec<(Platform, &'static ElfMatch, PathBuf)> = Vec::new();
+        let mut needed: Vec<(Platform, &'static ElfMatch, Option<PathBuf>)> = Vec::new();
         for platform in platforms {
             if emulation.support(platform).is_some() || needed.iter().any(|(p, ..)| p == platform) {
                 continue;
@@ -321,13 +321,23 @@ impl Emulation {
             Err(SandboxError::Setup(
                 "not inside a build user namespace".into(),
             ))
+        } else if needed
+            .iter()
+            .all(|(_, _, interpreter)| interpreter.is_none())
+        {
+            Err(SandboxError::Setup("no emulator binary found".into()))
         } else {
             mount_private(&mount_dir)
         };
         match mounted {
             Ok(()) => {
+                // The private instance replaces the host's handlers for the whole
+                // namespace, so every foreign platform must be registered in it.
                 emulation.private_mount = Some(mount_dir.clone());
                 for (platform, m, interpreter) in needed {
+                    let interpreter = interpreter
+                        .or_else(|| host_handler_file(m))
+                        .ok_or_else(|| emulator_missing(&platform, m))?;
                     register_private(&mount_dir, &platform, m, &interpreter)?;
                     emulation.platforms.push((
                         platform,
@@ -340,12 +350,17 @@ impl Emulation {
             }
             Err(e) => {
                 tracing::debug!("no private binfmt_misc ({e}); using the host's handlers");
-                for (platform, m, _) in needed {
-                    let interpreter = host_handler(&platform, m, &e)?;
+                for (platform, m, interpreter) in needed {
+                    let handler = match (host_handler_file(m), interpreter) {
+                        (Some(handler), _) => handler,
+                        (None, None) => return Err(emulator_missing(&platform, m)),
+                        (None, Some(_)) => return Err(no_binfmt(&platform, m, &e)),
+                    };
+                    warn_without_f_flag(&platform, m);
                     emulation.platforms.push((
                         platform,
                         PlatformSupport::Emulated {
-                            interpreter,
+                            interpreter: handler,
                             private: false,
                         },
                     ));
@@ -382,21 +397,25 @@ impl Drop for Emulation {
     }
 }
 
+/// The handler entry for `platform` and the emulator binary, when one is installed.
 fn emulator_for(
     platform: &Platform,
     host: &Platform,
-) -> Result<(Platform, &'static ElfMatch, PathBuf), SandboxError> {
+) -> Result<(Platform, &'static ElfMatch, Option<PathBuf>), SandboxError> {
     let unsupported = || SandboxError::Unsupported {
         platform: platform.to_string(),
         host: host.to_string(),
     };
     let qemu = platform.qemu_name().ok_or_else(unsupported)?;
     let m = elf_match(qemu).ok_or_else(unsupported)?;
-    let interpreter = find_emulator(qemu).ok_or_else(|| SandboxError::EmulatorMissing {
+    Ok((platform.clone(), m, find_emulator(qemu)))
+}
+
+fn emulator_missing(platform: &Platform, m: &ElfMatch) -> SandboxError {
+    SandboxError::EmulatorMissing {
         platform: platform.to_string(),
-        binary: format!("qemu-{qemu}-static"),
-    })?;
-    Ok((platform.clone(), m, interpreter))
+        binary: format!("qemu-{}-static", m.qemu),
+    }
 }
 
 /// Whether this process shares the user namespace of the host's pid 1 (the initial
@@ -454,39 +473,304 @@ fn register_private(
     Ok(())
 }
 
-/// The interpreter of the host's enabled handler for `m`, or an error saying what to do.
-fn host_handler(
-    platform: &Platform,
-    m: &ElfMatch,
-    mount_error: &SandboxError,
-) -> Result<PathBuf, SandboxError> {
-    let path = Path::new("/proc/sys/fs/binfmt_misc").join(handler_name(m.qemu));
-    let status = std::fs::read_to_string(&path)
-        .ok()
-        .map(|t| parse_handler(&t));
-    match status {
-        Some(HandlerStatus {
-            enabled: true,
-            interpreter: Some(interpreter),
-            flags,
-        }) => {
-            if !flags.contains('F') {
-                tracing::warn!(
-                    "the host's {} handler lacks the F flag: {} must exist inside each {platform} root filesystem",
-                    handler_name(m.qemu),
-                    interpreter.display()
-                );
-            }
-            Ok(interpreter)
+/// The interpreter of the host's enabled handler for `m`, if the host registered one.
+fn host_handler_file(m: &ElfMatch) -> Option<PathBuf> {
+    let path = Path::new(HOST_BINFMT_DIR).join(handler_name(m.qemu));
+    let status = parse_handler(&std::fs::read_to_string(path).ok()?);
+    status.interpreter.filter(|_| status.enabled)
+}
+
+fn warn_without_f_flag(platform: &Platform, m: &ElfMatch) {
+    let path = Path::new(HOST_BINFMT_DIR).join(handler_name(m.qemu));
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let status = parse_handler(&text);
+        if !status.flags.contains('F') {
+            tracing::warn!(
+                "the host's {} handler lacks the F flag: {} must exist inside each {platform} root filesystem",
+                handler_name(m.qemu),
+                status.interpreter.unwrap_or_default().display()
+            );
         }
-        _ => Err(SandboxError::NoBinfmt {
-            platform: platform.to_string(),
-            reason: format!(
-                "this kernel cannot give the build its own binfmt_misc ({mount_error}; Linux >= 6.7 can) and the host has no enabled {} handler; install qemu-user-static and binfmt-support on the host (apt-get install qemu-user-static binfmt-support)",
-                path.display()
-            ),
-        }),
     }
+}
+
+fn no_binfmt(platform: &Platform, m: &ElfMatch, mount_error: &SandboxError) -> SandboxError {
+    SandboxError::NoBinfmt {
+        platform: platform.to_string(),
+        reason: format!(
+            "this kernel cannot give the build its own binfmt_misc ({mount_error}; Linux >= 6.7 can) and the host has no enabled {}/{} handler; install qemu-user-static and binfmt-support on the host (apt-get install qemu-user-static binfmt-support)",
+            HOST_BINFMT_DIR,
+            handler_name(m.qemu)
+        ),
+    }
+}
+
+/// Where the host's binfmt_misc instance is mounted.
+const HOST_BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+
+/// The platforms `platform_report` lists, as `docker buildx ls` does.
+pub const KNOWN_PLATFORMS: &[&str] = &[
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+    "linux/mips64le",
+    "linux/mips64",
+    "linux/loong64",
+];
+
+/// Whose binfmt_misc handler runs a platform's emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerSource {
+    /// One registered in the build's own binfmt_misc instance.
+    Private,
+    /// One the host registered.
+    Host,
+}
+
+/// How steps of one platform would run on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformState {
+    /// The CPU runs its binaries.
+    Native,
+    /// QEMU runs them.
+    Emulated {
+        /// The emulator binary.
+        interpreter: PathBuf,
+        /// Whose handler starts it.
+        source: HandlerSource,
+    },
+    /// Nothing can run them; `hint` says what to install.
+    Unavailable {
+        /// What is missing and how to get it.
+        hint: String,
+    },
+}
+
+/// One line of `rbuild platforms`: a platform and how it would run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformLine {
+    /// The platform.
+    pub platform: Platform,
+    /// How its steps would run.
+    pub state: PlatformState,
+}
+
+impl std::fmt::Display for PlatformLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let platform = self.platform.to_string();
+        match &self.state {
+            PlatformState::Native => write!(f, "{platform:<16} native"),
+            PlatformState::Emulated {
+                interpreter,
+                source,
+            } => {
+                let how = match source {
+                    HandlerSource::Private => "private binfmt_misc",
+                    HandlerSource::Host => "host binfmt_misc",
+                };
+                write!(
+                    f,
+                    "{platform:<16} emulated ({how}, {})",
+                    interpreter.display()
+                )
+            }
+            PlatformState::Unavailable { hint } => {
+                write!(f, "{platform:<16} unavailable ({hint})")
+            }
+        }
+    }
+}
+
+/// What the machine offers for running foreign binaries, gathered by
+/// [`HostFacts::probe`] and turned into report lines by [`classify_platforms`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The host platform.
+    pub host: Platform,
+    /// Whether the kernel runs the host's 32-bit sibling (386 on amd64) itself.
+    pub compat32: bool,
+    /// Installed QEMU emulators by QEMU architecture name.
+    pub emulators: Vec<(String, PathBuf)>,
+    /// Whether a private binfmt_misc instance can be mounted, or why not.
+    pub private_binfmt: Result<(), String>,
+    /// Enabled host handlers' interpreters by QEMU architecture name.
+    pub host_handlers: Vec<(String, PathBuf)>,
+}
+
+impl HostFacts {
+    /// Looks at the machine without changing it: emulator binaries, the host's
+    /// handlers, 32-bit support, and a real attempt to mount binfmt_misc in a
+    /// short-lived child in a new user namespace.
+    pub fn probe() -> HostFacts {
+        let host = Platform::host();
+        let names: Vec<&'static str> = ELF_MATCHES.iter().map(|m| m.qemu).collect();
+        let needs_compat = KNOWN_PLATFORMS
+            .iter()
+            .filter_map(|p| p.parse::<Platform>().ok())
+            .any(|p| p.needs_linux32_on(&host));
+        HostFacts {
+            compat32: needs_compat && probe_compat32(),
+            emulators: names
+                .iter()
+                .filter_map(|q| find_emulator(q).map(|p| (q.to_string(), p)))
+                .collect(),
+            private_binfmt: probe_private_binfmt(),
+            host_handlers: ELF_MATCHES
+                .iter()
+                .filter_map(|m| host_handler_file(m).map(|p| (m.qemu.to_string(), p)))
+                .collect(),
+            host,
+        }
+    }
+}
+
+fn probe_compat32() -> bool {
+    let dir = std::env::temp_dir().join(format!("rbuild-ia32-probe-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let result = kernel_runs_ia32(&dir).unwrap_or(true);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Mounts binfmt_misc in a forked child inside new user and mount namespaces, so
+/// nothing of the host changes; reports why it failed.
+fn probe_private_binfmt() -> Result<(), String> {
+    let target = c"/dev";
+    let register = c"/dev/register";
+    let fstype = c"binfmt_misc";
+    let root = c"/";
+    // SAFETY: the child only makes async-signal-safe system calls on prepared strings
+    // and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                libc::_exit(1);
+            }
+            let private = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                private,
+                std::ptr::null(),
+            ) != 0
+            {
+                libc::_exit(2);
+            }
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if libc::mount(
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags,
+                std::ptr::null(),
+            ) != 0
+            {
+                let errno = *libc::__errno_location();
+                libc::_exit(64 + errno.clamp(0, 150));
+            }
+            if libc::access(register.as_ptr(), libc::F_OK) != 0 {
+                libc::_exit(3);
+            }
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err("lost the probe process".into());
+        }
+    }
+    if !libc::WIFEXITED(status) {
+        return Err("the probe process was killed".into());
+    }
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        1 => Err("cannot create a user namespace".into()),
+        2 => Err("cannot make a private mount tree".into()),
+        3 => Err("the mounted binfmt_misc has no register file".into()),
+        code => Err(format!(
+            "mount binfmt_misc in a user namespace: {}",
+            std::io::Error::from_raw_os_error(code - 64)
+        )),
+    }
+}
+
+/// How every platform in [`KNOWN_PLATFORMS`] would run given `facts`, native ones
+/// first; the same choices [`Emulation::prepare`] makes.
+pub fn classify_platforms(facts: &HostFacts) -> Vec<PlatformLine> {
+    let mut lines: Vec<PlatformLine> = KNOWN_PLATFORMS
+        .iter()
+        .filter_map(|p| p.parse::<Platform>().ok())
+        .map(|platform| PlatformLine {
+            state: classify(&platform, facts),
+            platform,
+        })
+        .collect();
+    lines.sort_by_key(|l| l.state != PlatformState::Native);
+    lines
+}
+
+fn lookup<'a>(list: &'a [(String, PathBuf)], qemu: &str) -> Option<&'a PathBuf> {
+    list.iter().find(|(q, _)| q == qemu).map(|(_, p)| p)
+}
+
+fn classify(platform: &Platform, facts: &HostFacts) -> PlatformState {
+    if platform.runs_natively_on(&facts.host)
+        && (!platform.needs_linux32_on(&facts.host) || facts.compat32)
+    {
+        return PlatformState::Native;
+    }
+    let Some(qemu) = platform.qemu_name().filter(|q| elf_match(q).is_some()) else {
+        return PlatformState::Unavailable {
+            hint: "QEMU has no user-mode emulator for it".into(),
+        };
+    };
+    let emulator = lookup(&facts.emulators, qemu);
+    let handler = lookup(&facts.host_handlers, qemu);
+    match (&facts.private_binfmt, emulator, handler) {
+        (Ok(()), Some(interpreter), _) => PlatformState::Emulated {
+            interpreter: interpreter.clone(),
+            source: HandlerSource::Private,
+        },
+        (Err(_), _, Some(interpreter)) => PlatformState::Emulated {
+            interpreter: interpreter.clone(),
+            source: HandlerSource::Host,
+        },
+        (Ok(()), None, Some(interpreter)) => PlatformState::Emulated {
+            interpreter: interpreter.clone(),
+            source: HandlerSource::Private,
+        },
+        (_, None, None) => PlatformState::Unavailable {
+            hint: format!(
+                "qemu-{qemu}-static not found; install it with: apt-get install qemu-user-static"
+            ),
+        },
+        (Err(why), Some(_), None) => PlatformState::Unavailable {
+            hint: format!(
+                "no private binfmt_misc ({why}; needs Linux >= 6.7) and no host handler; register one with: apt-get install binfmt-support qemu-user-static"
+            ),
+        },
+    }
+}
+
+/// How each known platform would run on this machine, probed without building and
+/// without changing the host: the `PLATFORMS` column of `docker buildx ls`.
+pub fn platform_report() -> Vec<PlatformLine> {
+    classify_platforms(&HostFacts::probe())
 }
 
 #[cfg(test)]
@@ -573,6 +857,109 @@ mod tests {
         if !nix::unistd::getuid().is_root() && std::fs::metadata("/proc/1/ns/user").is_err() {
             assert!(!in_initial_user_namespace());
         }
+    }
+
+    fn facts(private: bool, emulators: &[&str], handlers: &[&str], compat32: bool) -> HostFacts {
+        let list = |names: &[&str], dir: &str| {
+            names
+                .iter()
+                .map(|q| {
+                    (
+                        q.to_string(),
+                        PathBuf::from(format!("{dir}/qemu-{q}-static")),
+                    )
+                })
+                .collect()
+        };
+        HostFacts {
+            host: "linux/amd64".parse().unwrap(),
+            compat32,
+            emulators: list(emulators, "/usr/bin"),
+            private_binfmt: if private {
+                Ok(())
+            } else {
+                Err("mount binfmt_misc: Operation not permitted".into())
+            },
+            host_handlers: list(handlers, "/host"),
+        }
+    }
+
+    fn state_of(lines: &[PlatformLine], platform: &str) -> PlatformState {
+        lines
+            .iter()
+            .find(|l| l.platform.to_string() == platform)
+            .unwrap()
+            .state
+            .clone()
+    }
+
+    #[test]
+    fn private_handlers_come_first_then_the_hosts() {
+        let lines = classify_platforms(&facts(
+            true,
+            &["aarch64", "arm"],
+            &["aarch64", "s390x"],
+            true,
+        ));
+        assert_eq!(lines[0].platform.to_string(), "linux/amd64");
+        assert_eq!(lines[1].platform.to_string(), "linux/386");
+        assert_eq!(lines[1].state, PlatformState::Native);
+        assert_eq!(
+            state_of(&lines, "linux/arm64"),
+            PlatformState::Emulated {
+                interpreter: "/usr/bin/qemu-aarch64-static".into(),
+                source: HandlerSource::Private
+            }
+        );
+        // With a private instance, the host handler's interpreter is registered privately.
+        assert_eq!(
+            state_of(&lines, "linux/s390x"),
+            PlatformState::Emulated {
+                interpreter: "/host/qemu-s390x-static".into(),
+                source: HandlerSource::Private
+            }
+        );
+        assert!(matches!(
+            state_of(&lines, "linux/riscv64"),
+            PlatformState::Unavailable { hint } if hint.contains("qemu-riscv64-static not found")
+        ));
+        let line = lines
+            .iter()
+            .find(|l| l.platform.to_string() == "linux/arm/v7")
+            .unwrap();
+        assert_eq!(
+            line.to_string(),
+            "linux/arm/v7     emulated (private binfmt_misc, /usr/bin/qemu-arm-static)"
+        );
+    }
+
+    #[test]
+    fn without_a_private_instance_host_handlers_are_used() {
+        let lines = classify_platforms(&facts(false, &["aarch64", "arm"], &["aarch64"], false));
+        assert_eq!(
+            state_of(&lines, "linux/arm64"),
+            PlatformState::Emulated {
+                interpreter: "/host/qemu-aarch64-static".into(),
+                source: HandlerSource::Host
+            }
+        );
+        let arm = state_of(&lines, "linux/arm/v7");
+        assert!(
+            matches!(&arm, PlatformState::Unavailable { hint } if hint.contains("binfmt-support") && hint.contains("Operation not permitted")),
+            "{arm:?}"
+        );
+        assert!(matches!(
+            state_of(&lines, "linux/386"),
+            PlatformState::Unavailable { .. }
+        ));
+        assert_eq!(lines.len(), KNOWN_PLATFORMS.len());
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.state == PlatformState::Native)
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -41,6 +41,24 @@ impl IdMaps {
         }
     }
 
+    /// Every id these maps cover mapped onto itself: what root gets when it already runs
+    /// in a user namespace (a container), where only the ids of its own maps exist.
+    pub fn identity_over(&self) -> IdMaps {
+        let same = |maps: &[IdMap]| {
+            maps.iter()
+                .map(|m| IdMap {
+                    container: m.container,
+                    host: m.container,
+                    count: m.count,
+                })
+                .collect()
+        };
+        IdMaps {
+            uid: same(&self.uid),
+            gid: same(&self.gid),
+        }
+    }
+
     /// Container root mapped onto one host user and group, all an unprivileged caller
     /// may write without `newuidmap`.
     pub fn single(uid: u32, gid: u32) -> IdMaps {
@@ -58,16 +76,68 @@ impl IdMaps {
         }
     }
 
-    /// The maps used by default for the calling user: identity for root, a single
-    /// mapping of container root onto the caller otherwise.
+    /// The maps used by default for the calling user: identity for root; for anyone
+    /// else container root onto the caller plus container ids 1..=65536 onto the
+    /// caller's subordinate ids when `/etc/subuid`, `/etc/subgid` and
+    /// `newuidmap`/`newgidmap` allow it, or only container root otherwise.
     pub fn for_current_user() -> IdMaps {
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
         if uid == 0 {
-            IdMaps::identity()
-        } else {
-            IdMaps::single(uid, gid)
+            return id_maps()
+                .map(|own| own.identity_over())
+                .unwrap_or_else(|_| IdMaps::identity());
         }
+        if map_helper("newuidmap").is_none() || map_helper("newgidmap").is_none() {
+            tracing::debug!("newuidmap/newgidmap not found; mapping only container root");
+            return IdMaps::single(uid, gid);
+        }
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        let range = |file: &str| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            usable_range(&subid_ranges(&text, name.as_deref(), uid))
+        };
+        IdMaps::with_subids(uid, gid, range("/etc/subuid"), range("/etc/subgid"))
+    }
+
+    /// Container root onto `uid`/`gid` and, when both ranges are given, container ids
+    /// 1..=count onto them (count at most [`SUBID_MAPPED`]); only root otherwise.
+    pub fn with_subids(
+        uid: u32,
+        gid: u32,
+        subuid: Option<SubidRange>,
+        subgid: Option<SubidRange>,
+    ) -> IdMaps {
+        let (Some(su), Some(sg)) = (subuid, subgid) else {
+            return IdMaps::single(uid, gid);
+        };
+        let maps = |own: u32, range: SubidRange| {
+            vec![
+                IdMap {
+                    container: 0,
+                    host: own,
+                    count: 1,
+                },
+                IdMap {
+                    container: 1,
+                    host: range.start,
+                    count: range.count.min(SUBID_MAPPED),
+                },
+            ]
+        };
+        IdMaps {
+            uid: maps(uid, su),
+            gid: maps(gid, sg),
+        }
+    }
+
+    /// Whether more than container root is mapped (subordinate ids or identity).
+    pub fn is_full(&self) -> bool {
+        self.uid.iter().map(|m| u64::from(m.count)).sum::<u64>() > 1
+            && self.gid.iter().map(|m| u64::from(m.count)).sum::<u64>() > 1
     }
 
     /// Whether these maps can be written straight to `/proc/PID/*_map` by a caller with
@@ -80,6 +150,55 @@ impl IdMaps {
             |maps: &[IdMap], id: u32| maps.len() == 1 && maps[0].host == id && maps[0].count == 1;
         own(&self.uid, uid) && own(&self.gid, gid)
     }
+}
+
+/// The fewest subordinate ids a range must hold to be used: enough for every id
+/// images commonly use (up to `nobody`, 65534).
+pub const SUBID_MIN_RANGE: u32 = 65535;
+
+/// How many subordinate ids are mapped at most (container ids 1..=65536).
+pub const SUBID_MAPPED: u32 = 65536;
+
+/// One `name:start:count` line of `/etc/subuid` or `/etc/subgid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubidRange {
+    /// First subordinate id on the host.
+    pub start: u32,
+    /// How many ids the range holds.
+    pub count: u32,
+}
+
+/// The ranges of `/etc/subuid`-format `text` that belong to the user `name` or `uid`
+/// (entries may name the user or give its number).
+pub fn subid_ranges(text: &str, name: Option<&str>, uid: u32) -> Vec<SubidRange> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let mut f = line.split(':');
+            let owner = f.next()?;
+            let start = f.next()?.trim().parse().ok()?;
+            let count = f.next()?.trim().parse().ok()?;
+            let mine = Some(owner) == name || owner.parse::<u32>().ok() == Some(uid);
+            mine.then_some(SubidRange { start, count })
+        })
+        .collect()
+}
+
+/// The first range with at least [`SUBID_MIN_RANGE`] ids.
+pub fn usable_range(ranges: &[SubidRange]) -> Option<SubidRange> {
+    ranges.iter().copied().find(|r| r.count >= SUBID_MIN_RANGE)
+}
+
+/// Where the setuid helper `name` (`newuidmap`, `newgidmap`) is installed, if anywhere.
+pub(crate) fn map_helper(name: &str) -> Option<std::path::PathBuf> {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
 }
 
 /// Whether `id` (inside the namespace) is covered by one of `maps`.
@@ -174,6 +293,58 @@ mod tests {
         assert!(!is_mapped(&maps, 65537));
         assert!(!is_mapped(&IdMaps::single(1000, 1000).uid, 65534));
         assert!(is_mapped(&IdMaps::identity().uid, 65534));
+    }
+
+    const SUBUID: &str =
+        "# comment\nother:200000:65536\nalice:100000:65536\n1001:300000:70000\nbob:400000:1000\n";
+
+    #[test]
+    fn subid_entries_match_by_name_or_uid() {
+        assert_eq!(
+            subid_ranges(SUBUID, Some("alice"), 1000),
+            vec![SubidRange {
+                start: 100000,
+                count: 65536
+            }]
+        );
+        assert_eq!(
+            subid_ranges(SUBUID, None, 1001),
+            vec![SubidRange {
+                start: 300000,
+                count: 70000
+            }]
+        );
+        assert!(subid_ranges(SUBUID, Some("carol"), 1002).is_empty());
+        assert_eq!(usable_range(&subid_ranges(SUBUID, Some("bob"), 5)), None);
+        assert!(subid_ranges("garbage\nx:y:z\n", Some("x"), 0).is_empty());
+    }
+
+    #[test]
+    fn subordinate_ranges_extend_the_map() {
+        let range = usable_range(&subid_ranges(SUBUID, None, 1001));
+        let maps = IdMaps::with_subids(1001, 1002, range, range);
+        assert_eq!(format_map(&maps.uid), "0 1001 1\n1 300000 65536\n");
+        assert_eq!(format_map(&maps.gid), "0 1002 1\n1 300000 65536\n");
+        assert!(maps.is_full());
+        assert!(is_mapped(&maps.uid, 1000) && is_mapped(&maps.uid, 65536));
+        assert!(!is_mapped(&maps.uid, 65537));
+        assert!(!maps.writable_directly_by(1001, 1002));
+        let only_root = IdMaps::with_subids(1001, 1002, range, None);
+        assert_eq!(only_root, IdMaps::single(1001, 1002));
+        assert!(!only_root.is_full());
+        assert!(IdMaps::identity().is_full());
+    }
+
+    #[test]
+    fn root_in_a_container_maps_only_its_own_ids() {
+        let own = IdMaps {
+            uid: parse_map("0 1000 1\n1 100000 65536\n").unwrap(),
+            gid: parse_map("0 1000 1\n").unwrap(),
+        };
+        let id = own.identity_over();
+        assert_eq!(format_map(&id.uid), "0 0 1\n1 1 65536\n");
+        assert_eq!(format_map(&id.gid), "0 0 1\n");
+        assert_eq!(IdMaps::identity().identity_over(), IdMaps::identity());
     }
 
     #[test]

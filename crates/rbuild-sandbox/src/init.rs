@@ -8,7 +8,7 @@ use crate::idmap::{IdMaps, describe_map, id_maps, is_mapped};
 use crate::mounts::{Kind, ensure, fd_path, mkdir_in, open_in_root, symlink_in, touch_in};
 use crate::plan::{DEFAULT_PATH, env_value, find_in_path, overlay_data, step_env};
 use crate::run::{
-    EMPTY_LOWER_DIR, ErrorKind, ExitStatus, HOSTNAME_FILE, HOSTS_FILE, INIT_ARG, Network,
+    EMPTY_LOWER_DIR, ErrorKind, ExitStatus, HOSTNAME_FILE, HOSTS_FILE, INIT_ARG, Mount, Network,
     RESOLV_FILE, ROOT_DIR, Report, Rootfs, WireSpec,
 };
 use crate::user::{ResolvedUser, resolve_user};
@@ -210,6 +210,8 @@ fn setup(spec: &WireSpec, reporter: &Reporter) -> Result<Prepared, Failure> {
     mount_dev(&root, &root_path, &mut created, reporter)?;
     mount_sys(&root, &root_path, &mut created, reporter)?;
     bind_etc_files(spec, &root, &root_path, &mut created)?;
+    mask_paths(&root)?;
+    mount_extra(&spec.mounts, &root, &root_path, &mut created)?;
     reporter.send(&Report::Created { paths: created });
     if spec.network == Network::None
         && let Err(e) = loopback_up()
@@ -403,11 +405,195 @@ fn mount_sys(
         libc::O_PATH | libc::O_DIRECTORY,
     )
     .map_err(setup_err("open /sys"))?;
-    let path = fd_path(&sys);
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&path);
-    if let Err(e) = mount(None::<&str>, &path, None::<&str>, flags, None::<&str>) {
+    if let Err(e) = make_readonly(&sys) {
         reporter.log(format!("no /sys: cannot make it read-only: {e}"));
-        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        let _ = umount2(&fd_path(&sys), MntFlags::MNT_DETACH);
+    }
+    Ok(())
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Makes the mount `fd` refers to, and every mount below it, read-only; falls back to a
+/// remount of the top mount alone on kernels without mount_setattr(2).
+fn make_readonly(fd: &OwnedFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid descriptor, an empty NUL-terminated path and the struct's size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    let path = fd_path(fd);
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&path);
+    mount(None::<&str>, &path, None::<&str>, flags, None::<&str>).map_err(std::io::Error::from)
+}
+
+/// Paths hidden from the step, as runc's and containerd's default spec hides them: a
+/// directory under an empty read-only tmpfs, a file under `/dev/null`.
+pub(crate) const MASKED_PATHS: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+    "proc/scsi",
+];
+
+/// Paths the step sees read-only, as in runc's and containerd's default spec.
+pub(crate) const READONLY_PATHS: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+/// Opens `rel` in the root without creating it; `None` when it does not exist.
+fn open_existing(root: &OwnedFd, rel: &str) -> Result<Option<OwnedFd>, Failure> {
+    match open_in_root(root.as_fd(), Path::new(rel), libc::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err((ErrorKind::Setup, format!("open /{rel}: {e}"))),
+    }
+}
+
+fn mask_paths(root: &OwnedFd) -> Result<(), Failure> {
+    for rel in MASKED_PATHS {
+        let Some(fd) = open_existing(root, rel)? else {
+            continue;
+        };
+        let is_dir = nix::sys::stat::fstat(&fd)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map_err(|e| (ErrorKind::Setup, format!("stat /{rel}: {e}")))?;
+        let result = if is_dir {
+            mount(
+                Some("tmpfs"),
+                &fd_path(&fd),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0"),
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                &fd_path(&fd),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        result.map_err(|e| (ErrorKind::Setup, format!("mask /{rel}: {e}")))?;
+    }
+    for rel in READONLY_PATHS {
+        let Some(fd) = open_existing(root, rel)? else {
+            continue;
+        };
+        let path = fd_path(&fd);
+        mount(
+            Some(&path),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| (ErrorKind::Setup, format!("bind /{rel} onto itself: {e}")))?;
+        let Some(mounted) = open_existing(root, rel)? else {
+            continue;
+        };
+        make_readonly(&mounted)
+            .map_err(|e| (ErrorKind::Setup, format!("make /{rel} read-only: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Makes the step's extra mounts, in order, creating missing mountpoints.
+fn mount_extra(
+    mounts: &[Mount],
+    root: &OwnedFd,
+    root_path: &Path,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), Failure> {
+    for m in mounts {
+        let target = m.target();
+        let rel = Path::new(target.trim_start_matches('/'));
+        match m {
+            Mount::Bind {
+                source, readonly, ..
+            } => {
+                let kind = if source.is_dir() {
+                    Kind::Dir
+                } else {
+                    Kind::File
+                };
+                let fd = ensure(root, root_path, rel, kind, created)
+                    .map_err(|e| (ErrorKind::Setup, format!("create {target}: {e}")))?;
+                mount(
+                    Some(source.as_path()),
+                    &fd_path(&fd),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| {
+                    (
+                        ErrorKind::Setup,
+                        format!("bind {} on {target}: {e}", source.display()),
+                    )
+                })?;
+                if *readonly {
+                    let mounted = open_in_root(root.as_fd(), rel, libc::O_PATH)
+                        .map_err(|e| (ErrorKind::Setup, format!("open {target}: {e}")))?;
+                    make_readonly(&mounted)
+                        .map_err(|e| (ErrorKind::Setup, format!("make {target} read-only: {e}")))?;
+                }
+            }
+            Mount::Tmpfs { size, .. } => {
+                let fd = ensure(root, root_path, rel, Kind::Dir, created)
+                    .map_err(|e| (ErrorKind::Setup, format!("create {target}: {e}")))?;
+                let data = size.map(|n| format!("size={n}"));
+                mount(
+                    Some("tmpfs"),
+                    &fd_path(&fd),
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    data.as_deref(),
+                )
+                .map_err(|e| (ErrorKind::Setup, format!("mount a tmpfs on {target}: {e}")))?;
+            }
+        }
     }
     Ok(())
 }
@@ -490,7 +676,7 @@ fn prepare_command(spec: &WireSpec) -> Result<Prepared, Failure> {
     let user = resolve_user(&spec.user, passwd.as_deref(), group.as_deref())
         .map_err(|e| (ErrorKind::User, e))?;
     let maps = id_maps().map_err(|e| (ErrorKind::Setup, e.to_string()))?;
-    check_mapped(&spec.user, &user, &maps)?;
+    check_mapped(&spec.user, &user, &maps, &spec.host_user)?;
     let set_groups = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() == "allow")
         .unwrap_or(false);
@@ -513,8 +699,19 @@ fn prepare_command(spec: &WireSpec) -> Result<Prepared, Failure> {
 }
 
 /// Fails clearly when the step's user or group has no id in the build's user namespace.
-fn check_mapped(spec_user: &str, user: &ResolvedUser, maps: &IdMaps) -> Result<(), Failure> {
-    let hint = "without subordinate ids (an /etc/subuid range and newuidmap) a rootless build can only run steps as root";
+fn check_mapped(
+    spec_user: &str,
+    user: &ResolvedUser,
+    maps: &IdMaps,
+    host_user: &str,
+) -> Result<(), Failure> {
+    let hint = if maps.is_full() {
+        "the build's user namespace maps container ids 0-65536 only".to_string()
+    } else {
+        format!(
+            "without subordinate ids a rootless build can run steps only as root; to get the full range, add {host_user}:100000:65536 to /etc/subuid and /etc/subgid (any free range of 65536 ids) and install uidmap (apt-get install uidmap)"
+        )
+    };
     let shown = if spec_user.is_empty() {
         "root"
     } else {
@@ -723,10 +920,15 @@ mod tests {
             groups: vec![65534],
             home: "/".into(),
         };
-        let (kind, msg) = check_mapped("nobody", &nobody, &maps).unwrap_err();
+        let (kind, msg) = check_mapped("nobody", &nobody, &maps, "alice").unwrap_err();
         assert!(matches!(kind, ErrorKind::User));
         assert!(
             msg.starts_with("user nobody (uid 65534) is not mapped"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("add alice:100000:65536 to /etc/subuid and /etc/subgid")
+                && msg.contains("install uidmap"),
             "{msg}"
         );
         let root = ResolvedUser {
@@ -735,7 +937,28 @@ mod tests {
             groups: vec![0],
             home: "/root".into(),
         };
-        assert!(check_mapped("", &root, &maps).is_ok());
+        assert!(check_mapped("", &root, &maps, "alice").is_ok());
+        let full = IdMaps::with_subids(
+            1000,
+            1000,
+            Some(crate::idmap::SubidRange {
+                start: 100000,
+                count: 65536,
+            }),
+            Some(crate::idmap::SubidRange {
+                start: 100000,
+                count: 65536,
+            }),
+        );
+        assert!(check_mapped("nobody", &nobody, &full, "alice").is_ok());
+        let high = ResolvedUser {
+            uid: 70000,
+            gid: 0,
+            groups: vec![0],
+            home: "/".into(),
+        };
+        let (_, msg) = check_mapped("70000", &high, &full, "alice").unwrap_err();
+        assert!(msg.ends_with("maps container ids 0-65536 only"), "{msg}");
         let odd_group = ResolvedUser {
             uid: 0,
             gid: 5,
@@ -743,7 +966,7 @@ mod tests {
             home: "/root".into(),
         };
         assert!(
-            check_mapped("0:5", &odd_group, &maps)
+            check_mapped("0:5", &odd_group, &maps, "alice")
                 .unwrap_err()
                 .1
                 .starts_with("group 5")

@@ -6,6 +6,9 @@
 //! 2. before any thread exists: [`enter_build_namespace`];
 //! 3. per build: [`Emulation::prepare`], then [`run`] per step.
 //!
+//! [`platform_report`] tells, without building or changing the host, how each
+//! platform would run here.
+//!
 //! Every namespace and mount system call of the project lives here.
 
 mod binfmt;
@@ -19,13 +22,17 @@ mod user;
 mod userns;
 
 pub use binfmt::{
-    ELF_MATCHES, ElfMatch, Emulation, HANDLER_FLAGS, PlatformSupport, elf_architecture,
-    register_line,
+    ELF_MATCHES, ElfMatch, Emulation, HANDLER_FLAGS, HandlerSource, HostFacts, KNOWN_PLATFORMS,
+    PlatformLine, PlatformState, PlatformSupport, QEMU_PATH_ENV, classify_platforms,
+    elf_architecture, platform_report, register_line,
 };
 pub use error::SandboxError;
-pub use idmap::{IdMap, IdMaps, describe_map, format_map, id_maps, is_mapped, parse_map};
+pub use idmap::{
+    IdMap, IdMaps, SUBID_MAPPED, SUBID_MIN_RANGE, SubidRange, describe_map, format_map, id_maps,
+    is_mapped, parse_map, subid_ranges, usable_range,
+};
 pub use init::init_main;
-pub use plan::{DEFAULT_PATH, OverlayData, find_in_path, overlay_data};
-pub use run::{ExitStatus, INIT_ARG, Network, Rootfs, RunOutcome, RunSpec, run};
+pub use plan::{DEFAULT_PATH, OverlayData, find_in_path, mount_target, overlay_data};
+pub use run::{ExitStatus, INIT_ARG, Mount, Network, Rootfs, RunOutcome, RunSpec, run};
 pub use user::{ResolvedUser, resolve_user};
 pub use userns::{IN_USERNS_ENV, enter_build_namespace, enter_build_namespace_with};

@@ -76,7 +76,8 @@ fn create_file_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 /// Opens the mountpoint `rel` inside `root` (an `O_PATH` descriptor), creating it and
 /// any missing parents. Every path created is pushed to `created` relative to the root.
 /// `root_path` is the root's path in this mount namespace, used to name files created
-/// through a dangling symlink.
+/// through a dangling symlink. A dangling symlink on the way to a directory is followed
+/// inside the root, as the kernel would resolve it there.
 pub(crate) fn ensure(
     root: &OwnedFd,
     root_path: &Path,
@@ -84,6 +85,56 @@ pub(crate) fn ensure(
     kind: Kind,
     created: &mut Vec<PathBuf>,
 ) -> io::Result<OwnedFd> {
+    let mut rel = rel.to_path_buf();
+    for _ in 0..40 {
+        match ensure_once(root, root_path, &rel, kind, created)? {
+            Ensured::Done(fd) => return Ok(fd),
+            Ensured::Follow(next) => rel = next,
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
+enum Ensured {
+    Done(OwnedFd),
+    /// A dangling symlink was met: retry with this path.
+    Follow(PathBuf),
+}
+
+/// Where a symlink `link` found in directory `parent` leads, followed by `rest`,
+/// resolved lexically inside the root (`..` stops at the root).
+pub(crate) fn follow_link(parent: &Path, link: &Path, rest: &[&OsStr]) -> PathBuf {
+    let mut parts: Vec<&OsStr> = if link.is_absolute() {
+        Vec::new()
+    } else {
+        parent
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    };
+    for c in link.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    parts.extend_from_slice(rest);
+    parts.iter().collect()
+}
+
+fn ensure_once(
+    root: &OwnedFd,
+    root_path: &Path,
+    rel: &Path,
+    kind: Kind,
+    created: &mut Vec<PathBuf>,
+) -> io::Result<Ensured> {
     let parts: Vec<&OsStr> = rel
         .components()
         .filter_map(|c| match c {
@@ -97,17 +148,17 @@ pub(crate) fn ensure(
         prefix.push(name);
         let last = i + 1 == parts.len();
         match open_in_root(root.as_fd(), &prefix, libc::O_PATH) {
-            Ok(fd) if last => return Ok(fd),
+            Ok(fd) if last => return Ok(Ensured::Done(fd)),
             Ok(_) => continue,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        let parent = if parent.as_os_str().is_empty() {
+        let parent_dir = if parent.as_os_str().is_empty() {
             PathBuf::from(".")
         } else {
-            parent
+            parent.clone()
         };
-        let parent_fd = open_in_root(root.as_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY)?;
+        let parent_fd = open_in_root(root.as_fd(), &parent_dir, libc::O_PATH | libc::O_DIRECTORY)?;
         let made = if last && kind == Kind::File {
             create_file_at(parent_fd.as_fd(), name)
         } else {
@@ -124,13 +175,18 @@ pub(crate) fn ensure(
                     created.push(inner.to_path_buf());
                 }
             }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let link = nix::fcntl::readlinkat(parent_fd.as_fd(), *name).map_err(|_| e)?;
+                let next = follow_link(&parent, Path::new(&link), &parts[i + 1..]);
+                return Ok(Ensured::Follow(next));
+            }
             Err(e) => return Err(e),
         }
     }
     if parts.is_empty() {
-        return open_in_root(root.as_fd(), Path::new("."), libc::O_PATH);
+        return open_in_root(root.as_fd(), Path::new("."), libc::O_PATH).map(Ensured::Done);
     }
-    open_in_root(root.as_fd(), &prefix, libc::O_PATH)
+    open_in_root(root.as_fd(), &prefix, libc::O_PATH).map(Ensured::Done)
 }
 
 /// Creates an empty file `name` in the directory `dir` (ours, so no symlink can be there).
@@ -163,4 +219,26 @@ pub(crate) fn mkdir_in(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
 /// Creates a symlink `name` -> `target` in `dir`.
 pub(crate) fn symlink_in(dir: &OwnedFd, target: &str, name: &str) -> io::Result<()> {
     nix::unistd::symlinkat(target, dir.as_fd(), name).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_followed_inside_the_root() {
+        let rest = [OsStr::new("inner")];
+        assert_eq!(
+            follow_link(Path::new("a/b"), Path::new("../../../../x"), &rest),
+            PathBuf::from("x/inner")
+        );
+        assert_eq!(
+            follow_link(Path::new("a/b"), Path::new("/etc/y"), &[]),
+            PathBuf::from("etc/y")
+        );
+        assert_eq!(
+            follow_link(Path::new("a"), Path::new("./c/../d"), &rest),
+            PathBuf::from("a/d/inner")
+        );
+    }
 }

@@ -49,6 +49,33 @@ pub fn step_env(env: &[String], home: &str) -> Vec<String> {
     out
 }
 
+/// The clean absolute form of a mount target (relative ones taken from `cwd`), with
+/// `.` and `..` resolved lexically; `None` for the root itself or a NUL byte.
+pub fn mount_target(cwd: &str, target: &str) -> Option<String> {
+    if target.contains('\0') || cwd.contains('\0') {
+        return None;
+    }
+    let joined = if target.starts_with('/') {
+        target.to_string()
+    } else {
+        format!("{cwd}/{target}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
 /// The data string of an overlay mount, and the directory to `chdir` into first when
 /// the paths had to be made relative to fit in a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +203,26 @@ mod tests {
             vec!["HOME=/h".to_string(), format!("PATH={DEFAULT_PATH}")]
         );
         assert_eq!(env_value(&["PATHX=1".to_string()], "PATH"), None);
+    }
+
+    #[test]
+    fn mount_targets_are_cleaned() {
+        assert_eq!(
+            mount_target("/", "/run/secrets/x").as_deref(),
+            Some("/run/secrets/x")
+        );
+        assert_eq!(
+            mount_target("/app", "cache/./go/").as_deref(),
+            Some("/app/cache/go")
+        );
+        assert_eq!(
+            mount_target("/app", "../../../etc").as_deref(),
+            Some("/etc")
+        );
+        assert_eq!(mount_target("/app", "/a/../b").as_deref(), Some("/b"));
+        assert_eq!(mount_target("/", "/"), None);
+        assert_eq!(mount_target("/app", ".."), None);
+        assert_eq!(mount_target("/", "/x\0"), None);
     }
 
     #[test]

@@ -42,6 +42,40 @@ pub enum Network {
     None,
 }
 
+/// An extra mount of a step (`RUN --mount`), made after `/proc`, `/dev`, `/sys` and the
+/// `/etc` files, in the order given, so a later mount may sit inside an earlier one.
+/// Missing mountpoints are created inside the rootfs and reported in
+/// [`RunOutcome::created_paths`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    /// A host file or directory (recursively) bound at `target`.
+    Bind {
+        /// The host path (in the build namespace); a file gets a file mountpoint, a
+        /// directory a directory one.
+        source: PathBuf,
+        /// Where inside the rootfs; relative targets are taken from the working directory.
+        target: String,
+        /// Whether the step sees it (and everything mounted below it) read-only.
+        readonly: bool,
+    },
+    /// A fresh, empty tmpfs at `target`, gone when the step ends.
+    Tmpfs {
+        /// Where inside the rootfs; relative targets are taken from the working directory.
+        target: String,
+        /// Size limit in bytes; `None` uses the kernel's default (half of RAM).
+        size: Option<u64>,
+    },
+}
+
+impl Mount {
+    /// The mount's target as given.
+    pub fn target(&self) -> &str {
+        match self {
+            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
 /// Everything needed to run one step's process.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -67,6 +101,8 @@ pub struct RunSpec {
     pub platform: Platform,
     /// A per-step directory for mountpoints and generated files; must not be inside the rootfs.
     pub scratch_dir: PathBuf,
+    /// Extra mounts (`RUN --mount`), made in this order.
+    pub mounts: Vec<Mount>,
 }
 
 /// How the step's process ended.
@@ -110,6 +146,10 @@ pub(crate) struct WireSpec {
     pub emulated: bool,
     pub linux32: bool,
     pub scratch_dir: PathBuf,
+    /// The extra mounts, with targets made absolute and clean.
+    pub mounts: Vec<Mount>,
+    /// The host user the build runs as, for hints in error messages.
+    pub host_user: String,
     pub report_fd: i32,
 }
 
@@ -152,6 +192,12 @@ pub fn run(
 ) -> Result<RunOutcome, SandboxError> {
     validate(spec)?;
     let (emulated, linux32) = execution_mode(&spec.platform, emulation)?;
+    let cwd = if spec.cwd.is_empty() {
+        "/".to_string()
+    } else {
+        spec.cwd.clone()
+    };
+    let mounts = resolve_mounts(&spec.mounts, &cwd)?;
     write_scratch_files(spec)?;
     let (out_r, out_w) = cloexec_pipe()?;
     let (report_r, report_w) = cloexec_pipe()?;
@@ -159,11 +205,7 @@ pub fn run(
         rootfs: spec.rootfs.clone(),
         argv: spec.argv.clone(),
         env: emulated_env(spec, emulated),
-        cwd: if spec.cwd.is_empty() {
-            "/".into()
-        } else {
-            spec.cwd.clone()
-        },
+        cwd,
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
         network: spec.network,
@@ -171,6 +213,8 @@ pub fn run(
         emulated,
         linux32,
         scratch_dir: spec.scratch_dir.clone(),
+        mounts,
+        host_user: host_user(),
         report_fd: report_w.as_raw_fd(),
     };
     let spec_path = spec.scratch_dir.join(SPEC_FILE);
@@ -197,6 +241,56 @@ fn emulated_env(spec: &RunSpec, emulated: bool) -> Vec<String> {
         env.push(format!("QEMU_CPU={cpu}"));
     }
     env
+}
+
+/// The mounts with clean absolute targets, checked: no target is the root itself and
+/// every bind source exists.
+fn resolve_mounts(mounts: &[Mount], cwd: &str) -> Result<Vec<Mount>, SandboxError> {
+    mounts
+        .iter()
+        .map(|m| {
+            let target = crate::plan::mount_target(cwd, m.target()).ok_or_else(|| {
+                SandboxError::InvalidSpec(format!(
+                    "mount target {:?} is the root directory or contains a NUL byte",
+                    m.target()
+                ))
+            })?;
+            Ok(match m {
+                Mount::Bind {
+                    source, readonly, ..
+                } => {
+                    std::fs::metadata(source).map_err(|e| {
+                        SandboxError::InvalidSpec(format!(
+                            "mount source {} for {target}: {e}",
+                            source.display()
+                        ))
+                    })?;
+                    Mount::Bind {
+                        source: source.clone(),
+                        target,
+                        readonly: *readonly,
+                    }
+                }
+                Mount::Tmpfs { size, .. } => Mount::Tmpfs {
+                    target,
+                    size: *size,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The name (or number) of the host user that container root is, for hints.
+fn host_user() -> String {
+    let uid = crate::idmap::id_maps()
+        .ok()
+        .and_then(|maps| maps.uid.iter().find(|m| m.container == 0).map(|m| m.host))
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 fn validate(spec: &RunSpec) -> Result<(), SandboxError> {

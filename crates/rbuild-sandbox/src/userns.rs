@@ -186,12 +186,28 @@ fn write_maps(child: Pid, maps: &IdMaps) -> Result<(), SandboxError> {
             .map_err(sys("write gid_map"))?;
         return Ok(());
     }
-    run_map_helper("newuidmap", child, &maps.uid)?;
-    run_map_helper("newgidmap", child, &maps.gid)
+    let proc_dir = format!("/proc/{child}");
+    if let Err(e) = run_map_helper("newuidmap", child, &maps.uid) {
+        tracing::warn!("{e}; mapping only container root onto uid {uid}");
+        std::fs::write(format!("{proc_dir}/uid_map"), format!("0 {uid} 1\n"))
+            .map_err(sys("write uid_map"))?;
+    }
+    if let Err(e) = run_map_helper("newgidmap", child, &maps.gid) {
+        tracing::warn!("{e}; mapping only container root onto gid {gid}");
+        std::fs::write(format!("{proc_dir}/setgroups"), "deny").map_err(sys("write setgroups"))?;
+        std::fs::write(format!("{proc_dir}/gid_map"), format!("0 {gid} 1\n"))
+            .map_err(sys("write gid_map"))?;
+    }
+    Ok(())
 }
 
 fn run_map_helper(helper: &str, child: Pid, maps: &[crate::IdMap]) -> Result<(), SandboxError> {
-    let mut cmd = Command::new(helper);
+    let path = crate::idmap::map_helper(helper).ok_or_else(|| {
+        SandboxError::Setup(format!(
+            "{helper} not found (install it with: apt-get install uidmap)"
+        ))
+    })?;
+    let mut cmd = Command::new(path);
     cmd.arg(child.to_string());
     for m in maps {
         cmd.args([

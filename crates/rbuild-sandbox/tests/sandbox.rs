@@ -8,9 +8,13 @@ use std::sync::{Mutex, OnceLock};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_rbuild-sandbox-probe");
 const TEST_USER: &str = "rbsandbox";
+/// A system account, so useradd gives it no subordinate ids.
+const NOSUB_USER: &str = "rbsandbox-nosub";
 const DEB_DIR: &str = "/tmp/rbuild-sandbox-test-debs";
 const APPLETS: &[&str] = &[
-    "sh", "echo", "id", "cat", "ls", "uname", "pwd", "env", "ip", "kill", "true",
+    "sh", "echo", "id", "cat", "ls", "uname", "pwd", "env", "ip", "kill", "true", "sleep", "touch",
+    "chown", "stat", "wc", "head", "grep", "mkdir", "readlink", "test", "printf", "tr", "sort",
+    "dirname",
 ];
 
 fn is_root() -> bool {
@@ -104,6 +108,12 @@ fn fixture(busybox: &Path, with_etc_files: bool) -> Fixture {
         std::os::unix::fs::symlink("busybox", lower.join("bin").join(applet)).unwrap();
     }
     std::fs::create_dir_all(lower.join("etc")).unwrap();
+    std::fs::create_dir_all(lower.join("tmp")).unwrap();
+    std::fs::set_permissions(
+        lower.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
     std::fs::write(
         lower.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
@@ -152,18 +162,92 @@ impl Probe {
     }
 }
 
-/// Creates the unprivileged test user if needed and hands it the fixture.
-fn prepare_rootless(fx: &Fixture) {
-    if !run_ok(Command::new("id").arg(TEST_USER)) {
-        assert!(
-            run_ok(Command::new("useradd").args(["-M", "-s", "/bin/sh", TEST_USER])),
-            "useradd failed"
-        );
+/// The first subordinate id of `user` in `file`, adding `user:START:65536` (a free
+/// range) when the file has none.
+fn ensure_subids(file: &str, user: &str) -> u32 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut next = 100_000u64;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() != 3 {
+            continue;
+        }
+        let (start, count): (u64, u64) = (f[1].parse().unwrap_or(0), f[2].parse().unwrap_or(0));
+        if f[0] == user && count >= 65536 {
+            return start as u32;
+        }
+        next = next.max(start + count);
     }
-    let owner = format!("{TEST_USER}:{TEST_USER}");
+    let mut text = text;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("{user}:{next}:65536\n"));
+    std::fs::write(file, text).unwrap();
+    next as u32
+}
+
+/// Removes every subordinate id line of `user` from `file`.
+fn drop_subids(file: &str, user: &str) {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| l.split(':').next() != Some(user))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept != text {
+        std::fs::write(file, kept).unwrap();
+    }
+}
+
+/// Creates the unprivileged test users once: TEST_USER with subordinate ids (its
+/// first subuid and subgid are returned), NOSUB_USER without.
+fn test_users() -> (u32, u32) {
+    static ONCE: OnceLock<(u32, u32)> = OnceLock::new();
+    *ONCE.get_or_init(|| {
+        if !run_ok(Command::new("id").arg(TEST_USER)) {
+            assert!(
+                run_ok(Command::new("useradd").args(["-M", "-s", "/bin/sh", TEST_USER])),
+                "useradd failed"
+            );
+        }
+        if !run_ok(Command::new("id").arg(NOSUB_USER)) {
+            assert!(
+                run_ok(Command::new("useradd").args(["-r", "-M", "-s", "/bin/sh", NOSUB_USER])),
+                "useradd failed"
+            );
+        }
+        drop_subids("/etc/subuid", NOSUB_USER);
+        drop_subids("/etc/subgid", NOSUB_USER);
+        (
+            ensure_subids("/etc/subuid", TEST_USER),
+            ensure_subids("/etc/subgid", TEST_USER),
+        )
+    })
+}
+
+/// Hands the fixture to `user` (creating the test users first).
+fn prepare_rootless_as(fx: &Fixture, user: &str) {
+    test_users();
+    let owner = format!("{user}:{user}");
     assert!(run_ok(
         Command::new("chown").arg("-R").arg(&owner).arg(&fx.base)
     ));
+}
+
+fn prepare_rootless(fx: &Fixture) {
+    prepare_rootless_as(fx, TEST_USER);
+}
+
+fn host_uid(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn probe(fx: &Fixture, opts: &[&str], argv: &[&str], as_user: Option<&str>) -> Probe {
@@ -315,10 +399,10 @@ fn missing_command_is_a_clear_error() {
 }
 
 #[test]
-fn rootless_runs_as_root_and_refuses_unmapped_users() {
+fn rootless_without_subids_runs_as_root_and_refuses_other_users() {
     require_root!();
     let fx = fixture(&host_busybox(), true);
-    prepare_rootless(&fx);
+    prepare_rootless_as(&fx, NOSUB_USER);
     let p = probe(
         &fx,
         &[],
@@ -327,48 +411,135 @@ fn rootless_runs_as_root_and_refuses_unmapped_users() {
             "-c",
             "id -u; cat /proc/self/uid_map; echo x > /made-rootless",
         ],
-        Some(TEST_USER),
+        Some(NOSUB_USER),
     );
-    let host_uid = String::from_utf8(
-        Command::new("id")
-            .args(["-u", TEST_USER])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let uid = host_uid(NOSUB_USER);
     let map: Vec<String> = p
         .stdout
         .lines()
-        .nth(1)
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_string)
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     assert_eq!(p.stdout.lines().next(), Some("0"), "{}", p.stderr);
-    assert_eq!(
-        map,
-        vec![
-            "0".to_string(),
-            host_uid.trim().to_string(),
-            "1".to_string()
-        ]
-    );
+    assert_eq!(map, vec![format!("0 {uid} 1")], "{}", p.stderr);
     let meta = std::fs::metadata(fx.upper.join("made-rootless")).unwrap();
-    assert_eq!(
-        std::os::unix::fs::MetadataExt::uid(&meta).to_string(),
-        host_uid.trim()
-    );
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid);
 
     let fx = fixture(&host_busybox(), true);
-    prepare_rootless(&fx);
-    let p = probe(&fx, &["--user", "nobody"], &["id"], Some(TEST_USER));
+    prepare_rootless_as(&fx, NOSUB_USER);
+    let p = probe(&fx, &["--user", "nobody"], &["id"], Some(NOSUB_USER));
+    let err = p.error();
     assert!(
-        p.error()
-            .starts_with("user nobody (uid 65534) is not mapped in the build's user namespace"),
+        err.starts_with("user nobody (uid 65534) is not mapped in the build's user namespace"),
         "{}",
         p.stderr
     );
+    assert!(
+        err.contains(&format!(
+            "add {NOSUB_USER}:100000:65536 to /etc/subuid and /etc/subgid"
+        )) && err.contains("install uidmap"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rootless_with_subids_maps_the_full_range() {
+    require_root!();
+    let (subuid, subgid) = test_users();
+    let fx = fixture(&host_busybox(), true);
+    std::fs::write(
+        fx.lower.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fx.lower.join("etc/group"),
+        "root:x:0:\nwheel:x:10:app\nnogroup:x:65534:\napp:x:1000:\n",
+    )
+    .unwrap();
+    prepare_rootless(&fx);
+    let p = probe(
+        &fx,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; echo x > /chowned; chown 1000:1000 /chowned; stat -c %u:%g /chowned",
+        ],
+        Some(TEST_USER),
+    );
+    let uid = host_uid(TEST_USER);
+    let map: Vec<String> = p
+        .stdout
+        .lines()
+        .take(2)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        map,
+        vec![format!("0 {uid} 1"), format!("1 {subuid} 65536")],
+        "{}",
+        p.stderr
+    );
+    assert_eq!(p.stdout.lines().nth(2), Some("1000:1000"), "{}", p.stderr);
+    let meta = std::fs::metadata(fx.upper.join("chowned")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (subuid + 999, subgid + 999),
+        "container id 1000 is subordinate id start + 999 on the host"
+    );
+
+    let fx2 = fixture(&host_busybox(), true);
+    std::fs::copy(fx.lower.join("etc/passwd"), fx2.lower.join("etc/passwd")).unwrap();
+    std::fs::copy(fx.lower.join("etc/group"), fx2.lower.join("etc/group")).unwrap();
+    prepare_rootless(&fx2);
+    let p = probe(
+        &fx2,
+        &["--user", "app"],
+        &["sh", "-c", "id; echo $HOME"],
+        Some(TEST_USER),
+    );
+    assert!(
+        p.stdout
+            .starts_with("uid=1000(app) gid=1000(app) groups=10(wheel),1000(app)\n/home/app\n"),
+        "{}\n{}",
+        p.stdout,
+        p.stderr
+    );
+    let p = probe(
+        &fx2,
+        &["--user", "1000"],
+        &[
+            "sh",
+            "-c",
+            "echo y > /tmp/by-app; stat -c %u:%g /tmp/by-app",
+        ],
+        Some(TEST_USER),
+    );
+    assert_eq!(p.stdout, "1000:1000\n", "{}", p.stderr);
+    let meta = std::fs::metadata(fx2.upper.join("tmp/by-app")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (subuid + 999, subgid + 999));
+    let p = probe(&fx2, &["--user", "nobody"], &["id", "-u"], Some(TEST_USER));
+    assert_eq!(p.stdout, "65534\n", "{}", p.stderr);
+
+    // A layer file unpacked in the namespace as 1000:1000 is subuid+999 on the host.
+    let fx3 = fixture(&host_busybox(), true);
+    std::fs::write(fx3.lower.join("owned"), "x").unwrap();
+    prepare_rootless(&fx3);
+    std::os::unix::fs::chown(
+        fx3.lower.join("owned"),
+        Some(subuid + 999),
+        Some(subgid + 999),
+    )
+    .unwrap();
+    let p = probe(
+        &fx3,
+        &[],
+        &["stat", "-c", "%u:%g", "/owned"],
+        Some(TEST_USER),
+    );
+    assert_eq!(p.stdout, "1000:1000\n", "{}", p.stderr);
 }
 
 fn arm64_children_are_emulated(as_user: Option<&str>) {
@@ -377,8 +548,8 @@ fn arm64_children_are_emulated(as_user: Option<&str>) {
         return;
     };
     let fx = fixture(&busybox, true);
-    if as_user.is_some() {
-        prepare_rootless(&fx);
+    if let Some(user) = as_user {
+        prepare_rootless_as(&fx, user);
     }
     let before = host_binfmt_state();
     let script = r#"sh -c "uname -m"; exec -a echo /bin/busybox argv0 kept"#;
@@ -407,6 +578,12 @@ fn arm64_children_are_emulated_as_root() {
 fn arm64_children_are_emulated_rootless() {
     require_root!();
     arm64_children_are_emulated(Some(TEST_USER));
+}
+
+#[test]
+fn arm64_children_are_emulated_rootless_without_subids() {
+    require_root!();
+    arm64_children_are_emulated(Some(NOSUB_USER));
 }
 
 #[test]
@@ -588,4 +765,401 @@ fn symlinked_mountpoints_stay_inside_the_rootfs() {
     assert!(fx.upper.join(&marker).is_file());
     let expected = format!(r#""{marker}","{marker}-resolv","etc/hostname"]}}"#);
     assert!(p.outcome().ends_with(&expected), "{}", p.outcome());
+}
+
+/// Mount points (field 5 of mountinfo) listed by a step.
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .collect()
+}
+
+fn isolation(as_user: Option<&str>) {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("host-secret");
+    std::fs::write(&marker, "host secret\n").unwrap();
+    let marker_rel = marker.strip_prefix("/").unwrap().display().to_string();
+    let fx = fixture(&host_busybox(), true);
+    if let Some(user) = as_user {
+        prepare_rootless_as(&fx, user);
+    }
+    let script = format!(
+        "cat /proc/self/mountinfo; echo ==; \
+         cat /../../../{m} /proc/1/root/{m} /proc/1/root/../../{m} /proc/self/root/../{m} /proc/1/cwd/../../{m} 2>/dev/null; \
+         ls /proc/1/root/ | grep -c . ; ls / | grep -c . ; \
+         test -e /proc/1/root/work && echo host-work-visible; \
+         ls /proc | grep -c '^[0-9]'",
+        m = marker_rel
+    );
+    let p = probe(&fx, &[], &["sh", "-c", &script], as_user);
+    let (mountinfo, rest) = p
+        .stdout
+        .split_once("==\n")
+        .unwrap_or_else(|| panic!("{}", p.stderr));
+    let allowed = |m: &str| {
+        m == "/"
+            || ["/proc", "/dev", "/sys"]
+                .iter()
+                .any(|p| m == *p || m.starts_with(&format!("{p}/")))
+            || ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].contains(&m)
+    };
+    let points = mount_points(mountinfo);
+    assert!(points.contains(&"/proc".to_string()), "{mountinfo}");
+    for m in &points {
+        assert!(
+            allowed(m),
+            "host mount point {m} visible in the step:\n{mountinfo}"
+        );
+    }
+    assert!(
+        !rest.contains("host secret"),
+        "a host file was read: {rest}"
+    );
+    assert!(!rest.contains("host-work-visible"), "{rest}");
+    let counts: Vec<&str> = rest.lines().collect();
+    assert_eq!(counts.len(), 3, "{rest}\n{}", p.stderr);
+    assert_eq!(
+        counts[0], counts[1],
+        "/proc/1/root is the step's root: {rest}"
+    );
+    assert!(
+        counts[2].parse::<u32>().unwrap() <= 4,
+        "only the step's processes are visible: {rest}"
+    );
+}
+
+#[test]
+fn steps_cannot_see_the_host_as_root() {
+    isolation(None);
+}
+
+#[test]
+fn steps_cannot_see_the_host_rootless() {
+    require_root!();
+    isolation(Some(TEST_USER));
+    isolation(Some(NOSUB_USER));
+}
+
+fn masks_and_dev(as_user: Option<&str>) {
+    let fx = fixture(&host_busybox(), true);
+    if let Some(user) = as_user {
+        prepare_rootless_as(&fx, user);
+    }
+    let script = "\
+        ls -A /dev | sort | tr '\\n' ' '; echo; \
+        for l in ptmx fd stdin stdout stderr; do printf '%s ' $(readlink /dev/$l); done; echo; \
+        test -c /dev/null && echo > /dev/null && echo null-ok; \
+        head -c 4 /dev/urandom | wc -c; head -c 3 /dev/zero | wc -c; \
+        test -c /dev/pts/ptmx && echo pts-ok; test -d /dev/shm && touch /dev/shm/x && echo shm-ok; \
+        for p in /proc/acpi /proc/asound /proc/scsi /sys/firmware /sys/devices/virtual/powercap; do \
+          test -e $p && echo \"$p: $(ls -A $p | wc -l)\"; done; \
+        for p in /proc/kcore /proc/keys /proc/timer_list /proc/latency_stats /proc/sched_debug /proc/timer_stats; do \
+          test -e $p && echo \"$p: $(cat $p | wc -c)\"; done; \
+        for p in /proc/sys/kernel/hostname /proc/sysrq-trigger /sys/kernel/x /sys/fs/cgroup/x /proc/bus/x /proc/fs/x /proc/irq/x; do \
+          test -e $(dirname $p) && (echo 1 > $p) 2>/dev/null && echo \"$p writable\"; done; \
+        echo end";
+    let p = probe(&fx, &[], &["sh", "-c", script], as_user);
+    let lines: Vec<&str> = p.stdout.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "),
+        "{}\n{}",
+        p.stdout,
+        p.stderr
+    );
+    assert_eq!(
+        lines[1],
+        "pts/ptmx /proc/self/fd /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2 "
+    );
+    assert_eq!(&lines[2..7], &["null-ok", "4", "3", "pts-ok", "shm-ok"]);
+    for line in &lines[7..] {
+        if let Some((path, size)) = line.split_once(": ") {
+            assert_eq!(size, "0", "{path} is masked: {}", p.stdout);
+        }
+    }
+    assert!(!p.stdout.contains("writable"), "{}", p.stdout);
+    assert_eq!(lines.last(), Some(&"end"), "{}", p.stderr);
+    assert!(p.stdout.contains("/proc/keys: 0"), "{}", p.stdout);
+    assert!(p.stdout.contains("/sys/firmware: 0") || !Path::new("/sys/firmware").exists());
+    let dev = std::fs::read_dir(fx.upper.join("dev")).unwrap().count();
+    assert_eq!(dev, 0, "nothing of /dev reaches the layer");
+}
+
+#[test]
+fn masked_paths_and_dev_as_root() {
+    masks_and_dev(None);
+}
+
+#[test]
+fn masked_paths_and_dev_rootless() {
+    require_root!();
+    masks_and_dev(Some(TEST_USER));
+}
+
+fn extra_mounts(as_user: Option<&str>) {
+    let fx = fixture(&host_busybox(), true);
+    let cache = fx.base.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("old"), "cached\n").unwrap();
+    let secret = fx.base.join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    // A symlink in the rootfs pointing far outside must not lead a mountpoint out.
+    let escape = format!("rbuild-sandbox-mount-escape-{}", std::process::id());
+    std::os::unix::fs::symlink(
+        format!("../../../../../../{escape}"),
+        fx.lower.join("sneaky"),
+    )
+    .unwrap();
+    if let Some(user) = as_user {
+        prepare_rootless_as(&fx, user);
+    }
+    let bind = format!("{}:/var/cache/app", cache.display());
+    let secret_bind = format!("{}:/run/secrets/token:ro", secret.display());
+    let ro_cache = format!("{}:/ro-cache:ro", cache.display());
+    let sneaky = format!("{}:/sneaky/inner", cache.display());
+    let opts = [
+        "--bind",
+        &bind,
+        "--tmpfs",
+        "/var/cache/app/tmp:1048576",
+        "--bind",
+        &secret_bind,
+        "--bind",
+        &ro_cache,
+        "--tmpfs",
+        "scratch",
+        "--bind",
+        &sneaky,
+    ];
+    let script = "\
+        cat /var/cache/app/old /run/secrets/token; echo new > /var/cache/app/new; \
+        (echo x > /run/secrets/token) 2>/dev/null || echo secret-ro; \
+        (echo x > /ro-cache/y) 2>/dev/null || echo cache-ro; \
+        (echo x > /ro-cache/tmp/y) 2>/dev/null || echo cache-ro-below; \
+        grep ' /var/cache/app/tmp ' /proc/self/mountinfo | grep -c 'tmpfs.*size=1024k'; \
+        echo t > /var/cache/app/tmp/t; echo s > /scratch/s; ls /sneaky/inner | grep -c old";
+    let p = probe(&fx, &opts, &["sh", "-c", script], as_user);
+    assert_eq!(
+        p.stdout, "cached\ns3cret\nsecret-ro\ncache-ro\ncache-ro-below\n1\n1\n",
+        "{}",
+        p.stderr
+    );
+    assert_eq!(std::fs::read_to_string(cache.join("new")).unwrap(), "new\n");
+    assert!(
+        !cache.join("tmp/t").exists(),
+        "the tmpfs hid its contents from the cache dir"
+    );
+    assert!(
+        !fx.upper.join("scratch/s").exists(),
+        "tmpfs contents stay out of the layer"
+    );
+    assert!(!fx.upper.join("var/cache/app/new").exists());
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "s3cret\n");
+    assert!(
+        !Path::new("/").join(&escape).exists(),
+        "a mountpoint escaped the rootfs"
+    );
+    assert!(fx.upper.join(&escape).join("inner").is_dir());
+    let outcome = p.outcome();
+    for created in [
+        "\"var\"",
+        "\"var/cache\"",
+        "\"var/cache/app\"",
+        "\"var/cache/app/tmp\"",
+        "\"run/secrets/token\"",
+        "\"ro-cache\"",
+        "\"scratch\"",
+    ] {
+        assert!(outcome.contains(created), "{created} in {outcome}");
+    }
+    assert!(
+        fx.upper.join("run/secrets/token").is_file()
+            && std::fs::metadata(fx.upper.join("run/secrets/token"))
+                .unwrap()
+                .len()
+                == 0,
+        "the secret's mountpoint is an empty file in the layer"
+    );
+}
+
+#[test]
+fn extra_mounts_as_root() {
+    extra_mounts(None);
+}
+
+#[test]
+fn extra_mounts_rootless() {
+    require_root!();
+    extra_mounts(Some(TEST_USER));
+}
+
+#[test]
+fn a_missing_bind_source_is_a_clear_error() {
+    let fx = fixture(&host_busybox(), true);
+    let p = probe(&fx, &["--bind", "/nonexistent/src:/x"], &["true"], None);
+    assert!(
+        p.error()
+            .starts_with("invalid step: mount source /nonexistent/src for /x:"),
+        "{}",
+        p.stderr
+    );
+}
+
+/// Pids of processes whose command line is exactly `sleep <needle>`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let wanted = format!("sleep\0{needle}\0").into_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(wanted.clone()))
+        .collect()
+}
+
+fn killed_mid_run(signal: i32, expected_code: Option<i32>, as_user: Option<&str>) {
+    let fx = fixture(&host_busybox(), true);
+    if let Some(user) = as_user {
+        prepare_rootless_as(&fx, user);
+    }
+    let offset = if as_user.is_some() { 5 } else { 0 };
+    let needle = format!(
+        "{}",
+        700_000 + std::process::id() * 100 + signal as u32 + offset
+    );
+    let mut cmd = match as_user {
+        Some(user) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={user}"),
+                &format!("--regid={user}"),
+                "--clear-groups",
+                PROBE,
+            ]);
+            c
+        }
+        None => Command::new(PROBE),
+    };
+    cmd.arg("--scratch")
+        .arg(&fx.scratch)
+        .arg("--lower")
+        .arg(&fx.lower)
+        .arg("--upper")
+        .arg(&fx.upper)
+        .arg("--work")
+        .arg(&fx.work)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("sleep {needle} & sleep {needle}; echo never"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_with(&needle).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::try_from(signal).unwrap(),
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), expected_code, "{status:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !processes_with(&needle).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "step processes survived their builder"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let scratch = fx.scratch.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&scratch), "a step mount outlived the step");
+}
+
+#[test]
+fn sigterm_kills_the_step_and_exits_143() {
+    killed_mid_run(libc::SIGTERM, Some(143), None);
+}
+
+#[test]
+fn sigint_kills_the_step_and_exits_130() {
+    killed_mid_run(libc::SIGINT, Some(130), None);
+}
+
+#[test]
+fn sigkill_of_the_builder_kills_the_step() {
+    killed_mid_run(libc::SIGKILL, None, None);
+}
+
+#[test]
+fn signals_kill_rootless_steps_too() {
+    require_root!();
+    killed_mid_run(libc::SIGTERM, Some(143), Some(TEST_USER));
+    killed_mid_run(libc::SIGKILL, None, Some(NOSUB_USER));
+}
+
+fn platforms(qemu_path: &str) -> String {
+    let out = Command::new(PROBE)
+        .arg("--platforms")
+        .env("RBUILD_QEMU_PATH", qemu_path)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn line_of<'a>(report: &'a str, platform: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(platform))
+        .unwrap_or_else(|| panic!("no {platform} line in:\n{report}"))
+}
+
+#[test]
+fn platform_report_matches_the_machine() {
+    let host = rbuild_core::Platform::host().to_string();
+    let with = platforms("/usr/bin");
+    assert_eq!(
+        with.lines()
+            .next()
+            .and_then(|l| l.split_whitespace().next()),
+        Some(host.as_str())
+    );
+    assert!(line_of(&with, &host).ends_with(" native"), "{with}");
+    if std::env::consts::ARCH == "x86_64" && Path::new("/usr/bin/qemu-aarch64-static").exists() {
+        assert_eq!(
+            line_of(&with, "linux/arm64"),
+            "linux/arm64      emulated (private binfmt_misc, /usr/bin/qemu-aarch64-static)",
+            "{with}"
+        );
+        assert_eq!(
+            line_of(&with, "linux/arm/v6"),
+            "linux/arm/v6     emulated (private binfmt_misc, /usr/bin/qemu-arm-static)"
+        );
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let without = platforms(empty.path().to_str().unwrap());
+    assert!(line_of(&without, &host).ends_with(" native"), "{without}");
+    if std::env::consts::ARCH == "x86_64"
+        && !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
+    {
+        assert_eq!(
+            line_of(&without, "linux/arm64"),
+            "linux/arm64      unavailable (qemu-aarch64-static not found; install it with: apt-get install qemu-user-static)",
+            "{without}"
+        );
+    }
+    assert_eq!(
+        with.lines().count(),
+        rbuild_sandbox::KNOWN_PLATFORMS.len(),
+        "{with}"
+    );
 }

@@ -4,13 +4,15 @@
 //!
 //! Usage: rbuild-sandbox-probe --scratch DIR (--lower DIR... --upper DIR --work DIR | --dir DIR)
 //!        [--platform P] [--run-dir DIR] [--user U] [--cwd C] [--env K=V]... [--hostname H]
-//!        [--hosts TEXT] [--resolv TEXT] [--network none|host] [--no-emulation] -- CMD ARGS...
+//!        [--hosts TEXT] [--resolv TEXT] [--network none|host] [--no-emulation]
+//!        [--bind SRC:TARGET[:ro]]... [--tmpfs TARGET[:SIZE]]... -- CMD ARGS...
+//!        rbuild-sandbox-probe --platforms
 //!
 //! Step output goes to stdout; stderr gets `emulation: ...` lines and finally
 //! `outcome: {"status":...,"created":[...]}` or `error: MESSAGE` (exit status 2).
 
 use rbuild_core::Platform;
-use rbuild_sandbox::{Emulation, INIT_ARG, Network, PlatformSupport, Rootfs, RunSpec};
+use rbuild_sandbox::{Emulation, INIT_ARG, Mount, Network, PlatformSupport, Rootfs, RunSpec};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -34,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
     let mut network = Network::Host;
     let mut no_emulation = false;
     let mut argv = Vec::new();
+    let mut mounts = Vec::new();
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -58,6 +61,29 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--no-emulation" => no_emulation = true,
+            "--bind" => {
+                let v = value()?;
+                let mut parts = v.split(':');
+                let (Some(source), Some(target)) = (parts.next(), parts.next()) else {
+                    return Err(format!("bad --bind {v}"));
+                };
+                mounts.push(Mount::Bind {
+                    source: PathBuf::from(source),
+                    target: target.to_string(),
+                    readonly: parts.next() == Some("ro"),
+                });
+            }
+            "--tmpfs" => {
+                let v = value()?;
+                let (target, size) = match v.split_once(':') {
+                    Some((t, n)) => (t, Some(n.parse().map_err(|_| format!("bad size {n}"))?)),
+                    None => (v.as_str(), None),
+                };
+                mounts.push(Mount::Tmpfs {
+                    target: target.to_string(),
+                    size,
+                });
+            }
             "--" => {
                 argv = args.by_ref().collect();
                 break;
@@ -85,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
             network,
             platform: spec_platform,
             scratch_dir: scratch,
+            mounts,
         },
         run_dir,
         no_emulation,
@@ -109,6 +136,12 @@ fn describe(support: &PlatformSupport) -> String {
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(INIT_ARG) {
         rbuild_sandbox::init_main();
+    }
+    if std::env::args().nth(1).as_deref() == Some("--platforms") {
+        for line in rbuild_sandbox::platform_report() {
+            println!("{line}");
+        }
+        return;
     }
     if let Err(e) = rbuild_sandbox::enter_build_namespace() {
         eprintln!("error: {e}");

@@ -62,6 +62,7 @@ pub fn run(
         },
         platform: platform.clone(),
         scratch_dir: scratch,
+        mounts: Vec::new(),
     };
     let mut tail = Tail::new(label);
     let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk)) {
