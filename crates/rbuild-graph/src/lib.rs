@@ -2,15 +2,23 @@
 //! [`BuildGraph`]: stages with their base, the operations that produce layers (RUN,
 //! COPY) and the image config each stage ends with.
 //!
+//! The same pass runs BuildKit's Dockerfile lint rules ([`check`], the `lint` module):
+//! rules that need a stage's state (ENV in scope, SHELL, earlier CMDs) are checked while
+//! lowering, rules about the whole file (casing, stage names, FROM lines) on the syntax
+//! tree; findings land in [`BuildGraph::lints`], filtered by `# check=`.
+//!
 //! Lowering does no I/O. The one thing it needs from outside — the config of a base
 //! image, for ENV expansion and inherited settings — comes through [`BaseResolver`], so
 //! the same Dockerfile, args, platform and base configs always give the same graph.
 
 mod args;
+mod gofmt;
+mod lint;
 mod lower;
 mod run_flags;
 
-pub use lower::lower;
+pub use lint::{Lint, LintConfig, check, render as render_lints};
+pub use lower::{DEFAULT_PATH, clean_path, lower};
 pub use run_flags::{NetworkMode, RunMount, Sharing};
 
 use rbuild_core::Platform;
@@ -48,6 +56,8 @@ pub struct LowerOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target` stage name, or the last stage.
     pub target: Option<String>,
+    /// Lower every stage, not only the ones the target needs (for `--check`).
+    pub all_stages: bool,
 }
 
 /// Supplies the config of a base image (`FROM <image>`) for a platform. Implemented by the
@@ -68,6 +78,70 @@ pub struct BuildGraph {
     /// Non-fatal findings (unused build args, ...).
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,
+    /// Lint rule findings (BuildKit's rule names), already filtered by `# check=`.
+    #[serde(skip)]
+    pub lints: Vec<Lint>,
+}
+
+impl BuildGraph {
+    /// The needed stages in an order where every stage comes after the stages it uses
+    /// (its base, `COPY --from` and `RUN --mount=from=` sources). Lowering has already
+    /// refused cycles, so every needed stage is listed exactly once.
+    pub fn build_order(&self) -> Vec<usize> {
+        let mut order = Vec::new();
+        let mut state = vec![0u8; self.stages.len()];
+        for s in self.stages.iter().filter(|s| s.needed) {
+            visit(&self.stages, s.index, &mut state, &mut order);
+        }
+        order
+    }
+}
+
+fn visit(stages: &[Stage], i: usize, state: &mut [u8], order: &mut Vec<usize>) {
+    if state[i] != 0 {
+        return;
+    }
+    state[i] = 1;
+    for d in stages[i].deps() {
+        if d < stages.len() {
+            visit(stages, d, state, order);
+        }
+    }
+    state[i] = 2;
+    order.push(i);
+}
+
+impl Stage {
+    /// The stages this stage reads from: its base and every stage source of its ops.
+    pub fn deps(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        if let Base::Stage(i) = self.base {
+            out.push(i);
+        }
+        for op in &self.ops {
+            match &op.kind {
+                OpKind::Copy(c) => {
+                    if let CopyFrom::Stage(i) = c.from {
+                        out.push(i);
+                    }
+                }
+                OpKind::Run(r) => {
+                    for m in &r.mounts {
+                        let from = match m {
+                            RunMount::Cache { from, .. } => from.as_ref(),
+                            RunMount::Bind { from, .. } => Some(from),
+                            _ => None,
+                        };
+                        if let Some(CopyFrom::Stage(i)) = from {
+                            out.push(*i);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 /// One `FROM` section.
@@ -123,6 +197,27 @@ pub enum OpKind {
     Copy(CopyOp),
     /// Change only the config (ENV, LABEL, CMD, ...): an empty-layer history entry.
     Meta,
+    /// Create a directory (WORKDIR): a layer, empty when the directory already exists.
+    Mkdir(MkdirOp),
+}
+
+/// A WORKDIR step: BuildKit creates the directory (and missing parents, mode 0755)
+/// owned by the USER in effect.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MkdirOp {
+    /// Absolute, cleaned path.
+    pub path: String,
+    /// USER at this point ("" = root), resolved against the stage's /etc/passwd.
+    pub user: String,
+}
+
+/// A file written from a heredoc (`COPY <<EOF /dest`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InlineFile {
+    /// The file name (the heredoc delimiter).
+    pub name: String,
+    /// The content, already expanded when the delimiter was unquoted.
+    pub content: String,
 }
 
 /// A RUN step, fully resolved.
@@ -157,6 +252,10 @@ pub struct CopyOp {
     pub chmod: Option<u32>,
     /// WORKDIR at this point.
     pub workdir: String,
+    /// ADD: local tar archives (plain or gzip) are extracted into the destination.
+    pub add: bool,
+    /// Heredoc sources, copied after `srcs` (mode 0644 unless `--chmod`).
+    pub contents: Vec<InlineFile>,
 }
 
 /// The source of a COPY.

@@ -1,15 +1,19 @@
 //! The lowering pass itself.
 
 use crate::args::{ArgUse, PROXY_ARGS, platform_args};
-use crate::{
-    Base, BaseResolver, BuildGraph, CopyFrom, CopyOp, Location, LowerError, LowerOptions, Op,
-    OpKind, RunOp, Stage,
-};
+use crate::gofmt;
+use crate::lint::{self, Lint};
 use crate::run_flags::{NetworkMode, RunMount, parse_mount};
+use crate::{
+    Base, BaseResolver, BuildGraph, CopyFrom, CopyOp, InlineFile, Location, LowerError,
+    LowerOptions, MkdirOp, Op, OpKind, RunOp, Stage,
+};
 use rbuild_core::Platform;
-use rbuild_dockerfile::{Args, Diagnostic, Dockerfile, Expander, Instruction, Keyword, Severity};
+use rbuild_dockerfile::{
+    Args, Diagnostic, Dockerfile, Expander, Heredoc, Instruction, Keyword, Severity,
+};
 use rbuild_image::{HealthConfig, ImageConfig};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The PATH BuildKit puts in a scratch image's config and in RUN steps without one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -21,14 +25,51 @@ pub fn lower(
     opts: &LowerOptions,
     resolver: &mut dyn BaseResolver,
 ) -> Result<BuildGraph, LowerError> {
+    let (graph, mut errors) = lower_all(df, opts, resolver);
+    if errors.is_empty() && !graph.lints.is_empty() && lint::config_of(df).is_ok_and(|c| c.error) {
+        errors.extend(graph.lints.iter().map(|l| Diagnostic {
+            severity: Severity::Error,
+            ..l.diagnostic.clone()
+        }));
+        errors.push(Diagnostic::error(
+            &df.file,
+            rbuild_dockerfile::Span {
+                line: 1,
+                col: 1,
+                end_line: 1,
+            },
+            1,
+            &format!("# check={}", df.directives.check.as_deref().unwrap_or_default()),
+            format!(
+                "lint violations found for {} (the `# check=error=true` directive makes them errors)",
+                pluralize(graph.lints.len(), "rule finding", "rule findings")
+            ),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(LowerError(errors));
+    }
+    Ok(graph)
+}
+
+/// Lowers `df` and returns the graph together with every error (the graph is only
+/// meaningful when there are none). The graph's `lints` hold the rule findings of the
+/// stages that were lowered, before `# check=` filtering.
+pub(crate) fn lower_all(
+    df: &Dockerfile,
+    opts: &LowerOptions,
+    resolver: &mut dyn BaseResolver,
+) -> (BuildGraph, Vec<Diagnostic>) {
     let mut l = Lowerer {
         df,
         opts,
         errors: Vec::new(),
         warnings: Vec::new(),
+        lints: Vec::new(),
         arg_use: ArgUse::default(),
         global: platform_args(&opts.target_platform, &opts.build_platform),
         declared_global: BTreeMap::new(),
+        defined: None,
     };
     let split = df
         .instructions
@@ -50,26 +91,42 @@ pub fn lower(
             "the Dockerfile has no FROM instruction".into(),
         ));
     }
+    let cyclic = l.check_cycles(&stages);
     let target = l.target_index(&stages);
-    if let Some(t) = target {
-        l.mark_needed(&mut stages, t);
-        for i in 0..stages.len() {
-            if stages[i].stage.needed {
-                l.lower_stage(&mut stages, i, resolver);
+    if let (Some(t), false) = (target, cyclic) {
+        if opts.all_stages {
+            for s in &mut stages {
+                s.stage.needed = true;
             }
+        } else {
+            l.mark_needed(&mut stages, t);
         }
+        l.lower_needed(&mut stages, resolver);
     }
     for name in l.arg_use.unused(&opts.build_args) {
         tracing::warn!("build arg {name:?} was never consumed by an ARG");
     }
-    if !l.errors.is_empty() {
-        return Err(LowerError(l.errors));
-    }
-    Ok(BuildGraph {
+    let mut lints = lint::file_rules(df, opts);
+    lints.append(&mut l.lints);
+    let config = lint::config_of(df).unwrap_or_else(|e| {
+        l.errors.push(*e);
+        Default::default()
+    });
+    let graph = BuildGraph {
         stages: stages.into_iter().map(|s| s.stage).collect(),
         target: target.unwrap_or(0),
         warnings: l.warnings,
-    })
+        lints: lint::finish(lints, &config),
+    };
+    (graph, l.errors)
+}
+
+fn pluralize(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 struct Lowerer<'a> {
@@ -77,23 +134,46 @@ struct Lowerer<'a> {
     opts: &'a LowerOptions,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    lints: Vec<Lint>,
     arg_use: ArgUse,
     /// Automatic platform args and global ARG values.
     global: BTreeMap<String, String>,
     /// Global ARGs as declared (value None when declared without one).
     declared_global: BTreeMap<String, Option<String>>,
+    /// Names defined for the instruction being lowered (ENV, declared ARGs); `None`
+    /// outside stages, where UndefinedVar does not apply.
+    defined: Option<BTreeSet<String>>,
 }
 
 struct StageDraft<'a> {
     stage: Stage,
     instructions: &'a [Instruction],
     deps: Vec<usize>,
+    /// Whether the stage has been lowered.
+    lowered: bool,
+    /// The stage's ARGs when it ends (a stage built on it inherits them).
+    args: Vec<(String, Option<String>)>,
+    /// Whether a WORKDIR was set in this stage or the stages it builds on.
+    workdir_set: bool,
+}
+
+/// What a stage starts with, taken from its base.
+struct Start {
+    config: ImageConfig,
+    args: Vec<(String, Option<String>)>,
+    workdir_set: bool,
+    triggers: Vec<Instruction>,
 }
 
 impl<'a> Lowerer<'a> {
     fn error(&mut self, inst: &Instruction, message: impl Into<String>) {
         self.errors
             .push(diag(&self.df.file, inst, message.into(), Severity::Error));
+    }
+
+    fn lint(&mut self, inst: &Instruction, rule: &'static str, message: String) {
+        self.lints
+            .push(Lint::at(&self.df.file, inst, rule, message));
     }
 
     fn location(&self, inst: &Instruction) -> Location {
@@ -105,19 +185,56 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    fn expansion(
+        &mut self,
+        inst: &Instruction,
+        s: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<rbuild_dockerfile::Expansion> {
+        match Expander::new(lookup, self.df.directives.escape).expand(s) {
+            Ok(e) => {
+                self.report_unmatched(inst, &e.unmatched);
+                Some(e)
+            }
+            Err(e) => {
+                self.error(inst, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// UndefinedVar: a variable that is neither an ARG of the stage nor in its ENV.
+    fn report_unmatched(&mut self, inst: &Instruction, unmatched: &[String]) {
+        let Some(defined) = &self.defined else {
+            return;
+        };
+        let missing: Vec<String> = unmatched
+            .iter()
+            .filter(|n| !defined.contains(*n))
+            .cloned()
+            .collect();
+        for name in missing {
+            let already = self.lints.iter().any(|l| {
+                l.rule == "UndefinedVar"
+                    && l.diagnostic.span == inst.span
+                    && l.diagnostic.message.contains(&format!("'${name}'"))
+            });
+            if !already {
+                let suggestion = lint::suggest(&name, self.defined.iter().flatten());
+                self.lint(inst, "UndefinedVar", lint::undefined_var(&name, suggestion));
+            }
+        }
+    }
+
     fn expand_word(
         &mut self,
         inst: &Instruction,
         s: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> String {
-        match Expander::new(lookup, self.df.directives.escape).word(s) {
-            Ok(v) => v,
-            Err(e) => {
-                self.error(inst, e.to_string());
-                s.to_string()
-            }
-        }
+        self.expansion(inst, s, lookup)
+            .map(|e| e.result)
+            .unwrap_or_else(|| s.to_string())
     }
 
     fn expand_words(
@@ -126,13 +243,9 @@ impl<'a> Lowerer<'a> {
         s: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Vec<String> {
-        match Expander::new(lookup, self.df.directives.escape).words(s) {
-            Ok(v) => v,
-            Err(e) => {
-                self.error(inst, e.to_string());
-                vec![s.to_string()]
-            }
-        }
+        self.expansion(inst, s, lookup)
+            .map(|e| e.words)
+            .unwrap_or_else(|| vec![s.to_string()])
     }
 
     fn global_args(&mut self, insts: &[Instruction]) {
@@ -152,6 +265,7 @@ impl<'a> Lowerer<'a> {
             };
             for w in words {
                 let (name, default) = split_arg(w);
+                self.secret_key(inst, "ARG", name);
                 let default = default.map(|d| {
                     let g = self.global.clone();
                     self.expand_word(inst, d, &move |k| g.get(k).cloned())
@@ -163,6 +277,17 @@ impl<'a> Lowerer<'a> {
                 }
                 self.declared_global.insert(name.to_string(), value);
             }
+        }
+    }
+
+    /// SecretsUsedInArgOrEnv.
+    fn secret_key(&mut self, inst: &Instruction, kind: &str, key: &str) {
+        if lint::is_secret_key(key) {
+            self.lint(
+                inst,
+                "SecretsUsedInArgOrEnv",
+                format!("Do not use ARG or ENV instructions for sensitive data ({kind} {key:?})"),
+            );
         }
     }
 
@@ -182,6 +307,7 @@ impl<'a> Lowerer<'a> {
             }
         }
         let names: Vec<Option<String>> = stages.iter().map(|s| s.stage.name.clone()).collect();
+        let mut errors = Vec::new();
         for s in &mut stages {
             let mut deps = Vec::new();
             if let Base::Stage(i) = s.stage.base {
@@ -189,12 +315,17 @@ impl<'a> Lowerer<'a> {
             }
             for inst in s.instructions {
                 for from in from_refs(inst) {
-                    if let Some(i) = stage_ref(&names, from, s.stage.index) {
-                        deps.push(i);
+                    match stage_ref(&names, from) {
+                        Ok(Some(i)) => deps.push(i),
+                        Ok(None) => {}
+                        Err(e) => errors.push((inst, e)),
                     }
                 }
             }
             s.deps = deps;
+        }
+        for (inst, e) in errors {
+            self.error(inst, e);
         }
         stages
     }
@@ -250,18 +381,12 @@ impl<'a> Lowerer<'a> {
             }
             None => self.opts.target_platform.clone(),
         };
-        if let Some(n) = &name
-            && earlier
-                .iter()
-                .any(|s| s.stage.name.as_deref() == Some(n.as_str()))
-        {
-            self.error(from, format!("duplicate stage name {n:?}"));
-        }
         let lower_image = image.to_lowercase();
         let base = if lower_image == "scratch" {
             Base::Scratch
         } else if let Some(s) = earlier
             .iter()
+            .rev()
             .find(|s| s.stage.name.as_deref() == Some(lower_image.as_str()))
         {
             Base::Stage(s.stage.index)
@@ -281,6 +406,9 @@ impl<'a> Lowerer<'a> {
             },
             instructions: body,
             deps: Vec::new(),
+            lowered: false,
+            args: Vec::new(),
+            workdir_set: false,
         })
     }
 
@@ -297,6 +425,16 @@ impl<'a> Lowerer<'a> {
         if missing.is_empty() {
             return false;
         }
+        // `${UNDECLARED:-default}` still names an image: BuildKit only warns
+        // (UndefinedArgInFrom); an undeclared ARG that breaks the name is an error.
+        let g = self.global.clone();
+        let lookup = move |k: &str| g.get(k).cloned();
+        let value = Expander::new(&lookup, self.df.directives.escape)
+            .word(image)
+            .unwrap_or_default();
+        if lint::valid_image_name(&value) {
+            return false;
+        }
         self.error(
             from,
             format!(
@@ -307,6 +445,24 @@ impl<'a> Lowerer<'a> {
         true
     }
 
+    /// Stages that read from each other in a loop cannot be built; BuildKit reports the
+    /// first stage found on the loop.
+    fn check_cycles(&mut self, stages: &[StageDraft<'a>]) -> bool {
+        let mut state = vec![0u8; stages.len()];
+        for start in 0..stages.len() {
+            if let Some(i) = find_cycle(stages, start, &mut state) {
+                let name = stage_display_name(&stages[i].stage);
+                let inst = self.diag_at_from(&stages[i].stage.location);
+                self.errors.push(Diagnostic {
+                    message: format!("circular dependency detected on stage: {name}"),
+                    ..inst
+                });
+                return true;
+            }
+        }
+        false
+    }
+
     fn target_index(&mut self, stages: &[StageDraft<'a>]) -> Option<usize> {
         let Some(t) = &self.opts.target else {
             return stages.len().checked_sub(1);
@@ -314,7 +470,7 @@ impl<'a> Lowerer<'a> {
         let t = t.to_lowercase();
         let found = stages
             .iter()
-            .position(|s| s.stage.name.as_deref() == Some(t.as_str()));
+            .rposition(|s| s.stage.name.as_deref() == Some(t.as_str()));
         if found.is_none() {
             let names: Vec<String> = stages.iter().filter_map(|s| s.stage.name.clone()).collect();
             self.errors.push(Diagnostic::error(
@@ -342,8 +498,157 @@ impl<'a> Lowerer<'a> {
                 continue;
             }
             stages[i].stage.needed = true;
-            todo.extend(stages[i].deps.iter().copied().filter(|&d| d < i));
+            todo.extend(stages[i].deps.iter().copied().filter(|&d| d < stages.len()));
         }
+    }
+
+    /// Lowers every needed stage. ONBUILD triggers can add `COPY --from` sources once a
+    /// base is known, so this repeats until no new stage becomes needed.
+    fn lower_needed(&mut self, stages: &mut [StageDraft<'a>], resolver: &mut dyn BaseResolver) {
+        loop {
+            let todo: Vec<usize> = (0..stages.len())
+                .filter(|&i| stages[i].stage.needed && !stages[i].lowered)
+                .collect();
+            if todo.is_empty() {
+                return;
+            }
+            for i in todo {
+                self.lower_stage(stages, i, resolver);
+                stages[i].lowered = true;
+            }
+            let extra: Vec<usize> = stages
+                .iter()
+                .filter(|s| s.lowered)
+                .flat_map(|s| s.stage.deps())
+                .filter(|&d| d < stages.len() && !stages[d].stage.needed)
+                .collect();
+            for d in extra {
+                self.mark_needed(stages, d);
+            }
+        }
+    }
+
+    fn stage_start(
+        &mut self,
+        stages: &[StageDraft<'a>],
+        i: usize,
+        resolver: &mut dyn BaseResolver,
+    ) -> Option<Start> {
+        let platform = stages[i].stage.platform.clone();
+        let mut start = match stages[i].stage.base.clone() {
+            Base::Scratch => {
+                let mut config = ImageConfig::default();
+                config.set_env("PATH", DEFAULT_PATH);
+                config.config.working_dir = Some("/".into());
+                Start {
+                    config,
+                    args: Vec::new(),
+                    workdir_set: false,
+                    triggers: Vec::new(),
+                }
+            }
+            Base::Stage(s) => {
+                let base = &stages[s];
+                let here = &stages[i].stage.location;
+                let mut config = base.stage.config.clone();
+                // Triggers do not carry over from a base stage: its own ONBUILD
+                // instructions run here instead.
+                config.config.on_build = None;
+                let triggers = base
+                    .instructions
+                    .iter()
+                    .filter_map(|inst| match &inst.args {
+                        Args::Onbuild(inner) => {
+                            let mut t = (**inner).clone();
+                            t.span = rbuild_dockerfile::Span {
+                                line: here.line,
+                                col: here.col,
+                                end_line: here.end_line,
+                            };
+                            Some(t)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Start {
+                    config,
+                    args: base.args.clone(),
+                    workdir_set: base.workdir_set,
+                    triggers,
+                }
+            }
+            Base::Image(r) => match resolver.resolve(&r, &platform) {
+                Ok(mut config) => {
+                    config.created = None;
+                    let texts = config.config.on_build.take().unwrap_or_default();
+                    let triggers = self.parse_triggers(&stages[i].stage.location, &texts);
+                    if !config
+                        .config
+                        .env
+                        .iter()
+                        .flatten()
+                        .any(|e| e.starts_with("PATH="))
+                    {
+                        config
+                            .config
+                            .env
+                            .get_or_insert_with(Vec::new)
+                            .push(format!("PATH={DEFAULT_PATH}"));
+                    }
+                    Start {
+                        config,
+                        args: Vec::new(),
+                        workdir_set: false,
+                        triggers,
+                    }
+                }
+                Err(e) => {
+                    let from = self.diag_at_from(&stages[i].stage.location);
+                    self.errors.push(Diagnostic { message: e, ..from });
+                    return None;
+                }
+            },
+        };
+        start.config.architecture = platform.architecture().to_string();
+        start.config.os = platform.os().to_string();
+        start.config.variant = platform.variant().map(str::to_string);
+        Some(start)
+    }
+
+    /// Parses a base image's ONBUILD triggers; they run at the FROM line, as in BuildKit.
+    fn parse_triggers(&mut self, from: &Location, texts: &[String]) -> Vec<Instruction> {
+        let mut out = Vec::new();
+        for text in texts {
+            match rbuild_dockerfile::parse(&self.df.file, text.as_bytes()) {
+                Ok(df) if df.instructions.len() == 1 => {
+                    let mut inst = df.instructions[0].clone();
+                    inst.span = rbuild_dockerfile::Span {
+                        line: from.line,
+                        col: from.col,
+                        end_line: from.end_line,
+                    };
+                    out.push(inst);
+                }
+                Ok(_) => {
+                    let d = self.diag_at_from(from);
+                    self.errors.push(Diagnostic {
+                        message: format!(
+                            "ONBUILD trigger {text:?} of the base image should be a single instruction"
+                        ),
+                        ..d
+                    });
+                }
+                Err(e) => {
+                    let d = self.diag_at_from(from);
+                    let why = e.0.first().map(|x| x.message.clone()).unwrap_or_default();
+                    self.errors.push(Diagnostic {
+                        message: format!("ONBUILD trigger {text:?} of the base image: {why}"),
+                        ..d
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn lower_stage(
@@ -352,43 +657,35 @@ impl<'a> Lowerer<'a> {
         i: usize,
         resolver: &mut dyn BaseResolver,
     ) {
-        let platform = stages[i].stage.platform.clone();
-        let mut config = match stages[i].stage.base.clone() {
-            Base::Scratch => {
-                let mut c = ImageConfig::default();
-                c.set_env("PATH", DEFAULT_PATH);
-                c
-            }
-            Base::Stage(s) => stages[s].stage.config.clone(),
-            Base::Image(r) => match resolver.resolve(&r, &platform) {
-                Ok(c) => c,
-                Err(e) => {
-                    let from = self.from_instruction(&stages[i].stage.location);
-                    self.errors.push(Diagnostic { message: e, ..from });
-                    return;
-                }
-            },
+        let Some(start) = self.stage_start(stages, i, resolver) else {
+            return;
         };
-        config.architecture = platform.architecture().to_string();
-        config.os = platform.os().to_string();
-        config.variant = platform.variant().map(str::to_string);
         let names: Vec<Option<String>> = stages.iter().map(|s| s.stage.name.clone()).collect();
         let mut st = StageState {
-            config,
-            args: Vec::new(),
-            cmd_set: false,
+            config: start.config,
+            args: start.args,
+            cmd: None,
+            entrypoint: None,
+            healthcheck: None,
+            workdir_set: start.workdir_set,
             ops: Vec::new(),
             names,
             index: i,
         };
+        for inst in &start.triggers {
+            self.lower_instruction(&mut st, inst);
+        }
         for inst in stages[i].instructions {
             self.lower_instruction(&mut st, inst);
         }
+        self.defined = None;
         stages[i].stage.config = st.config;
         stages[i].stage.ops = st.ops;
+        stages[i].args = st.args;
+        stages[i].workdir_set = st.workdir_set;
     }
 
-    fn from_instruction(&self, loc: &Location) -> Diagnostic {
+    fn diag_at_from(&self, loc: &Location) -> Diagnostic {
         let inst = self
             .df
             .instructions
@@ -410,11 +707,17 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn lower_instruction(&mut self, st: &mut StageState, inst: &Instruction) {
-        let lookup_env = st.lookup_map();
-        let lookup = move |k: &str| lookup_env.get(k).cloned();
+    fn check_flags(&mut self, inst: &Instruction) {
         let allowed: &[&str] = match inst.keyword {
             Keyword::Copy => &["from", "chown", "chmod", "link"],
+            Keyword::Add => &[
+                "chown",
+                "chmod",
+                "link",
+                "checksum",
+                "keep-git-dir",
+                "unpack",
+            ],
             Keyword::Run => &["mount", "network"],
             Keyword::Healthcheck => &[
                 "interval",
@@ -425,88 +728,92 @@ impl<'a> Lowerer<'a> {
             ],
             _ => &[],
         };
+        // Flags BuildKit knows but rbuild does not implement get their own message.
+        let known_elsewhere: &[&str] = match inst.keyword {
+            Keyword::Copy | Keyword::Add => &["parents", "exclude"],
+            Keyword::Run => &["security", "device"],
+            _ => &[],
+        };
         for f in &inst.flags {
-            if !allowed.contains(&f.name.as_str()) {
-                self.error(
-                    inst,
-                    format!(
-                        "{} --{} is not supported",
-                        inst.keyword_text.to_uppercase(),
-                        f.name
-                    ),
-                );
+            let name = f.name.as_str();
+            if allowed.contains(&name) {
+                continue;
             }
+            let kw = inst.keyword_text.to_uppercase();
+            let message = if known_elsewhere.contains(&name) {
+                format!("{kw} --{name} is not supported by rbuild yet")
+            } else {
+                format!("unknown flag for {kw}: --{name}")
+            };
+            self.error(inst, message);
         }
-        let meta = |created_by: String| OpKind::Meta.with(created_by);
+    }
+
+    fn lower_instruction(&mut self, st: &mut StageState, inst: &Instruction) {
+        let lookup_env = st.lookup_map();
+        let mut defined: BTreeSet<String> = lookup_env.keys().cloned().collect();
+        defined.extend(st.args.iter().map(|(k, _)| k.clone()));
+        self.defined = Some(defined);
+        let lookup = move |k: &str| lookup_env.get(k).cloned();
+        self.check_flags(inst);
         let op = match (&inst.keyword, &inst.args) {
             (Keyword::Run, args) => self.run(st, inst, args),
-            (Keyword::Copy, _) => self.copy(st, inst, &lookup),
-            (Keyword::Add, _) => {
-                self.error(inst, "ADD is not supported yet; use COPY for local files");
-                None
-            }
+            (Keyword::Copy | Keyword::Add, _) => self.copy(st, inst, &lookup),
             (Keyword::Cmd, args) => {
-                st.config.config.cmd = Some(self.command(st, args));
-                st.cmd_set = true;
-                Some(meta(format!(
-                    "CMD {}",
-                    json_list(st.config.config.cmd.as_deref())
-                )))
+                self.used_once(inst, st.cmd.replace(inst.clone()));
+                let cmd = self.command(st, inst, args);
+                st.config.config.cmd = Some(cmd.clone());
+                st.config.config.args_escaped = Some(true);
+                Some(meta(format!("CMD {}", gofmt::quoted_list(&cmd))))
             }
             (Keyword::Entrypoint, args) => {
-                st.config.config.entrypoint = Some(self.command(st, args));
-                if !st.cmd_set {
+                self.used_once(inst, st.entrypoint.replace(inst.clone()));
+                let ep = self.command(st, inst, args);
+                st.config.config.entrypoint = Some(ep.clone());
+                if st.cmd.is_none() {
                     st.config.config.cmd = None;
                 }
-                Some(meta(format!(
-                    "ENTRYPOINT {}",
-                    json_list(st.config.config.entrypoint.as_deref())
-                )))
+                Some(meta(format!("ENTRYPOINT {}", gofmt::quoted_list(&ep))))
             }
             (Keyword::Env, Args::Pairs(pairs)) => {
-                let mut parts = Vec::new();
-                for (k, v) in pairs {
-                    let v = self.expand_word(inst, v, &lookup);
-                    st.config.set_env(k, &v);
-                    parts.push(format!("{k}={v}"));
-                }
-                Some(meta(format!("ENV {}", parts.join(" "))))
-            }
-            (Keyword::Label, Args::Pairs(pairs)) => {
+                self.legacy_pairs(inst);
                 let mut parts = Vec::new();
                 for (k, v) in pairs {
                     let k = self.expand_word(inst, k, &lookup);
                     let v = self.expand_word(inst, v, &lookup);
-                    parts.push(format!("{k}={v}"));
+                    self.secret_key(inst, "ENV", &k);
+                    st.config.set_env(&k, &v);
+                    parts.push(format!(" {k}={v}"));
+                }
+                Some(meta(format!("ENV{}", parts.concat())))
+            }
+            (Keyword::Label, Args::Pairs(pairs)) => {
+                self.legacy_pairs(inst);
+                let mut parts = Vec::new();
+                for (k, v) in pairs {
+                    let k = self.expand_word(inst, k, &lookup);
+                    let v = self.expand_word(inst, v, &lookup);
+                    parts.push(format!(" {k}={v}"));
                     st.config
                         .config
                         .labels
                         .get_or_insert_with(Default::default)
                         .insert(k, v);
                 }
-                Some(meta(format!("LABEL {}", parts.join(" "))))
+                Some(meta(format!("LABEL{}", parts.concat())))
             }
             (Keyword::Arg, Args::Words(words)) => {
+                let mut parts = Vec::new();
                 for w in words {
-                    self.stage_arg(st, inst, w, &lookup);
+                    // Each ARG of the line sees the ones before it, as in BuildKit.
+                    let now = st.lookup_map();
+                    let scoped = move |k: &str| now.get(k).cloned();
+                    parts.push(self.stage_arg(st, inst, w, &scoped));
                 }
-                Some(meta(format!("ARG {}", words.join(" "))))
+                Some(meta(format!("ARG {}", parts.join(" "))))
             }
             (Keyword::Workdir, Args::Words(words)) if words.len() == 1 => {
-                let dir = self.expand_word(inst, &words[0], &lookup);
-                let base = st
-                    .config
-                    .config
-                    .working_dir
-                    .clone()
-                    .unwrap_or_else(|| "/".into());
-                let dir = clean_path(&if dir.starts_with('/') {
-                    dir
-                } else {
-                    format!("{base}/{dir}")
-                });
-                st.config.config.working_dir = Some(dir.clone());
-                Some(meta(format!("WORKDIR {dir}")))
+                self.workdir(st, inst, &words[0], &lookup)
             }
             (Keyword::User, Args::Words(words)) if words.len() == 1 => {
                 let user = self.expand_word(inst, &words[0], &lookup);
@@ -531,7 +838,7 @@ impl<'a> Lowerer<'a> {
                 for p in &ports {
                     map.insert(p.clone(), Default::default());
                 }
-                Some(meta(format!("EXPOSE {}", ports.join(" "))))
+                Some(meta(format!("EXPOSE {}", gofmt::list(&ports))))
             }
             (Keyword::Volume, args) => {
                 let vols: Vec<String> = match args {
@@ -546,24 +853,30 @@ impl<'a> Lowerer<'a> {
                     Args::Shell(s) => self.expand_words(inst, s, &lookup),
                     _ => Vec::new(),
                 };
+                if vols.iter().any(String::is_empty) {
+                    self.error(inst, "VOLUME specified can not be an empty string");
+                }
                 let map = st
                     .config
                     .config
                     .volumes
                     .get_or_insert_with(Default::default);
-                for v in &vols {
+                for v in vols.iter().filter(|v| !v.is_empty()) {
                     map.insert(v.clone(), Default::default());
                 }
-                Some(meta(format!("VOLUME {}", json_list(Some(&vols)))))
+                Some(meta(format!("VOLUME {}", gofmt::list(&vols))))
             }
             (Keyword::Stopsignal, Args::Words(words)) if words.len() == 1 => {
                 let sig = self.expand_word(inst, &words[0], &lookup);
+                if !valid_signal(&sig) {
+                    self.error(inst, format!("invalid signal: {sig}"));
+                }
                 st.config.config.stop_signal = Some(sig.clone());
                 Some(meta(format!("STOPSIGNAL {sig}")))
             }
-            (Keyword::Shell, Args::Exec(v)) => {
+            (Keyword::Shell, Args::Exec(v)) if !v.is_empty() => {
                 st.config.config.shell = Some(v.clone());
-                Some(meta(format!("SHELL {}", json_list(Some(v)))))
+                Some(meta(format!("SHELL {}", gofmt::list(v))))
             }
             (Keyword::Shell, _) => {
                 self.error(
@@ -581,15 +894,23 @@ impl<'a> Lowerer<'a> {
                 st.config.author = Some(who.clone());
                 Some(meta(format!("MAINTAINER {who}")))
             }
-            (Keyword::Healthcheck, args) => self.healthcheck(st, inst, args).map(meta),
+            (Keyword::Healthcheck, args) => {
+                self.used_once(inst, st.healthcheck.replace(inst.clone()));
+                self.healthcheck(st, inst, args).map(meta)
+            }
             (Keyword::Onbuild, Args::Onbuild(inner)) => {
+                // Recorded in the config only: BuildKit writes no history entry for it.
                 let text = inner.original.trim().to_string();
                 st.config
                     .config
                     .on_build
                     .get_or_insert_with(Vec::new)
-                    .push(text.clone());
-                Some(meta(format!("ONBUILD {text}")))
+                    .push(text);
+                None
+            }
+            (Keyword::From, _) => {
+                self.error(inst, "FROM is not allowed here");
+                None
             }
             (kw, _) => {
                 self.error(
@@ -599,8 +920,7 @@ impl<'a> Lowerer<'a> {
                 None
             }
         };
-        if let Some(kind) = op {
-            let (kind, created_by) = kind;
+        if let Some((kind, created_by)) = op {
             st.ops.push(Op {
                 kind,
                 location: self.location(inst),
@@ -609,14 +929,81 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// MultipleInstructionsDisallowed: an earlier CMD/ENTRYPOINT/HEALTHCHECK of the
+    /// same stage is overridden; the warning points at the earlier one.
+    fn used_once(&mut self, inst: &Instruction, previous: Option<Instruction>) {
+        if let Some(prev) = previous {
+            let name = inst.keyword.upper();
+            self.lint(
+                &prev,
+                "MultipleInstructionsDisallowed",
+                format!(
+                    "Multiple {name} instructions should not be used in the same stage because only the last one will be used"
+                ),
+            );
+        }
+    }
+
+    /// LegacyKeyValueFormat: `ENV key value` instead of `ENV key=value`.
+    fn legacy_pairs(&mut self, inst: &Instruction) {
+        if is_legacy_pairs(inst) {
+            let name = inst.keyword.upper();
+            self.lint(
+                inst,
+                "LegacyKeyValueFormat",
+                format!(
+                    "\"{name} key=value\" should be used instead of legacy \"{name} key value\" format"
+                ),
+            );
+        }
+    }
+
+    fn workdir(
+        &mut self,
+        st: &mut StageState,
+        inst: &Instruction,
+        word: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<(OpKind, String)> {
+        let dir = self.expand_word(inst, word, lookup);
+        if !st.workdir_set && !dir.starts_with('/') {
+            self.lint(
+                inst,
+                "WorkdirRelativePath",
+                format!(
+                    "Relative workdir {dir:?} can have unexpected results if the base image changes"
+                ),
+            );
+        }
+        st.workdir_set = true;
+        let base = st.cwd();
+        let dir = clean_path(&if dir.starts_with('/') {
+            dir
+        } else {
+            format!("{base}/{dir}")
+        });
+        st.config.config.working_dir = Some(dir.clone());
+        let created_by = format!("WORKDIR {dir}");
+        if dir == "/" {
+            return Some(meta(created_by));
+        }
+        let op = MkdirOp {
+            path: dir,
+            user: st.config.config.user.clone().unwrap_or_default(),
+        };
+        Some((OpKind::Mkdir(op), created_by))
+    }
+
+    /// Resolves one `ARG NAME[=default]` in a stage; returns its history text.
     fn stage_arg(
         &mut self,
         st: &mut StageState,
         inst: &Instruction,
         word: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
-    ) {
+    ) -> String {
         let (name, default) = split_arg(word);
+        self.secret_key(inst, "ARG", name);
         self.arg_use.mark(name);
         let value = if let Some(v) = self.opts.build_args.get(name) {
             Some(v.clone())
@@ -630,20 +1017,30 @@ impl<'a> Lowerer<'a> {
                 .cloned()
         };
         st.args.retain(|(k, _)| k != name);
-        st.args.push((name.to_string(), value));
+        st.args.push((name.to_string(), value.clone()));
+        match value {
+            Some(v) => format!("{name}={v}"),
+            None => name.to_string(),
+        }
     }
 
-    fn command(&mut self, st: &StageState, args: &Args) -> Vec<String> {
+    /// CMD/ENTRYPOINT arguments: exec form as is, shell form wrapped in the SHELL.
+    fn command(&mut self, st: &StageState, inst: &Instruction, args: &Args) -> Vec<String> {
         match args {
             Args::Exec(v) => v.clone(),
             Args::Shell(s) => {
+                if st.config.config.shell.as_ref().is_none_or(Vec::is_empty) {
+                    let name = inst.keyword.upper();
+                    self.lint(
+                        inst,
+                        "JSONArgsRecommended",
+                        format!(
+                            "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
+                        ),
+                    );
+                }
                 let mut v = st.shell();
                 v.push(s.clone());
-                v
-            }
-            Args::Words(w) => {
-                let mut v = st.shell();
-                v.push(w.join(" "));
                 v
             }
             _ => Vec::new(),
@@ -656,61 +1053,124 @@ impl<'a> Lowerer<'a> {
         inst: &Instruction,
         args: &Args,
     ) -> Option<(OpKind, String)> {
-        let mut argv = self.command(st, args);
-        if let (Args::Shell(cmd), false) = (args, inst.heredocs.is_empty()) {
-            let script = heredoc_script(cmd, &inst.heredocs);
-            if let Some(last) = argv.last_mut() {
-                *last = script;
-            }
-        }
-        if argv.is_empty() {
+        let (argv, shown) = match args {
+            Args::Exec(v) => (v.clone(), v.join(" ")),
+            Args::Shell(cmd) => self.run_script(st, inst, cmd)?,
+            _ => (Vec::new(), String::new()),
+        };
+        if argv.is_empty() || argv.iter().all(String::is_empty) {
             self.error(inst, "RUN needs a command");
             return None;
         }
-        let env = st.run_env();
-        let arg_prefix: Vec<String> = st
-            .args
-            .iter()
-            .filter(|(k, v)| v.is_some() && !PROXY_ARGS.contains(&k.as_str()))
-            .map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default()))
-            .collect();
-        let shown = match args {
-            Args::Exec(v) => json_list(Some(v)),
-            _ => argv.join(" "),
-        };
-        let created_by = if arg_prefix.is_empty() {
+        let prefix = st.history_args();
+        let created_by = if prefix.is_empty() {
             format!("RUN {shown} # buildkit")
         } else {
             format!(
                 "RUN |{} {} {shown} # buildkit",
-                arg_prefix.len(),
-                arg_prefix.join(" ")
+                prefix.len(),
+                prefix.join(" ")
             )
         };
         let (mounts, network) = self.run_flags(st, inst);
+        let mut env = st.run_env();
+        for (k, v) in &self.opts.build_args {
+            let declared = st.args.iter().any(|(a, _)| a == k);
+            let set = env
+                .iter()
+                .any(|e| e.split_once('=').map(|x| x.0) == Some(k.as_str()));
+            if PROXY_ARGS.contains(&k.as_str()) && !declared && !set {
+                env.push(format!("{k}={v}"));
+            }
+        }
         let op = RunOp {
             argv,
             env,
             user: st.config.config.user.clone().unwrap_or_default(),
-            cwd: st
-                .config
-                .config
-                .working_dir
-                .clone()
-                .unwrap_or_else(|| "/".into()),
+            cwd: st.cwd(),
             mounts,
             network,
         };
         Some((OpKind::Run(op), created_by))
     }
 
+    /// The argv of a shell-form RUN (heredocs included) and how history shows it.
+    fn run_script(
+        &mut self,
+        st: &StageState,
+        inst: &Instruction,
+        cmd: &str,
+    ) -> Option<(Vec<String>, String)> {
+        let mut argv = st.shell();
+        let single = inst.heredocs.len() == 1 && is_heredoc_word(cmd.trim());
+        if !single {
+            let script = if inst.heredocs.is_empty() {
+                cmd.to_string()
+            } else {
+                heredoc_script(cmd, &inst.heredocs)
+            };
+            argv.push(script);
+            let shown = argv.join(" ");
+            return Some((argv, shown));
+        }
+        let doc = &inst.heredocs[0];
+        if !doc.content.starts_with("#!") {
+            argv.push(doc.content.clone());
+            let shown = argv.join(" ");
+            return Some((argv, shown));
+        }
+        // A heredoc with a shebang is a script for its interpreter. BuildKit mounts it as
+        // a file and runs that; rbuild hands shell interpreters the body with -c, and
+        // feeds other interpreters (python, perl, ...) the body as /dev/stdin through
+        // /bin/sh, which the image must then have.
+        let first = doc.content.lines().next().unwrap_or_default();
+        let interp: Vec<String> = first[2..].split_whitespace().map(str::to_string).collect();
+        if interp.is_empty() {
+            self.error(
+                inst,
+                "RUN heredoc starts with `#!` but names no interpreter",
+            );
+            return None;
+        }
+        let program = interp
+            .iter()
+            .rev()
+            .find(|w| !w.starts_with('-'))
+            .map(|w| w.rsplit('/').next().unwrap_or(w))
+            .unwrap_or_default();
+        argv.push(format!("/dev/pipes/{}", doc.name));
+        let shown = argv.join(" ");
+        if matches!(
+            program,
+            "sh" | "bash" | "ash" | "dash" | "zsh" | "ksh" | "mksh"
+        ) {
+            let mut run = interp;
+            run.push("-c".into());
+            run.push(doc.content.clone());
+            return Some((run, shown));
+        }
+        let mut delim = "RBUILD_SCRIPT_EOF".to_string();
+        while doc.content.lines().any(|l| l == delim) {
+            delim.push('_');
+        }
+        let quoted: Vec<String> = interp.iter().map(|w| sh_quote(w)).collect();
+        let mut body = doc.content.clone();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        let script = format!(
+            "exec {} /dev/stdin <<'{delim}'\n{body}{delim}",
+            quoted.join(" ")
+        );
+        Some((vec!["/bin/sh".into(), "-c".into(), script], shown))
+    }
+
     fn run_flags(&mut self, st: &StageState, inst: &Instruction) -> (Vec<RunMount>, NetworkMode) {
         let lookup_env = st.lookup_map();
         let lookup = move |k: &str| lookup_env.get(k).cloned();
         let names = st.names.clone();
-        let index = st.index;
-        let resolve_from = move |f: &str| match stage_ref(&names, f, index) {
-            Some(i) if i < index => CopyFrom::Stage(i),
+        let resolve_from = move |f: &str| match stage_ref(&names, f) {
+            Ok(Some(i)) => CopyFrom::Stage(i),
             _ => CopyFrom::Image(f.to_string()),
         };
         let mut mounts = Vec::new();
@@ -735,84 +1195,184 @@ impl<'a> Lowerer<'a> {
         inst: &Instruction,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Option<(OpKind, String)> {
-        if !inst.heredocs.is_empty() {
-            self.error(inst, "COPY from a heredoc is not supported yet");
-            return None;
-        }
-        let mut words: Vec<String> = match &inst.args {
-            Args::Exec(v) => v
-                .iter()
-                .map(|x| self.expand_word(inst, x, lookup))
-                .collect(),
-            Args::Words(w) => w
-                .iter()
-                .flat_map(|x| self.expand_words(inst, x, lookup))
-                .collect(),
-            Args::Shell(s) => self.expand_words(inst, s, lookup),
+        let add = inst.keyword == Keyword::Add;
+        let name = inst.keyword.upper();
+        let raw: Vec<String> = match &inst.args {
+            Args::Exec(v) => v.clone(),
+            Args::Words(w) => w.clone(),
+            Args::Shell(s) => vec![s.clone()],
             _ => Vec::new(),
         };
-        if words.len() < 2 {
-            self.error(inst, "COPY requires at least one source and a destination");
+        let mut words: Vec<String> = Vec::new();
+        let mut docs: Vec<&Heredoc> = Vec::new();
+        let mut heredocs = inst.heredocs.iter();
+        for w in &raw {
+            if !matches!(inst.args, Args::Exec(_))
+                && is_heredoc_word(w)
+                && let Some(h) = heredocs.next()
+            {
+                docs.push(h);
+                continue;
+            }
+            match inst.args {
+                Args::Exec(_) => words.push(self.expand_word(inst, w, lookup)),
+                _ => words.extend(self.expand_words(inst, w, lookup)),
+            }
+        }
+        if words.is_empty() || words.len() + docs.len() < 2 {
+            self.error(
+                inst,
+                format!("{name} requires at least one source and a destination"),
+            );
             return None;
         }
         let dest = words.pop().unwrap_or_default();
-        let from = match flag(inst, "from") {
-            None => CopyFrom::Context,
-            Some(f) => {
-                let f = self.expand_word(inst, f, lookup);
-                match stage_ref(&st.names, &f, st.index) {
-                    Some(i) if i < st.index => CopyFrom::Stage(i),
-                    Some(_) => {
-                        self.error(
-                            inst,
-                            format!("COPY --from={f} refers to this stage or a later one"),
-                        );
-                        return None;
-                    }
-                    None => CopyFrom::Image(f),
-                }
+        let from = self.copy_from(st, inst)?;
+        let chmod = self.chmod(inst, lookup)?;
+        let chown = flag(inst, "chown")
+            .map(|c| self.expand_word(inst, c, lookup))
+            .filter(|c| !c.is_empty());
+        for src in &words {
+            if let Some(e) = remote_source_error(add, src) {
+                self.error(inst, e);
+                return None;
             }
-        };
-        let chmod = match flag(inst, "chmod") {
-            None => None,
-            Some(m) => match u32::from_str_radix(m, 8) {
-                Ok(v) if v <= 0o7777 => Some(v),
-                _ => {
-                    self.error(
-                        inst,
-                        format!("invalid --chmod value {m:?}: expected octal bits such as 755"),
-                    );
-                    return None;
-                }
-            },
-        };
-        let chown = flag(inst, "chown").map(|c| self.expand_word(inst, c, lookup));
-        let flags: Vec<String> = inst
-            .flags
+        }
+        if let Some(sum) = flag(inst, "checksum") {
+            let e = if words.len() != 1 {
+                format!("checksum can't be specified for multiple sources ({sum})")
+            } else {
+                "checksum requires HTTP(S) or Git sources".to_string()
+            };
+            self.error(inst, e);
+            return None;
+        }
+        if let Some(h) = docs
             .iter()
-            .map(|f| match &f.value {
-                Some(v) => format!("--{}={v}", f.name),
-                None => format!("--{}", f.name),
+            .find(|h| h.name.contains('/') || h.name == "." || h.name == "..")
+        {
+            self.error(
+                inst,
+                format!("heredoc name {:?} cannot be used as a file name", h.name),
+            );
+            return None;
+        }
+        let contents = docs
+            .iter()
+            .map(|h| InlineFile {
+                name: h.name.clone(),
+                content: self.heredoc_content(inst, h, lookup),
             })
-            .collect();
-        let mut shown = flags;
+            .collect::<Vec<_>>();
+        let mut shown = vec![name];
+        if let Some(c) = &chown {
+            shown.push(format!("--chown={c}"));
+        }
+        if let Some(m) = flag(inst, "chmod") {
+            shown.push(format!("--chmod={m}"));
+        }
         shown.extend(words.iter().cloned());
+        shown.extend(contents.iter().map(|c| format!("<<{}", c.name)));
         shown.push(dest.clone());
-        let created_by = format!("COPY {} # buildkit", shown.join(" "));
+        let created_by = format!("{} # buildkit", shown.join(" "));
         let op = CopyOp {
             from,
             srcs: words,
             dest,
             chown,
             chmod,
-            workdir: st
-                .config
-                .config
-                .working_dir
-                .clone()
-                .unwrap_or_else(|| "/".into()),
+            workdir: st.cwd(),
+            add: add && flag(inst, "unpack") != Some("false"),
+            contents,
         };
         Some((OpKind::Copy(op), created_by))
+    }
+
+    fn heredoc_content(
+        &mut self,
+        inst: &Instruction,
+        h: &Heredoc,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> String {
+        if !h.expand {
+            return h.content.clone();
+        }
+        match Expander::new(lookup, '\\')
+            .skip_quotes(true)
+            .expand(&h.content)
+        {
+            Ok(e) => {
+                self.report_unmatched(inst, &e.unmatched);
+                e.result
+            }
+            Err(e) => {
+                self.error(inst, e.to_string());
+                h.content.clone()
+            }
+        }
+    }
+
+    fn copy_from(&mut self, st: &StageState, inst: &Instruction) -> Option<CopyFrom> {
+        let Some(f) = flag(inst, "from") else {
+            return Some(CopyFrom::Context);
+        };
+        let none = |_: &str| None;
+        let plain = Expander::new(&none, self.df.directives.escape).word(f);
+        if plain.as_deref() != Ok(f) {
+            self.error(
+                inst,
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+            );
+            return None;
+        }
+        match stage_ref(&st.names, f) {
+            Ok(Some(i)) if i == st.index => {
+                let name = st.names[i].clone().unwrap_or_else(|| format!("stage-{i}"));
+                self.error(
+                    inst,
+                    format!("circular dependency detected on stage: {name}"),
+                );
+                None
+            }
+            Ok(Some(i)) => Some(CopyFrom::Stage(i)),
+            Ok(None) => Some(CopyFrom::Image(f.to_string())),
+            Err(e) => {
+                self.error(inst, e);
+                None
+            }
+        }
+    }
+
+    fn chmod(
+        &mut self,
+        inst: &Instruction,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Option<u32>> {
+        let Some(m) = flag(inst, "chmod") else {
+            return Some(None);
+        };
+        let m = self.expand_word(inst, m, lookup);
+        match u32::from_str_radix(&m, 8) {
+            Ok(v) if v <= 0o7777 => Some(Some(v)),
+            _ if m.chars().all(|c| c.is_ascii_digit()) => {
+                self.error(
+                    inst,
+                    format!(
+                        "invalid chmod parameter: '{m}'. it should be octal string and between 0 and 07777"
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    inst,
+                    format!(
+                        "--chmod={m}: symbolic modes are not supported; use octal bits such as 755"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn healthcheck(
@@ -844,49 +1404,51 @@ impl<'a> Lowerer<'a> {
         for f in &inst.flags {
             let v = f.value.clone().unwrap_or_default();
             let parsed = if f.name == "retries" {
-                v.parse::<i64>()
-                    .map_err(|_| format!("invalid --retries value {v:?}"))
+                match v.parse::<i64>() {
+                    Ok(n) if n < 0 => Err(format!("--retries cannot be negative ({n})")),
+                    Ok(n) => Ok(n),
+                    Err(_) => Err(format!("invalid --retries value {v:?}")),
+                }
             } else {
-                parse_duration(&v).map_err(|e| format!("invalid --{} value {v:?}: {e}", f.name))
+                parse_duration(&v)
+                    .map_err(|e| format!("invalid --{} value {v:?}: {e}", f.name))
+                    .and_then(|n| check_interval(&f.name, &v, n))
             };
-            match (f.name.as_str(), parsed) {
-                (_, Err(e)) => self.error(inst, e),
-                ("interval", Ok(n)) => hc.interval = Some(n),
-                ("timeout", Ok(n)) => hc.timeout = Some(n),
-                ("start-period", Ok(n)) => hc.start_period = Some(n),
-                ("start-interval", Ok(n)) => hc.start_interval = Some(n),
-                ("retries", Ok(n)) => hc.retries = Some(n),
+            let value = match parsed {
+                Ok(n) => (n != 0).then_some(n),
+                Err(e) => {
+                    self.error(inst, e);
+                    continue;
+                }
+            };
+            match f.name.as_str() {
+                "interval" => hc.interval = value,
+                "timeout" => hc.timeout = value,
+                "start-period" => hc.start_period = value,
+                "start-interval" => hc.start_interval = value,
+                "retries" => hc.retries = value,
                 _ => {}
             }
         }
-        let created_by = format!(
-            "HEALTHCHECK {}",
-            inst.original
-                .trim()
-                .split_once(char::is_whitespace)
-                .map(|x| x.1)
-                .unwrap_or_default()
-                .trim()
-        );
+        let created_by = format!("HEALTHCHECK {}", gofmt::healthcheck(&hc));
         st.config.config.healthcheck = Some(hc);
         Some(created_by)
     }
 }
 
-trait WithCreatedBy {
-    fn with(self, created_by: String) -> (OpKind, String);
-}
-
-impl WithCreatedBy for OpKind {
-    fn with(self, created_by: String) -> (OpKind, String) {
-        (self, created_by)
-    }
+fn meta(created_by: String) -> (OpKind, String) {
+    (OpKind::Meta, created_by)
 }
 
 struct StageState {
     config: ImageConfig,
     args: Vec<(String, Option<String>)>,
-    cmd_set: bool,
+    /// The stage's last CMD / ENTRYPOINT / HEALTHCHECK (for ENTRYPOINT's CMD reset and
+    /// MultipleInstructionsDisallowed).
+    cmd: Option<Instruction>,
+    entrypoint: Option<Instruction>,
+    healthcheck: Option<Instruction>,
+    workdir_set: bool,
     ops: Vec<Op>,
     names: Vec<Option<String>>,
     index: usize,
@@ -908,12 +1470,50 @@ impl StageState {
         m
     }
 
+    fn cwd(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
     fn shell(&self) -> Vec<String> {
         self.config
             .config
             .shell
             .clone()
+            .filter(|s| !s.is_empty())
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    /// The `|N K=V ...` prefix BuildKit puts before a RUN command in history: every ARG
+    /// declared in the stage, with ENV taking precedence for the value. Proxy build args
+    /// that no ARG declares stay out of it (they only reach the RUN environment).
+    fn history_args(&self) -> Vec<String> {
+        let env: BTreeMap<String, String> = self
+            .config
+            .config
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| {
+                e.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        self.args
+            .iter()
+            .map(|(k, v)| {
+                let v = env
+                    .get(k)
+                    .cloned()
+                    .or_else(|| v.clone())
+                    .unwrap_or_default();
+                format!("{k}={v}")
+            })
+            .collect()
     }
 
     fn run_env(&self) -> Vec<String> {
@@ -936,11 +1536,141 @@ impl StageState {
     }
 }
 
+/// Quotes a word for /bin/sh when it needs it.
+fn sh_quote(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// Whether `w` is a heredoc marker such as `<<EOF`, `<<-EOF`, `<<"EOF"` or `3<<EOF`.
+fn is_heredoc_word(w: &str) -> bool {
+    let rest = w.trim_start_matches(|c: char| c.is_ascii_digit());
+    let Some(rest) = rest.strip_prefix("<<") else {
+        return false;
+    };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    !rest.is_empty() && !rest.contains(char::is_whitespace) && !rest.contains('<')
+}
+
+/// Why a COPY/ADD source cannot be used: URLs and git repositories.
+fn remote_source_error(add: bool, src: &str) -> Option<String> {
+    let lower = src.to_ascii_lowercase();
+    let git = lower.starts_with("git@")
+        || lower.starts_with("git://")
+        || ((lower.starts_with("http://") || lower.starts_with("https://"))
+            && (lower.contains(".git#") || lower.ends_with(".git")));
+    let http = lower.starts_with("http://") || lower.starts_with("https://");
+    match (add, git, http) {
+        (false, true, _) => Some("source can't be a git ref for COPY".into()),
+        (false, _, true) => Some("source can't be a URL for COPY".into()),
+        (true, true, _) => Some(format!(
+            "ADD from a git repository ({src}) needs network access, which rbuild does not use yet"
+        )),
+        (true, _, true) => Some(format!(
+            "ADD from a URL ({src}) needs network access, which rbuild does not use yet"
+        )),
+        _ => None,
+    }
+}
+
+/// Whether ENV/LABEL used the legacy `KEY value` form (no `=` in the first word).
+fn is_legacy_pairs(inst: &Instruction) -> bool {
+    let text = inst.original.trim_start();
+    let rest = text
+        .get(inst.keyword_text.len()..)
+        .unwrap_or_default()
+        .trim_start();
+    if let Args::Pairs(p) = &inst.args
+        && p.len() != 1
+    {
+        return false;
+    }
+    // The key, quotes included: `"a b"=c` is the new form.
+    let mut quote = None;
+    for c in rest.chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '=') => return false,
+            (None, c) if c.is_whitespace() => return true,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Signal names and numbers `STOPSIGNAL` accepts (moby's signal.ParseSignal).
+fn valid_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    let name = s.strip_prefix("SIG").unwrap_or(s);
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+        "TRAP", "TSTP", "TTIN", "TTOU", "UNUSED", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
+        "XFSZ",
+    ];
+    if NAMES.contains(&name) {
+        return true;
+    }
+    let rt = |p: &str| {
+        name.strip_prefix(p)
+            .map(|n| n.is_empty() || n.parse::<u32>().is_ok_and(|n| n <= 30))
+    };
+    rt("RTMIN+").unwrap_or(false)
+        || rt("RTMAX-").unwrap_or(false)
+        || name == "RTMIN"
+        || name == "RTMAX"
+}
+
+/// HEALTHCHECK durations: zero (inherit) or at least 1ms, never negative.
+fn check_interval(flag: &str, text: &str, ns: i64) -> Result<i64, String> {
+    if ns < 0 {
+        return Err(format!("--{flag} {text:?} cannot be negative"));
+    }
+    if ns != 0 && ns < 1_000_000 {
+        return Err(format!("--{flag} {text:?} cannot be less than 1ms"));
+    }
+    Ok(ns)
+}
+
+fn stage_display_name(s: &Stage) -> String {
+    s.name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{}", s.index))
+}
+
+/// Depth-first search for a loop through `deps`; returns a stage on it.
+fn find_cycle(stages: &[StageDraft<'_>], i: usize, state: &mut [u8]) -> Option<usize> {
+    match state[i] {
+        1 => return Some(i),
+        2 => return None,
+        _ => {}
+    }
+    state[i] = 1;
+    for &d in &stages[i].deps {
+        if d < stages.len()
+            && let Some(c) = find_cycle(stages, d, state)
+        {
+            return Some(c);
+        }
+    }
+    state[i] = 2;
+    None
+}
+
 fn diag(file: &str, inst: &Instruction, message: String, severity: Severity) -> Diagnostic {
     let line = inst.original.lines().next().unwrap_or_default();
     let d = Diagnostic::error(
         file,
-        inst.span.clone(),
+        inst.span,
         inst.keyword_text.chars().count(),
         line,
         message,
@@ -970,15 +1700,19 @@ fn from_refs(inst: &Instruction) -> Vec<&str> {
     out
 }
 
-/// A `--from` value naming a stage, by name or index, among stages before `current`.
-fn stage_ref(names: &[Option<String>], value: &str, current: usize) -> Option<usize> {
+/// A `--from` value naming a stage, by index or by name (the last stage with that
+/// name, as BuildKit's name table keeps it). `Ok(None)`: not a stage, so an image or a
+/// named build context.
+fn stage_ref(names: &[Option<String>], value: &str) -> Result<Option<usize>, String> {
     if let Ok(i) = value.parse::<usize>() {
-        return (i < names.len()).then_some(i);
+        return if i < names.len() {
+            Ok(Some(i))
+        } else {
+            Err(format!("invalid stage index {i}"))
+        };
     }
     let v = value.to_lowercase();
-    names[..current.min(names.len())]
-        .iter()
-        .position(|n| n.as_deref() == Some(v.as_str()))
+    Ok(names.iter().rposition(|n| n.as_deref() == Some(v.as_str())))
 }
 
 fn split_arg(word: &str) -> (&str, Option<&str>) {
@@ -986,10 +1720,6 @@ fn split_arg(word: &str) -> (&str, Option<&str>) {
         Some((k, v)) => (k, Some(v)),
         None => (word, None),
     }
-}
-
-fn json_list(v: Option<&[String]>) -> String {
-    serde_json::to_string(v.unwrap_or_default()).unwrap_or_default()
 }
 
 /// The shell script for a RUN whose command uses heredocs: the command line followed by
@@ -1022,8 +1752,12 @@ pub fn clean_path(p: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
+/// EXPOSE values as BuildKit's parsePortSpec reads them: `[ip:][host:]port[-end][/proto]`,
+/// each becoming `port/proto`.
 fn expose_ports(word: &str) -> Result<Vec<String>, String> {
-    let (ports, proto) = word.split_once('/').unwrap_or((word, "tcp"));
+    let word = word.rsplit(':').next().unwrap_or(word);
+    let (ports, proto) = word.split_once('/').unwrap_or((word, ""));
+    let proto = if proto.is_empty() { "tcp" } else { proto };
     let proto = proto.to_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return Err(format!("invalid protocol in EXPOSE {word:?}"));

@@ -109,13 +109,18 @@ impl NetworkMode {
             "default" => Ok(NetworkMode::Default),
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
-            _ => Err(format!("unsupported network mode {v:?} (use default, none or host)")),
+            _ => Err(format!(
+                "unsupported network mode {v:?} (use default, none or host)"
+            )),
         }
     }
 }
 
 /// Parses one `--mount` value. `resolve_from` turns a `from=` value into a source.
-pub fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> CopyFrom) -> Result<RunMount, String> {
+pub fn parse_mount(
+    value: &str,
+    resolve_from: &dyn Fn(&str) -> CopyFrom,
+) -> Result<RunMount, String> {
     let mut kv: Vec<(String, Option<String>)> = Vec::new();
     for part in value.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('=') {
@@ -123,44 +128,113 @@ pub fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> CopyFrom) -> Resu
             None => kv.push((part.trim().to_lowercase(), None)),
         }
     }
-    let get = |k: &[&str]| kv.iter().rev().find(|(n, _)| k.contains(&n.as_str())).map(|(_, v)| v.clone().unwrap_or_default());
+    let get = |k: &[&str]| {
+        kv.iter()
+            .rev()
+            .find(|(n, _)| k.contains(&n.as_str()))
+            .map(|(_, v)| v.clone().unwrap_or_default())
+    };
     let flag = |k: &[&str]| -> Result<bool, String> {
         match kv.iter().rev().find(|(n, _)| k.contains(&n.as_str())) {
             None => Ok(false),
             Some((_, None)) => Ok(true),
-            Some((n, Some(v))) => v.parse().map_err(|_| format!("invalid value {v:?} for {n}")),
+            Some((n, Some(v))) => v
+                .parse()
+                .map_err(|_| format!("invalid value {v:?} for {n}")),
         }
     };
     let num = |k: &str, default: u32| -> Result<u32, String> {
         match get(&[k]) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("invalid {k} {v:?}: expected a number")),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("invalid {k} {v:?}: expected a number")),
         }
     };
     let mode = |default: u32| -> Result<u32, String> {
         match get(&["mode"]) {
             None => Ok(default),
-            Some(v) => u32::from_str_radix(&v, 8).map_err(|_| format!("invalid mode {v:?}: expected octal")),
+            Some(v) => u32::from_str_radix(&v, 8)
+                .map_err(|_| format!("invalid mode {v:?}: expected octal")),
         }
     };
     let kind = get(&["type"]).unwrap_or_else(|| "bind".into());
     let allowed: &[&str] = match kind.as_str() {
-        "bind" => &["type", "target", "dst", "destination", "from", "source", "src", "rw", "readwrite", "readonly", "ro"],
-        "cache" => &["type", "target", "dst", "destination", "id", "sharing", "from", "source", "src", "mode", "uid", "gid", "readonly", "ro"],
+        "bind" => &[
+            "type",
+            "target",
+            "dst",
+            "destination",
+            "from",
+            "source",
+            "src",
+            "rw",
+            "readwrite",
+            "readonly",
+            "ro",
+        ],
+        "cache" => &[
+            "type",
+            "target",
+            "dst",
+            "destination",
+            "id",
+            "sharing",
+            "from",
+            "source",
+            "src",
+            "mode",
+            "uid",
+            "gid",
+            "readonly",
+            "ro",
+        ],
         "tmpfs" => &["type", "target", "dst", "destination", "size"],
-        "secret" => &["type", "id", "target", "dst", "destination", "env", "required", "mode", "uid", "gid"],
-        "ssh" => &["type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid"],
-        other => return Err(format!("unsupported mount type {other:?} (bind, cache, tmpfs, secret, ssh)")),
+        "secret" => &[
+            "type",
+            "id",
+            "target",
+            "dst",
+            "destination",
+            "env",
+            "required",
+            "mode",
+            "uid",
+            "gid",
+        ],
+        "ssh" => &[
+            "type",
+            "id",
+            "target",
+            "dst",
+            "destination",
+            "required",
+            "mode",
+            "uid",
+            "gid",
+        ],
+        other => {
+            return Err(format!(
+                "unsupported mount type {other:?} (bind, cache, tmpfs, secret, ssh)"
+            ));
+        }
     };
     if let Some((k, _)) = kv.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         return Err(format!("unknown option {k:?} for a {kind} mount"));
     }
     let target = get(&["target", "dst", "destination"]);
-    let need_target = || target.clone().filter(|t| !t.is_empty()).ok_or_else(|| format!("a {kind} mount needs target="));
+    let need_target = || {
+        target
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| format!("a {kind} mount needs target="))
+    };
     Ok(match kind.as_str() {
         "bind" => RunMount::Bind {
             target: need_target()?,
-            from: get(&["from"]).map(|f| resolve_from(&f)).unwrap_or(CopyFrom::Context),
+            from: get(&["from"])
+                .map(|f| resolve_from(&f))
+                .unwrap_or(CopyFrom::Context),
             source: get(&["source", "src"]).unwrap_or_else(|| "/".into()),
             rw: flag(&["rw", "readwrite"])?,
         },
@@ -170,10 +244,14 @@ pub fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> CopyFrom) -> Resu
                 None | Some("shared") => Sharing::Shared,
                 Some("private") => Sharing::Private,
                 Some("locked") => Sharing::Locked,
-                Some(v) => return Err(format!("invalid sharing {v:?} (shared, private or locked)")),
+                Some(v) => {
+                    return Err(format!("invalid sharing {v:?} (shared, private or locked)"));
+                }
             };
             RunMount::Cache {
-                id: get(&["id"]).filter(|i| !i.is_empty()).unwrap_or_else(|| target.clone()),
+                id: get(&["id"])
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(|| target.clone()),
                 target,
                 sharing,
                 from: get(&["from"]).map(|f| resolve_from(&f)),
@@ -194,7 +272,12 @@ pub fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> CopyFrom) -> Resu
         "secret" => {
             let env = get(&["env"]);
             let id = get(&["id"])
-                .or_else(|| target.as_deref().and_then(|t| t.rsplit('/').next()).map(str::to_string))
+                .or_else(|| {
+                    target
+                        .as_deref()
+                        .and_then(|t| t.rsplit('/').next())
+                        .map(str::to_string)
+                })
                 .filter(|i| !i.is_empty())
                 .ok_or("a secret mount needs id= or target=")?;
             RunMount::Secret {
@@ -208,7 +291,9 @@ pub fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> CopyFrom) -> Resu
             }
         }
         _ => RunMount::Ssh {
-            id: get(&["id"]).filter(|i| !i.is_empty()).unwrap_or_else(|| "default".into()),
+            id: get(&["id"])
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| "default".into()),
             target,
             required: flag(&["required"])?,
             mode: mode(0o600)?,
@@ -263,7 +348,9 @@ mod tests {
     #[test]
     fn secret_defaults_to_run_secrets() {
         match p("type=secret,id=tok").unwrap() {
-            RunMount::Secret { target, env, mode, .. } => {
+            RunMount::Secret {
+                target, env, mode, ..
+            } => {
                 assert_eq!(target.as_deref(), Some("/run/secrets/tok"));
                 assert_eq!(env, None);
                 assert_eq!(mode, 0o400);
@@ -283,16 +370,39 @@ mod tests {
     fn bind_is_the_default_type_and_rw_is_a_flag() {
         assert_eq!(
             p("target=/src,from=build,source=/out,rw").unwrap(),
-            RunMount::Bind { target: "/src".into(), from: CopyFrom::Image("build".into()), source: "/out".into(), rw: true }
+            RunMount::Bind {
+                target: "/src".into(),
+                from: CopyFrom::Image("build".into()),
+                source: "/out".into(),
+                rw: true
+            }
         );
     }
 
     #[test]
     fn bad_mounts_say_why() {
         assert!(p("type=cache").unwrap_err().contains("target"));
-        assert!(p("type=nfs,target=/x").unwrap_err().contains("unsupported mount type"));
-        assert!(p("type=tmpfs,target=/x,colour=red").unwrap_err().contains("colour"));
-        assert!(p("type=cache,target=/x,sharing=sometimes").unwrap_err().contains("sharing"));
-        assert_eq!(p("type=tmpfs,target=/t,size=64m").unwrap(), RunMount::Tmpfs { target: "/t".into(), size: Some(64 << 20) });
+        assert!(
+            p("type=nfs,target=/x")
+                .unwrap_err()
+                .contains("unsupported mount type")
+        );
+        assert!(
+            p("type=tmpfs,target=/x,colour=red")
+                .unwrap_err()
+                .contains("colour")
+        );
+        assert!(
+            p("type=cache,target=/x,sharing=sometimes")
+                .unwrap_err()
+                .contains("sharing")
+        );
+        assert_eq!(
+            p("type=tmpfs,target=/t,size=64m").unwrap(),
+            RunMount::Tmpfs {
+                target: "/t".into(),
+                size: Some(64 << 20)
+            }
+        );
     }
 }

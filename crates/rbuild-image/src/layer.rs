@@ -37,7 +37,7 @@ impl Default for Compression {
 }
 
 enum Sink {
-    Gzip(GzEncoder<BlobWriter>),
+    Gzip(Box<GzEncoder<BlobWriter>>),
     Plain(BlobWriter),
 }
 
@@ -56,7 +56,7 @@ impl LayerWriter {
                 let gz = flate2::GzBuilder::new()
                     .mtime(0)
                     .write(blob, flate2::Compression::new(level.min(9)));
-                Sink::Gzip(gz)
+                Sink::Gzip(Box::new(gz))
             }
             Compression::Uncompressed => Sink::Plain(blob),
         };
@@ -70,7 +70,7 @@ impl LayerWriter {
     pub fn finish(self) -> Result<LayerBlob, ImageError> {
         let (sink, diff_id, _) = self.inner.finish();
         let blob = match sink {
-            Sink::Gzip(gz) => gz.finish()?,
+            Sink::Gzip(gz) => (*gz).finish()?,
             Sink::Plain(blob) => blob,
         };
         let (digest, size) = blob.commit(None)?;

@@ -10,9 +10,9 @@ mod resolve;
 mod secrets;
 mod steps;
 
+pub use rbuild_graph::NetworkMode;
 pub use resolve::Sources;
 pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
-pub use rbuild_graph::NetworkMode;
 
 use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::Dockerfile;
@@ -36,23 +36,8 @@ pub enum SolveError {
     #[error(transparent)]
     Lower(#[from] rbuild_graph::LowerError),
     /// A RUN step exited non-zero.
-    #[error(
-        "{location}: {instruction} failed with exit code {code} ({platform}):\n  command: {command}\n  last output:\n{tail}"
-    )]
-    StepFailed {
-        /// The instruction's place in the Dockerfile.
-        location: Location,
-        /// The instruction as written.
-        instruction: String,
-        /// The command run.
-        command: String,
-        /// Exit code (128+n for signal n).
-        code: i32,
-        /// The platform it ran as.
-        platform: Platform,
-        /// The last output lines, indented.
-        tail: String,
-    },
+    #[error(transparent)]
+    StepFailed(Box<StepFailure>),
     /// A step could not be carried out.
     #[error("{location}: {message}")]
     Step {
@@ -79,6 +64,26 @@ pub enum SolveError {
     /// The user interrupted the build.
     #[error("build interrupted")]
     Interrupted,
+}
+
+/// A RUN step that exited non-zero: where, what, how, and its last output.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{location}: {instruction} failed with exit code {code} ({platform}):\n  command: {command}\n  last output:\n{tail}"
+)]
+pub struct StepFailure {
+    /// The instruction's place in the Dockerfile.
+    pub location: Location,
+    /// The instruction as written.
+    pub instruction: String,
+    /// The command run.
+    pub command: String,
+    /// Exit code (128+n for signal n).
+    pub code: i32,
+    /// The platform it ran as.
+    pub platform: Platform,
+    /// The last output lines, indented.
+    pub tail: String,
 }
 
 /// What the solver needs beyond the graph.
@@ -160,7 +165,7 @@ impl Solver<'_> {
         platform: &Platform,
     ) -> Result<ImageManifestBlob, SolveError> {
         let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
-        for stage in graph.stages.iter().filter(|s| s.needed) {
+        for stage in graph.build_order().into_iter().map(|i| &graph.stages[i]) {
             let result = self.build_stage(graph, stage, &results)?;
             results.insert(stage.index, result);
         }
@@ -203,11 +208,15 @@ impl Solver<'_> {
                 }
                 OpKind::Run(run) => {
                     eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
-                    steps::run::run(self, &mut result, run, op, &stage.platform, &label)?;
+                    steps::run::run(self, &mut result, run, op, done, &stage.platform, &label)?;
                 }
                 OpKind::Copy(copy) => {
                     eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
                     steps::copy::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
+                }
+                OpKind::Mkdir(mkdir) => {
+                    eprintln!("{label} {}", op.created_by);
+                    steps::mkdir::mkdir(self, &mut result, mkdir, op)?;
                 }
             }
         }

@@ -36,7 +36,6 @@ impl Secrets {
     }
 }
 
-
 /// Parses a `--secret` value: `id=ID[,src=FILE|,env=VAR][,type=file|env]`, or buildx's short
 /// forms `id=ID` (env or file named by the id).
 pub fn parse_secret(value: &str) -> Result<(String, SecretSource), String> {
@@ -90,7 +89,7 @@ mod tests {
     fn secret_forms() {
         let (id, s) = parse_secret("id=tok,src=/tmp/t").unwrap();
         assert_eq!(id, "tok");
-        assert!(matches!(s, SecretSource::File(p) if p == PathBuf::from("/tmp/t")));
+        assert!(matches!(s, SecretSource::File(p) if p == std::path::Path::new("/tmp/t")));
         let (id, s) = parse_secret("id=tok,env=MY_TOKEN").unwrap();
         assert_eq!(id, "tok");
         assert!(matches!(s, SecretSource::Env(v) if v == "MY_TOKEN"));
@@ -100,6 +99,9 @@ mod tests {
 
     #[test]
     fn ssh_forms() {
-        assert_eq!(parse_ssh("default=/run/a.sock").unwrap(), ("default".into(), PathBuf::from("/run/a.sock")));
+        assert_eq!(
+            parse_ssh("default=/run/a.sock").unwrap(),
+            ("default".into(), PathBuf::from("/run/a.sock"))
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! What RUN and COPY steps share: cache look-ups, layer bookkeeping, messages.
 
 pub mod copy;
+pub mod mkdir;
+pub mod mounts;
 pub mod run;
 
 use crate::layers::ensure_unpacked;

@@ -90,13 +90,12 @@ impl Store {
         for entry in entries.flatten() {
             let path = entry.path();
             // A temporary file is stale when no live process holds its lock.
-            if let Ok(file) = File::open(&path) {
-                if nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            if let Ok(file) = File::open(&path)
+                && nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
                     .is_ok()
-                {
-                    tracing::debug!(path = %path.display(), "removing stale temporary blob");
-                    let _ = fs::remove_file(&path);
-                }
+            {
+                tracing::debug!(path = %path.display(), "removing stale temporary blob");
+                let _ = fs::remove_file(&path);
             }
         }
     }

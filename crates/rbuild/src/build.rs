@@ -1,5 +1,6 @@
 //! `rbuild build`: parse, lower per platform, prepare emulation, solve, export.
 
+use crate::check::Call;
 use crate::cli::{BuildArgs, Cli};
 use crate::output::{self, Output};
 use anyhow::{Context, Result, bail};
@@ -72,7 +73,8 @@ fn request(args: &BuildArgs) -> Result<Request> {
         let (id, path) = rbuild_solver::parse_ssh(s).map_err(anyhow::Error::msg)?;
         secrets.ssh.insert(id, path);
     }
-    let network = NetworkMode::parse(&args.network).map_err(|e| anyhow::anyhow!("--network: {e}"))?;
+    let network =
+        NetworkMode::parse(&args.network).map_err(|e| anyhow::anyhow!("--network: {e}"))?;
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
@@ -141,6 +143,10 @@ fn install_signal_handlers() {
 /// Runs `rbuild build`.
 pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     let req = request(args)?;
+    let call = crate::check::call_of(args)?;
+    if matches!(call, Call::Outline | Call::Targets) {
+        return crate::check::describe(args, call, &req.build_args);
+    }
     let root = cli.root.clone().unwrap_or_else(default_root);
     std::fs::create_dir_all(&root)
         .with_context(|| format!("creating state directory {}", root.display()))?;
@@ -153,8 +159,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     // A process group of our own, so interrupting a step never signals whoever started us.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     install_signal_handlers();
-    let _lock = lock_state(&root)?;
-    clean_tmp(&root);
+    let _lock = lock_for_build(&root)?;
     match build(&req, &root, args) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(_) if INTERRUPTED.load(Ordering::SeqCst) => {
@@ -180,16 +185,17 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         eprintln!("{w}");
     }
     let sources = Sources::new(req.context.clone(), req.named.clone());
+    if crate::check::call_of(args)? == Call::Check {
+        let opts = lower_options(req, args, &req.platforms[0]);
+        return crate::check::check(&df, &opts, &mut sources.resolver(&store));
+    }
+    crate::check::note_syntax(&df);
     let mut graphs = Vec::new();
     for p in &req.platforms {
-        let opts = LowerOptions {
-            target_platform: p.clone(),
-            build_platform: Platform::host(),
-            build_args: req.build_args.clone(),
-            target: args.target.clone(),
-        };
+        let opts = lower_options(req, args, p);
         graphs.push(rbuild_solver::lower_for(&df, &opts, &sources, &store)?);
     }
+    crate::check::print_build_lints(&graphs);
     let mut run_platforms: Vec<Platform> = Vec::new();
     for g in &graphs {
         for p in rbuild_solver::run_platforms(g) {
@@ -225,6 +231,16 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
     export(&store, &image, &req.outputs)
 }
 
+fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerOptions {
+    LowerOptions {
+        target_platform: platform.clone(),
+        build_platform: Platform::host(),
+        build_args: req.build_args.clone(),
+        target: args.target.clone(),
+        all_stages: false,
+    }
+}
+
 fn export(store: &Store, image: &BuiltImage, outputs: &[Output]) -> Result<()> {
     if outputs.is_empty() {
         eprintln!("warning: no --output given; the result stays only in rbuild's cache");
@@ -240,8 +256,10 @@ fn export(store: &Store, image: &BuiltImage, outputs: &[Output]) -> Result<()> {
     Ok(())
 }
 
-/// Serialises builds that share a state directory.
-pub(crate) fn lock_state(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// Locks the state directory for this process alone (for `prune`), waiting for running
+/// builds to finish.
+pub(crate) fn lock_state_exclusive(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
     let path = root.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -249,18 +267,42 @@ pub(crate) fn lock_state(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(l),
         Err((file, _)) => {
             eprintln!("waiting for another rbuild using {}", root.display());
-            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            Flock::lock(file, FlockArg::LockExclusive)
                 .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
         }
     }
 }
 
-/// Removes step directories left by a build that was killed (we hold the lock, so no
-/// other build is using them).
+/// Takes the build's shared lock; when no other build is running, first removes what a
+/// killed build left in `tmp/`.
+fn lock_for_build(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(alone) => {
+            clean_tmp(root);
+            alone
+                .relock(FlockArg::LockShared)
+                .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
+            Ok(alone)
+        }
+        Err((file, _)) => Flock::lock(file, FlockArg::LockShared)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display())),
+    }
+}
+
+/// Removes step directories left by a build that was killed (no other build holds the
+/// state directory, so none of them is in use).
 fn clean_tmp(root: &Path) {
     let tmp = root.join("tmp");
     let Ok(entries) = std::fs::read_dir(&tmp) else {

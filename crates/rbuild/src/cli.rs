@@ -22,7 +22,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
+    /// List the platforms this machine can build for and how (native, emulated, unavailable).
+    #[command(alias = "ls")]
+    Platforms,
     /// Remove build cache: cached layers, blobs, cache mounts.
     Prune {
         /// Remove only the contents of RUN --mount=type=cache directories.
@@ -86,4 +89,10 @@ pub struct BuildArgs {
     /// Network for RUN steps: default (the host's, as rootless BuildKit), none or host.
     #[arg(long, default_value = "default")]
     pub network: String,
+    /// Run the Dockerfile lint rules and report, without building (= --call=check).
+    #[arg(long)]
+    pub check: bool,
+    /// Instead of building: check, outline (build args) or targets (stages).
+    #[arg(long)]
+    pub call: Option<String>,
 }

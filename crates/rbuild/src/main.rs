@@ -1,6 +1,7 @@
 //! The `rbuild` command.
 
 mod build;
+mod check;
 mod cli;
 mod output;
 mod prune;
@@ -18,6 +19,12 @@ fn main() -> ExitCode {
         cli::Command::Build(args) => build::run(&cli, args),
         cli::Command::Debug(cli::DebugCommand::Parse { file, json }) => debug_parse(file, *json),
         cli::Command::Prune { cache_mounts } => prune(&cli, *cache_mounts),
+        cli::Command::Platforms => {
+            for line in rbuild_sandbox::platform_report() {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -10,8 +10,12 @@ const CACHE_DIRS: &[&str] = &["cache", "cache-mounts", "layers", "store", "tmp"]
 /// Runs `rbuild prune` on the state directory `root`. Must run inside the build namespace
 /// (files there may belong to subordinate ids).
 pub fn run(root: &Path, only_cache_mounts: bool) -> Result<ExitCode> {
-    let _lock = crate::build::lock_state(root)?;
-    let dirs: &[&str] = if only_cache_mounts { &["cache-mounts"] } else { CACHE_DIRS };
+    let _lock = crate::build::lock_state_exclusive(root)?;
+    let dirs: &[&str] = if only_cache_mounts {
+        &["cache-mounts"]
+    } else {
+        CACHE_DIRS
+    };
     let mut freed = 0u64;
     for d in dirs {
         let path = root.join(d);
@@ -28,7 +32,9 @@ pub fn run(root: &Path, only_cache_mounts: bool) -> Result<ExitCode> {
 
 fn du(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
     if !meta.is_dir() {
         return meta.blocks() * 512;
     }
@@ -39,9 +45,14 @@ fn du(path: &Path) -> u64 {
 /// overlayfs work dirs are left mode 000; let the owner remove what it owns.
 fn make_writable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
     if meta.is_dir() {
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
+        let _ = std::fs::set_permissions(
+            path,
+            std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+        );
         for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
             make_writable(&e.path());
         }

@@ -27,7 +27,13 @@ fn umoci_unpack(out_tar: &Path, work: &Path, platform: &str) -> std::path::PathB
     let layout_dir = work.join("layout");
     if !layout_dir.exists() {
         std::fs::create_dir_all(&layout_dir).unwrap();
-        run_ok(Command::new("tar").arg("xf").arg(out_tar).arg("-C").arg(&layout_dir));
+        run_ok(
+            Command::new("tar")
+                .arg("xf")
+                .arg(out_tar)
+                .arg("-C")
+                .arg(&layout_dir),
+        );
     }
     // umoci unpacks one manifest by tag: give the platform's manifest a tag of its own.
     let layout = OciLayout::open_dir(&layout_dir);
@@ -35,13 +41,20 @@ fn umoci_unpack(out_tar: &Path, work: &Path, platform: &str) -> std::path::PathB
     let manifest = layout.blob(&digest).len();
     let tag = platform.replace('/', "-");
     let mut index = layout.index.clone();
-    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": digest,
-        "size": manifest,
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }));
-    std::fs::write(layout_dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": manifest,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }));
+    std::fs::write(
+        layout_dir.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
     let bundle = work.join(format!("bundle-{tag}"));
     run_ok(
         Command::new("umoci")
@@ -72,16 +85,27 @@ fn hello_builds_for_every_fixture_platform() {
     assert!(res.status.success());
 
     // skopeo reads the archive by its tag and lists every platform.
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci-archive:{}:1", out.display())));
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}:1", out.display())),
+    );
     let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let mut listed: Vec<String> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| {
             let p = &m["platform"];
-            let mut s = format!("{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap());
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            );
             if let Some(v) = p["variant"].as_str() {
                 s = format!("{s}/{v}");
             }
@@ -99,15 +123,26 @@ fn hello_builds_for_every_fixture_platform() {
         layout.index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
         "1"
     );
-    let mut from_configs: Vec<String> = layout.platform_manifests().into_iter().map(|(p, _)| p).collect();
+    let mut from_configs: Vec<String> = layout
+        .platform_manifests()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     from_configs.sort();
     assert_eq!(from_configs, expected);
 
     // umoci unpacks each image; RUN uname -m recorded the platform's machine.
     for p in &platforms {
         let rootfs = umoci_unpack(&out, tmp.path(), p);
-        assert_eq!(read(&rootfs.join("arch")).trim(), expected_uname(p), "platform {p}");
-        assert_eq!(read(&rootfs.join("platform")).trim(), format!("built for {p}"));
+        assert_eq!(
+            read(&rootfs.join("arch")).trim(),
+            expected_uname(p),
+            "platform {p}"
+        );
+        assert_eq!(
+            read(&rootfs.join("platform")).trim(),
+            format!("built for {p}")
+        );
         assert_eq!(read(&rootfs.join("etc/hello.txt")), "Hello from rbuild.\n");
         let cfg = layout.config(&layout.manifest_for(p));
         assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["cat", "/arch"]));
@@ -128,13 +163,28 @@ fn build_stage_on_buildplatform_runs_natively_and_feeds_each_target() {
         &[],
     );
     let out = tmp.path().join("out.tar");
-    let res = build(&tmp.path().join("state"), &ctx, "linux/amd64,linux/arm64,linux/s390x", &out, &[]);
+    let res = build(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64,linux/arm64,linux/s390x",
+        &out,
+        &[],
+    );
     assert!(res.status.success());
     let host = String::from_utf8(Command::new("uname").arg("-m").output().unwrap().stdout).unwrap();
     let layout = OciLayout::open_tar(&out);
-    for (platform, arch) in [("linux/amd64", "amd64"), ("linux/arm64", "arm64"), ("linux/s390x", "s390x")] {
+    for (platform, arch) in [
+        ("linux/amd64", "amd64"),
+        ("linux/arm64", "arm64"),
+        ("linux/s390x", "s390x"),
+    ] {
         let m = layout.manifest_for(platform);
-        assert_eq!(String::from_utf8(layout.file(&m, "out/target-arch").unwrap()).unwrap().trim(), arch);
+        assert_eq!(
+            String::from_utf8(layout.file(&m, "out/target-arch").unwrap())
+                .unwrap()
+                .trim(),
+            arch
+        );
         assert_eq!(
             String::from_utf8(layout.file(&m, "out/build-machine").unwrap()).unwrap(),
             host,
@@ -146,14 +196,26 @@ fn build_stage_on_buildplatform_runs_natively_and_feeds_each_target() {
 #[test]
 fn deleting_a_base_file_writes_a_whiteout() {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\nRUN rm /etc/group && rm -r /tmp\n", &[]);
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN rm /etc/group && rm -r /tmp\n",
+        &[],
+    );
     let out = tmp.path().join("out.tar");
-    assert!(build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &[]).status.success());
+    assert!(
+        build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &[])
+            .status
+            .success()
+    );
     let layout = OciLayout::open_tar(&out);
     let m = layout.manifest_for("linux/amd64");
     let entries = layout.layer_entries(&m);
     let last = entries.iter().map(|e| e.0).max().unwrap();
-    let names: Vec<&str> = entries.iter().filter(|e| e.0 == last).map(|e| e.1.as_str()).collect();
+    let names: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.0 == last)
+        .map(|e| e.1.as_str())
+        .collect();
     assert!(names.contains(&"etc/.wh.group"), "last layer: {names:?}");
     assert!(names.contains(&".wh.tmp"), "last layer: {names:?}");
     assert!(layout.file(&m, "etc/group").is_none());
@@ -182,13 +244,21 @@ fn failing_run_names_line_command_and_exit_code_and_leaves_no_output() {
     assert!(err.contains("echo about-to-fail && exit 3"), "{err}");
     assert!(err.contains("exit code 3"), "{err}");
     assert!(err.contains("about-to-fail"), "{err}");
-    assert_eq!(std::fs::read_dir(&dest_dir).unwrap().count(), 0, "output left behind");
+    assert_eq!(
+        std::fs::read_dir(&dest_dir).unwrap().count(),
+        0,
+        "output left behind"
+    );
 }
 
 #[test]
 fn syntax_error_points_at_file_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\n\nRUNN echo hi\n", &[]);
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\n\nRUNN echo hi\n",
+        &[],
+    );
     let out = tmp.path().join("out.tar");
     let res = build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &[]);
     assert!(!res.status.success());
@@ -202,7 +272,11 @@ fn syntax_error_points_at_file_line_and_column() {
 #[test]
 fn unknown_base_image_names_reference_and_places_searched() {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = context(&tmp.path().join("ctx"), "FROM example.org/nosuch/image:1.0\nRUN true\n", &[]);
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM example.org/nosuch/image:1.0\nRUN true\n",
+        &[],
+    );
     let out = tmp.path().join("out.tar");
     let res = build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &[]);
     assert!(!res.status.success());
@@ -210,7 +284,10 @@ fn unknown_base_image_names_reference_and_places_searched() {
     assert!(err.contains("example.org/nosuch/image:1.0"), "{err}");
     assert!(err.contains("Dockerfile:1:1"), "{err}");
     assert!(err.contains("build contexts"), "{err}");
-    assert!(err.contains("busybox"), "the given contexts are listed: {err}");
+    assert!(
+        err.contains("busybox"),
+        "the given contexts are listed: {err}"
+    );
     assert!(err.contains("registries"), "{err}");
     assert!(!out.exists());
 }
@@ -218,7 +295,11 @@ fn unknown_base_image_names_reference_and_places_searched() {
 #[test]
 fn missing_emulator_fails_before_any_step() {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\nRUN echo step-ran\n", &[]);
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN echo step-ran\n",
+        &[],
+    );
     let out = tmp.path().join("out.tar");
     let empty = tmp.path().join("empty-path");
     std::fs::create_dir(&empty).unwrap();
@@ -227,7 +308,10 @@ fn missing_emulator_fails_before_any_step() {
         .arg("build")
         .args(["--platform", "linux/amd64,linux/arm64"])
         .arg("--build-context")
-        .arg(format!("busybox=oci-layout://{}", busybox_layout().display()))
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            busybox_layout().display()
+        ))
         .arg("-o")
         .arg(format!("type=oci,dest={}", out.display()))
         .arg(&ctx);
@@ -236,17 +320,25 @@ fn missing_emulator_fails_before_any_step() {
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("qemu-aarch64-static"), "{err}");
     assert!(err.contains("qemu-user-static"), "{err}");
-    assert!(!err.contains("step-ran"), "a step ran before the check: {err}");
+    assert!(
+        !err.contains("step-ran"),
+        "a step ran before the check: {err}"
+    );
     assert!(!out.exists());
 }
 
 /// The host's binfmt_misc state: whether it is mounted, and each entry with its content.
 fn host_binfmt() -> Vec<(String, String)> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let mounted = mounts.lines().any(|l| l.split(' ').nth(1) == Some("/proc/sys/fs/binfmt_misc"));
+    let mounted = mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some("/proc/sys/fs/binfmt_misc"));
     let mut out = vec![("mounted".to_string(), mounted.to_string())];
     if mounted {
-        let mut entries: Vec<_> = std::fs::read_dir("/proc/sys/fs/binfmt_misc").unwrap().flatten().collect();
+        let mut entries: Vec<_> = std::fs::read_dir("/proc/sys/fs/binfmt_misc")
+            .unwrap()
+            .flatten()
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let content = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -266,7 +358,11 @@ fn arm64_runs_through_a_private_binfmt_and_leaves_the_host_untouched() {
     }
     let before = host_binfmt();
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\nRUN sh -c 'sh -c \"uname -m\"' > /arch\n", &[]);
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN sh -c 'sh -c \"uname -m\"' > /arch\n",
+        &[],
+    );
     let out = tmp.path().join("out.tar");
     let res = build(&tmp.path().join("state"), &ctx, "linux/arm64", &out, &[]);
     let after = host_binfmt();
@@ -284,14 +380,25 @@ fn arm64_runs_through_a_private_binfmt_and_leaves_the_host_untouched() {
 fn repeated_build_reuses_cached_steps_and_gives_the_same_layers() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\nRUN date +%s%N > /stamp\nCOPY f /f\n", &[("f", "one\n")]);
-    let (a, b, c) = (tmp.path().join("a.tar"), tmp.path().join("b.tar"), tmp.path().join("c.tar"));
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN date +%s%N > /stamp\nCOPY f /f\n",
+        &[("f", "one\n")],
+    );
+    let (a, b, c) = (
+        tmp.path().join("a.tar"),
+        tmp.path().join("b.tar"),
+        tmp.path().join("c.tar"),
+    );
     assert!(build(&state, &ctx, "linux/amd64", &a, &[]).status.success());
     let second = build(&state, &ctx, "linux/amd64", &b, &[]);
     assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("CACHED"));
     let (la, lb) = (OciLayout::open_tar(&a), OciLayout::open_tar(&b));
-    let (ma, mb) = (la.manifest_for("linux/amd64"), lb.manifest_for("linux/amd64"));
+    let (ma, mb) = (
+        la.manifest_for("linux/amd64"),
+        lb.manifest_for("linux/amd64"),
+    );
     assert_eq!(la.json(&ma)["layers"], lb.json(&mb)["layers"]);
     assert_eq!(la.file(&ma, "stamp"), lb.file(&mb, "stamp"));
     // A changed COPY source invalidates that step only.
@@ -311,12 +418,19 @@ fn oci_directory_output_is_a_valid_layout() {
     c.arg("build")
         .args(["--platform", "linux/amd64,linux/arm64", "-t", "hello:dir"])
         .arg("--build-context")
-        .arg(format!("busybox=oci-layout://{}", busybox_layout().display()))
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            busybox_layout().display()
+        ))
         .arg("-o")
         .arg(format!("type=oci,dest={},tar=false", dest.display()))
         .arg(repo().join("Dockerfiles/hello"));
     run_ok(&mut c);
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:dir", dest.display())));
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:dir", dest.display())),
+    );
     let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
     let layout = OciLayout::open_dir(&dest);

@@ -24,7 +24,9 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn unprivileged_user_builds_the_same_image() {
     if !is_root() {
-        panic!("this test creates a user and must run as root (cargo xtask test runs it as root in CI)");
+        panic!(
+            "this test creates a user and must run as root (cargo xtask test runs it as root in CI)"
+        );
     }
     ensure_user();
     let tmp = tempfile::tempdir().unwrap();
@@ -33,7 +35,12 @@ fn unprivileged_user_builds_the_same_image() {
     copy_tree(&busybox_layout(), &base.join("busybox"));
     copy_tree(&repo().join("Dockerfiles/hello"), &base.join("hello"));
     std::fs::create_dir(base.join("home")).unwrap();
-    run_ok(Command::new("chown").arg("-R").arg(format!("{USER}:{USER}")).arg(base));
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{USER}:{USER}"))
+            .arg(base),
+    );
     let platforms = "linux/amd64,linux/arm64";
     let user_out = base.join("user.tar");
     let mut c = Command::new("setpriv");
@@ -43,18 +50,33 @@ fn unprivileged_user_builds_the_same_image() {
         .arg("build")
         .args(["--platform", platforms])
         .arg("--build-context")
-        .arg(format!("busybox=oci-layout://{}", base.join("busybox").display()))
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            base.join("busybox").display()
+        ))
         .arg("-o")
         .arg(format!("type=oci,dest={}", user_out.display()))
         .arg(base.join("hello"));
     run_ok(&mut c);
-    assert!(base.join("home/.local/share/rbuild").is_dir(), "default state dir of a user");
+    assert!(
+        base.join("home/.local/share/rbuild").is_dir(),
+        "default state dir of a user"
+    );
 
     let root_out = base.join("root.tar");
-    let res = build(&base.join("root-state"), &base.join("hello"), platforms, &root_out, &[]);
+    let res = build(
+        &base.join("root-state"),
+        &base.join("hello"),
+        platforms,
+        &root_out,
+        &[],
+    );
     assert!(res.status.success());
 
-    let (u, r) = (OciLayout::open_tar(&user_out), OciLayout::open_tar(&root_out));
+    let (u, r) = (
+        OciLayout::open_tar(&user_out),
+        OciLayout::open_tar(&root_out),
+    );
     for p in ["linux/amd64", "linux/arm64"] {
         let (mu, mr) = (u.manifest_for(p), r.manifest_for(p));
         for f in ["arch", "platform", "etc/hello.txt"] {

@@ -1,14 +1,18 @@
-//! COPY steps: files from the context, a stage or an image into a new layer.
+//! COPY and ADD steps: files from the context, a stage or an image into a new layer;
+//! ADD also extracts local tar archives (plain or gzip) into the destination, and both
+//! write heredoc sources (`COPY <<EOF /path`) as files.
 
 use super::{push_layer, step_err, try_cache};
 use crate::layers::{commit, ensure_unpacked, temp_dir};
 use crate::{SolveError, Solver, StageResult, cache};
 use rbuild_core::{Digest, Platform};
-use rbuild_graph::{BuildGraph, CopyFrom, CopyOp, Op};
+use rbuild_graph::{BuildGraph, CopyFrom, CopyOp, InlineFile, Op};
 use rbuild_snapshot::{CopyOptions, CopySource, LayerStack};
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 /// Runs a COPY step (or reuses its cached layer).
 pub fn copy(
@@ -52,8 +56,55 @@ pub fn copy(
             CopySource::Stack(&stack)
         }
     };
-    rbuild_snapshot::copy(src, &copy.srcs, &copy.dest, &dest_stack, &out, &opts)
+    let (archives, plain) = match (&source, copy.add) {
+        (CopyInput::Dir(ctx), true) => {
+            split_archives(ctx, &copy.srcs).map_err(|m| step_err(op, m))?
+        }
+        _ => (Vec::new(), copy.srcs.clone()),
+    };
+    let dest = if archives.is_empty() || copy.dest.ends_with('/') {
+        copy.dest.clone()
+    } else {
+        format!("{}/", copy.dest)
+    };
+    if !plain.is_empty() {
+        rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
+            .map_err(|e| step_err(op, e.to_string()))?;
+    }
+    for (n, (path, kind)) in archives.iter().enumerate() {
+        let dir = tmp.path().join(format!("extract-{n}"));
+        fs::create_dir(&dir).map_err(|e| SolveError::Io(dir.clone(), e))?;
+        extract(path, *kind, &dir).map_err(|m| step_err(op, m))?;
+        let extracted = LayerStack::new(vec![dir]);
+        rbuild_snapshot::copy(
+            CopySource::Stack(&extracted),
+            &["/".to_string()],
+            &dest,
+            &dest_stack,
+            &out,
+            &opts,
+        )
         .map_err(|e| step_err(op, e.to_string()))?;
+    }
+    if !copy.contents.is_empty() {
+        let inline = tmp.path().join("inline");
+        write_inline(&inline, &copy.contents)?;
+        let names: Vec<String> = copy.contents.iter().map(|c| c.name.clone()).collect();
+        let dest = if names.len() + plain.len() + archives.len() > 1 && !copy.dest.ends_with('/') {
+            format!("{}/", copy.dest)
+        } else {
+            copy.dest.clone()
+        };
+        rbuild_snapshot::copy(
+            CopySource::Context(&inline),
+            &names,
+            &dest,
+            &dest_stack,
+            &out,
+            &opts,
+        )
+        .map_err(|e| step_err(op, e.to_string()))?;
+    }
     let (blob, dir) = commit(solver, &out, &lowers)?;
     cache::put(solver.state, &key, &blob);
     push_layer(solver, result, blob, dir, &key, op);
@@ -109,7 +160,7 @@ impl CopyInput {
 }
 
 /// Resolves `--chown=user[:group]` against the destination's /etc/passwd and /etc/group.
-fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), String> {
+pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), String> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -149,3 +200,145 @@ fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
+/// How a local ADD source is compressed, when it is a tar archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Archive {
+    Tar,
+    Gzip,
+}
+
+/// Splits ADD sources into local tar archives (extracted) and everything else (copied).
+/// Wildcards, directories and symlinks are copied as they are.
+#[allow(clippy::type_complexity)]
+fn split_archives(
+    context: &Path,
+    srcs: &[String],
+) -> Result<(Vec<(PathBuf, Archive)>, Vec<String>), String> {
+    let mut archives = Vec::new();
+    let mut plain = Vec::new();
+    for src in srcs {
+        let rel = rbuild_graph::clean_path(&format!("/{src}"));
+        let path = context.join(rel.trim_start_matches('/'));
+        let is_file = !src.contains(['*', '?', '['])
+            && fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+        match is_file.then(|| archive_kind(&path)).transpose()?.flatten() {
+            Some(kind) => archives.push((path, kind)),
+            None => plain.push(src.clone()),
+        }
+    }
+    Ok((archives, plain))
+}
+
+/// Reads the first bytes of `path`: a tar archive (plain or gzip) to extract, `None` for
+/// a file to copy as is, or an error for compressions rbuild cannot read.
+fn archive_kind(path: &Path) -> Result<Option<Archive>, String> {
+    let mut head = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let compressed = |what: &str| {
+        Err(format!(
+            "ADD {}: {what}-compressed archives are not supported; rbuild extracts plain and gzip tar archives",
+            path.display()
+        ))
+    };
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let mut inner = Vec::new();
+        let f = fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let _ = flate2::read::GzDecoder::new(f)
+            .take(512)
+            .read_to_end(&mut inner);
+        return Ok(is_tar(&inner).then_some(Archive::Gzip));
+    }
+    if head.starts_with(b"BZh") {
+        return compressed("bzip2");
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        return compressed("xz");
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return compressed("zstd");
+    }
+    Ok(is_tar(&head).then_some(Archive::Tar))
+}
+
+/// Whether a 512-byte block is a tar header (ustar or GNU magic).
+fn is_tar(block: &[u8]) -> bool {
+    block.len() >= 262 && &block[257..262] == b"ustar"
+}
+
+/// Extracts `path` into the empty directory `dest` (entries that would climb out are
+/// refused by the unpacker).
+fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), String> {
+    let file = fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let reader: Box<dyn Read> = match kind {
+        Archive::Tar => Box::new(std::io::BufReader::new(file)),
+        Archive::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        ))),
+    };
+    rbuild_snapshot::unpack_layer(reader, dest)
+        .map(|_| ())
+        .map_err(|e| format!("extracting {}: {e}", path.display()))
+}
+
+/// Writes heredoc sources as files (mode 0644, as BuildKit's inline documents).
+fn write_inline(dir: &Path, files: &[InlineFile]) -> Result<(), SolveError> {
+    fs::create_dir_all(dir).map_err(|e| SolveError::Io(dir.to_path_buf(), e))?;
+    for f in files {
+        let p = dir.join(&f.name);
+        fs::write(&p, &f.content).map_err(|e| SolveError::Io(p.clone(), e))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+            .map_err(|e| SolveError::Io(p.clone(), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A header block with the ustar magic and two zero blocks: enough for detection.
+    fn tar_bytes() -> Vec<u8> {
+        let mut block = vec![0u8; 512];
+        block[..1].copy_from_slice(b"f");
+        block[257..263].copy_from_slice(b"ustar\0");
+        block.extend(vec![0u8; 1024]);
+        block
+    }
+
+    #[test]
+    fn archives_are_recognised_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tar_bytes();
+        fs::write(dir.path().join("a.tar"), &tar).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        fs::write(dir.path().join("a.bin"), gz.finish().unwrap()).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"not a tar").unwrap();
+        fs::write(dir.path().join("notes.gz"), gz.finish().unwrap()).unwrap();
+        fs::write(dir.path().join("x.tar.bz2"), b"BZh91AY&SY").unwrap();
+        fs::write(dir.path().join("plain.txt"), b"hello").unwrap();
+        assert_eq!(
+            archive_kind(&dir.path().join("a.tar")).unwrap(),
+            Some(Archive::Tar)
+        );
+        assert_eq!(
+            archive_kind(&dir.path().join("a.bin")).unwrap(),
+            Some(Archive::Gzip)
+        );
+        assert_eq!(archive_kind(&dir.path().join("notes.gz")).unwrap(), None);
+        assert_eq!(archive_kind(&dir.path().join("plain.txt")).unwrap(), None);
+        let e = archive_kind(&dir.path().join("x.tar.bz2")).unwrap_err();
+        assert!(
+            e.contains("bzip2-compressed archives are not supported"),
+            "{e}"
+        );
+        let srcs = vec!["a.tar".to_string(), "plain.txt".into(), "*.bin".into()];
+        let (archives, plain) = split_archives(dir.path(), &srcs).unwrap();
+        assert_eq!(archives, vec![(dir.path().join("a.tar"), Archive::Tar)]);
+        assert_eq!(plain, vec!["plain.txt".to_string(), "*.bin".into()]);
+    }
+}

@@ -5,7 +5,8 @@ use crate::layers::{commit, temp_dir};
 use crate::{SolveError, Solver, StageResult, cache};
 use rbuild_core::Platform;
 use rbuild_graph::{NetworkMode, Op, RunOp};
-use rbuild_sandbox::{ExitStatus, Network, RunSpec, Rootfs};
+use rbuild_sandbox::{ExitStatus, Network, Rootfs, RunSpec};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ pub fn run(
     result: &mut StageResult,
     run: &RunOp,
     op: &Op,
+    done: &BTreeMap<usize, StageResult>,
     platform: &Platform,
     label: &str,
 ) -> Result<(), SolveError> {
@@ -28,9 +30,6 @@ pub fn run(
     if try_cache(solver, result, &key, op)? {
         return Ok(());
     }
-    if let Some(m) = run.mounts.first() {
-        return Err(step_err(op, format!("RUN --mount ({m:?}) is not supported by this build of rbuild")));
-    }
     let tmp = temp_dir(solver.state, "run-")?;
     let upper = tmp.path().join("upper");
     let work = tmp.path().join("work");
@@ -39,6 +38,9 @@ pub fn run(
         fs::create_dir(d).map_err(|e| SolveError::Io(d.clone(), e))?;
     }
     let lowers = result.lowers();
+    let prepared = super::mounts::prepare(solver, &run.mounts, op, done, platform, &scratch)?;
+    let mut env = run.env.clone();
+    env.extend(prepared.env.iter().cloned());
     let spec = RunSpec {
         rootfs: Rootfs::Overlay {
             lower: lowers.clone(),
@@ -46,7 +48,7 @@ pub fn run(
             work: work.clone(),
         },
         argv: run.argv.clone(),
-        env: run.env.clone(),
+        env,
         cwd: run.cwd.clone(),
         user: run.user.clone(),
         hostname: "rbuild".into(),
@@ -62,10 +64,11 @@ pub fn run(
         },
         platform: platform.clone(),
         scratch_dir: scratch,
-        mounts: Vec::new(),
+        mounts: prepared.mounts.clone(),
     };
     let mut tail = Tail::new(label);
-    let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk)) {
+    let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk))
+    {
         Ok(o) => o,
         Err(rbuild_sandbox::SandboxError::Interrupted(_)) => return Err(SolveError::Interrupted),
         Err(e) => return Err(step_err(op, e.to_string())),
@@ -79,14 +82,14 @@ pub fn run(
         return Err(SolveError::Interrupted);
     }
     if code != 0 {
-        return Err(SolveError::StepFailed {
+        return Err(SolveError::StepFailed(Box::new(crate::StepFailure {
             location: op.location.clone(),
             instruction: op.created_by.trim_end_matches(" # buildkit").to_string(),
             command: shell_words(&run.argv),
             code,
             platform: platform.clone(),
             tail: tail.render(),
-        });
+        })));
     }
     remove_mountpoints(&upper, &outcome.created_paths);
     let (blob, dir) = commit(solver, &upper, &lowers)?;
@@ -119,4 +122,3 @@ fn make_removable(work: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = fs::set_permissions(work.join("work"), fs::Permissions::from_mode(0o700));
 }
-

@@ -11,7 +11,10 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The multi-platform busybox fixture; fails with a hint when it was not generated.
@@ -28,7 +31,11 @@ pub fn busybox_layout() -> PathBuf {
 /// Every platform the busybox fixture has, as `os/arch[/variant]`.
 pub fn fixture_platforms() -> Vec<String> {
     let layout = OciLayout::open_dir(&busybox_layout());
-    layout.platform_manifests().into_iter().map(|(p, _)| p).collect()
+    layout
+        .platform_manifests()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// `rbuild` with an isolated state directory.
@@ -41,7 +48,12 @@ pub fn rbuild(state: &Path) -> Command {
 /// Runs a command and returns its output, printing it for test logs.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
-    eprintln!("--- {:?}\n{}{}", cmd, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "--- {:?}\n{}{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -59,7 +71,10 @@ pub fn build(state: &Path, context: &Path, platforms: &str, dest: &Path, extra: 
         .arg("--platform")
         .arg(platforms)
         .arg("--build-context")
-        .arg(format!("busybox=oci-layout://{}", busybox_layout().display()))
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            busybox_layout().display()
+        ))
         .arg("-o")
         .arg(format!("type=oci,dest={}", dest.display()))
         .args(extra)
@@ -101,25 +116,36 @@ impl OciLayout {
         assert_eq!(files["oci-layout"], br#"{"imageLayoutVersion":"1.0.0"}"#);
         let blobs = files
             .into_iter()
-            .filter_map(|(k, v)| k.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()).map(|h| (format!("sha256:{h}"), v)))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("blobs/sha256/")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| (format!("sha256:{h}"), v))
+            })
             .collect();
         OciLayout { blobs, index }
     }
 
     /// Reads an OCI layout directory.
     pub fn open_dir(path: &Path) -> OciLayout {
-        let index = serde_json::from_slice(&std::fs::read(path.join("index.json")).unwrap()).unwrap();
+        let index =
+            serde_json::from_slice(&std::fs::read(path.join("index.json")).unwrap()).unwrap();
         let mut blobs = BTreeMap::new();
         for e in std::fs::read_dir(path.join("blobs/sha256")).unwrap() {
             let e = e.unwrap();
-            blobs.insert(format!("sha256:{}", e.file_name().to_string_lossy()), std::fs::read(e.path()).unwrap());
+            blobs.insert(
+                format!("sha256:{}", e.file_name().to_string_lossy()),
+                std::fs::read(e.path()).unwrap(),
+            );
         }
         OciLayout { blobs, index }
     }
 
     /// A blob, checked against its digest.
     pub fn blob(&self, digest: &str) -> &[u8] {
-        let data = self.blobs.get(digest).unwrap_or_else(|| panic!("blob {digest} missing"));
+        let data = self
+            .blobs
+            .get(digest)
+            .unwrap_or_else(|| panic!("blob {digest} missing"));
         let found = format!("sha256:{}", sha256_hex(data));
         assert_eq!(found, digest, "blob content does not match its name");
         data
@@ -146,7 +172,11 @@ impl OciLayout {
                 todo.extend(idx["manifests"].as_array().unwrap().iter().rev().cloned());
             } else {
                 let cfg = self.config(&digest);
-                let mut p = format!("{}/{}", cfg["os"].as_str().unwrap(), cfg["architecture"].as_str().unwrap());
+                let mut p = format!(
+                    "{}/{}",
+                    cfg["os"].as_str().unwrap(),
+                    cfg["architecture"].as_str().unwrap()
+                );
                 if let Some(v) = cfg["variant"].as_str() {
                     p.push('/');
                     p.push_str(v);
@@ -175,13 +205,18 @@ impl OciLayout {
     }
 
     /// Every entry of every layer of a manifest, bottom first: (layer index, path, header kind, content).
-    pub fn layer_entries(&self, manifest: &str) -> Vec<(usize, String, tar::EntryType, Vec<u8>, u64, u64)> {
+    pub fn layer_entries(
+        &self,
+        manifest: &str,
+    ) -> Vec<(usize, String, tar::EntryType, Vec<u8>, u64, u64)> {
         let m = self.json(manifest);
         let mut out = Vec::new();
         for (i, l) in m["layers"].as_array().unwrap().iter().enumerate() {
             let data = self.blob(l["digest"].as_str().unwrap());
             let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(data).read_to_end(&mut plain).unwrap();
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut plain)
+                .unwrap();
             let mut a = tar::Archive::new(&plain[..]);
             for e in a.entries().unwrap() {
                 let mut e = e.unwrap();
@@ -201,7 +236,11 @@ impl OciLayout {
     pub fn file(&self, manifest: &str, path: &str) -> Option<Vec<u8>> {
         let mut found = None;
         let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
-        let whiteout = if dir.is_empty() { format!(".wh.{base}") } else { format!("{dir}/.wh.{base}") };
+        let whiteout = if dir.is_empty() {
+            format!(".wh.{base}")
+        } else {
+            format!("{dir}/.wh.{base}")
+        };
         for (_, p, _, content, _, _) in self.layer_entries(manifest) {
             if p == path {
                 found = Some(content);

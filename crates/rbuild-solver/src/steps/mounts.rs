@@ -1,0 +1,432 @@
+//! `RUN --mount` sources: cache directories under the state directory, bind sources from
+//! the context or another stage, tmpfs, secrets and SSH agent sockets. Everything here
+//! becomes a generic sandbox mount; secret values never reach a layer, the history, a
+//! cache key or the log.
+
+use super::step_err;
+use crate::layers::ensure_unpacked;
+use crate::{SolveError, Solver, StageResult};
+use rbuild_core::{Digest, Platform};
+use rbuild_graph::{CopyFrom, Op, RunMount, Sharing};
+use rbuild_sandbox::Mount;
+use rbuild_snapshot::{CopyOptions, CopySource, LayerStack};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+
+/// Mounts and extra environment for one step, plus what must live until the step ends.
+#[derive(Default)]
+pub struct Prepared {
+    /// For the sandbox.
+    pub mounts: Vec<Mount>,
+    /// `K=V` pairs added to the step's environment only (secret env, SSH_AUTH_SOCK).
+    pub env: Vec<String>,
+    /// Locks held for `sharing=locked` / `private` caches.
+    pub locks: Vec<nix::fcntl::Flock<fs::File>>,
+}
+
+/// Turns the step's `--mount`s into sandbox mounts. `scratch` is the step's private
+/// temporary directory (removed after the step).
+pub fn prepare(
+    solver: &Solver,
+    mounts: &[RunMount],
+    op: &Op,
+    done: &BTreeMap<usize, StageResult>,
+    platform: &Platform,
+    scratch: &Path,
+) -> Result<Prepared, SolveError> {
+    let mut out = Prepared::default();
+    for (n, m) in mounts.iter().enumerate() {
+        match m {
+            RunMount::Cache { .. } => cache_mount(solver, m, op, done, platform, &mut out)?,
+            RunMount::Bind {
+                target,
+                from,
+                source,
+                rw,
+            } => {
+                let path = bind_source(
+                    solver,
+                    from,
+                    source,
+                    *rw,
+                    op,
+                    done,
+                    platform,
+                    &scratch.join(format!("bind-{n}")),
+                )?;
+                out.mounts.push(Mount::Bind {
+                    source: path,
+                    target: target.clone(),
+                    readonly: !rw,
+                });
+            }
+            RunMount::Tmpfs { target, size } => out.mounts.push(Mount::Tmpfs {
+                target: target.clone(),
+                size: *size,
+            }),
+            RunMount::Secret {
+                id,
+                target,
+                env,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let value = solver.secrets.value(id).map_err(|e| step_err(op, e))?;
+                let Some(value) = value else {
+                    if *required {
+                        return Err(step_err(
+                            op,
+                            format!(
+                                "secret {id:?} is required but was not provided (use --secret id={id},src=FILE)"
+                            ),
+                        ));
+                    }
+                    continue;
+                };
+                if let Some(var) = env {
+                    out.env
+                        .push(format!("{var}={}", String::from_utf8_lossy(&value)));
+                }
+                if let Some(target) = target {
+                    let file = scratch.join(format!("secret-{n}"));
+                    write_private(&file, &value, *mode, *uid, *gid)
+                        .map_err(|e| step_err(op, format!("secret {id:?}: {e}")))?;
+                    out.mounts.push(Mount::Bind {
+                        source: file,
+                        target: target.clone(),
+                        readonly: true,
+                    });
+                }
+            }
+            RunMount::Ssh {
+                id,
+                target,
+                required,
+                ..
+            } => {
+                let Some(sock) = solver.secrets.ssh.get(id) else {
+                    if *required {
+                        return Err(step_err(
+                            op,
+                            format!(
+                                "ssh agent {id:?} is required but was not provided (use --ssh {id}=PATH or --ssh default)"
+                            ),
+                        ));
+                    }
+                    continue;
+                };
+                let target = target
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}"));
+                out.env.push(format!("SSH_AUTH_SOCK={target}"));
+                out.mounts.push(Mount::Bind {
+                    source: sock.clone(),
+                    target,
+                    readonly: false,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write_private(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    fs::write(path, data)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    // Rootless without subordinate ids only uid 0 exists; keep root then.
+    let _ = chown(path, Some(uid), Some(gid));
+    Ok(())
+}
+
+/// The directory of a cache mount: one per id, and per platform when no id was given.
+fn cache_dir(state: &Path, id: &str, target: &str, platform: &Platform) -> PathBuf {
+    let key = if id == target {
+        format!("{id}\0{platform}")
+    } else {
+        id.to_string()
+    };
+    state
+        .join("cache-mounts")
+        .join(Digest::sha256(key.as_bytes()).hex())
+}
+
+fn cache_mount(
+    solver: &Solver,
+    m: &RunMount,
+    op: &Op,
+    done: &BTreeMap<usize, StageResult>,
+    platform: &Platform,
+    out: &mut Prepared,
+) -> Result<(), SolveError> {
+    let RunMount::Cache {
+        id,
+        target,
+        sharing,
+        from,
+        source,
+        mode,
+        uid,
+        gid,
+        readonly,
+    } = m
+    else {
+        return Ok(());
+    };
+    let dir = cache_dir(solver.state, id, target, platform);
+    let io = |e: std::io::Error| SolveError::Io(dir.clone(), e);
+    fs::create_dir_all(dir.parent().unwrap_or(solver.state)).map_err(io)?;
+    let lock_file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.with_extension("lock"))
+        .map_err(io)?;
+    let lock = match sharing {
+        Sharing::Shared => None,
+        Sharing::Locked => Some(
+            nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| io(e.into()))?,
+        ),
+        Sharing::Private => {
+            match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => Some(l),
+                Err(_) => {
+                    // In use by another build: this step gets a fresh, throw-away cache.
+                    let tmp = crate::layers::temp_dir(solver.state, "cache-private-")?.keep();
+                    out.mounts.push(Mount::Bind {
+                        source: tmp,
+                        target: target.clone(),
+                        readonly: *readonly,
+                    });
+                    return Ok(());
+                }
+            }
+        }
+    };
+    if !dir.is_dir() {
+        let fresh = dir.with_extension(format!("new{}", std::process::id()));
+        fs::create_dir(&fresh).map_err(io)?;
+        if let Some(from) = from {
+            seed(
+                solver,
+                from,
+                source.as_deref().unwrap_or("/"),
+                &fresh,
+                op,
+                done,
+                platform,
+            )?;
+        }
+        fs::set_permissions(&fresh, fs::Permissions::from_mode(*mode)).map_err(io)?;
+        let _ = chown(&fresh, Some(*uid), Some(*gid));
+        if let Err(e) = fs::rename(&fresh, &dir) {
+            // Another build created it first; use theirs.
+            let _ = fs::remove_dir_all(&fresh);
+            if !dir.is_dir() {
+                return Err(io(e));
+            }
+        }
+    }
+    out.locks.extend(lock);
+    out.mounts.push(Mount::Bind {
+        source: dir,
+        target: target.clone(),
+        readonly: *readonly,
+    });
+    Ok(())
+}
+
+/// Fills a new cache directory from a stage or image path.
+fn seed(
+    solver: &Solver,
+    from: &CopyFrom,
+    source: &str,
+    dest: &Path,
+    op: &Op,
+    done: &BTreeMap<usize, StageResult>,
+    platform: &Platform,
+) -> Result<(), SolveError> {
+    let stack = LayerStack::new(stack_dirs(solver, from, op, done, platform)?);
+    let src = format!("{}/", source.trim_end_matches('/'));
+    rbuild_snapshot::copy(
+        CopySource::Stack(&stack),
+        &[src],
+        "/",
+        &LayerStack::new(Vec::new()),
+        dest,
+        &CopyOptions {
+            workdir: "/".into(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| step_err(op, format!("seeding cache mount from {source}: {e}")))?;
+    Ok(())
+}
+
+fn stack_dirs(
+    solver: &Solver,
+    from: &CopyFrom,
+    op: &Op,
+    done: &BTreeMap<usize, StageResult>,
+    platform: &Platform,
+) -> Result<Vec<PathBuf>, SolveError> {
+    match from {
+        CopyFrom::Context => Err(step_err(op, "mount source must be a stage or image here")),
+        CopyFrom::Stage(i) => done
+            .get(i)
+            .map(|r| r.lowers())
+            .ok_or_else(|| step_err(op, format!("stage {i} was not built"))),
+        CopyFrom::Image(name) => {
+            let image = solver
+                .sources
+                .image(name, platform, solver.store)
+                .map_err(|m| step_err(op, m))?;
+            let dirs = image
+                .layers
+                .iter()
+                .map(|l| ensure_unpacked(solver, l))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(dirs.into_iter().rev().collect())
+        }
+    }
+}
+
+/// The host path to bind for a `type=bind` mount. Context paths are bound directly when
+/// read-only; stage and image paths (and writable binds, whose writes are discarded) are
+/// materialised into the step's scratch directory first.
+#[allow(clippy::too_many_arguments)]
+fn bind_source(
+    solver: &Solver,
+    from: &CopyFrom,
+    source: &str,
+    rw: bool,
+    op: &Op,
+    done: &BTreeMap<usize, StageResult>,
+    platform: &Platform,
+    scratch: &Path,
+) -> Result<PathBuf, SolveError> {
+    let context_dir = match from {
+        CopyFrom::Context => Some(solver.sources.context().to_path_buf()),
+        CopyFrom::Image(name) => match solver.sources.named(name) {
+            Some(rbuild_source::NamedContext::Dir(p)) => Some(p.clone()),
+            _ => None,
+        },
+        CopyFrom::Stage(_) => None,
+    };
+    if let Some(ctx) = &context_dir
+        && !rw
+    {
+        return inside(ctx, source).map_err(|m| step_err(op, m));
+    }
+    fs::create_dir_all(scratch).map_err(|e| SolveError::Io(scratch.to_path_buf(), e))?;
+    let out = scratch.join("root");
+    fs::create_dir(&out).map_err(|e| SolveError::Io(out.clone(), e))?;
+    let copy_opts = CopyOptions {
+        workdir: "/".into(),
+        ..Default::default()
+    };
+    let src = source.trim_end_matches('/').to_string();
+    let is_dir;
+    match &context_dir {
+        Some(ctx) => {
+            let host = inside(ctx, source).map_err(|m| step_err(op, m))?;
+            is_dir = host.is_dir();
+            let s = if is_dir {
+                format!("{src}/")
+            } else {
+                src.clone()
+            };
+            rbuild_snapshot::copy(
+                CopySource::Context(ctx),
+                &[s],
+                "/data/",
+                &LayerStack::new(Vec::new()),
+                &out,
+                &copy_opts,
+            )
+        }
+        None => {
+            let stack = LayerStack::new(stack_dirs(solver, from, op, done, platform)?);
+            is_dir = stack
+                .resolve(&src)
+                .ok()
+                .flatten()
+                .map(|e| e.metadata.is_dir())
+                .unwrap_or(true);
+            let s = if is_dir {
+                format!("{}/", if src.is_empty() { "/" } else { &src })
+            } else {
+                src.clone()
+            };
+            rbuild_snapshot::copy(
+                CopySource::Stack(&stack),
+                &[s],
+                "/data/",
+                &LayerStack::new(Vec::new()),
+                &out,
+                &copy_opts,
+            )
+        }
+    }
+    .map_err(|e| step_err(op, format!("bind mount source {source}: {e}")))?;
+    if is_dir {
+        return Ok(out.join("data"));
+    }
+    let name = Path::new(&src)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    Ok(out.join("data").join(name))
+}
+
+/// `source` inside `root`, refusing paths that climb out (after resolving symlinks).
+fn inside(root: &Path, source: &str) -> Result<PathBuf, String> {
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let p = root.join(source.trim_start_matches('/'));
+    let real = p
+        .canonicalize()
+        .map_err(|e| format!("bind source {source}: {e}"))?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "bind source {source} points outside the build context"
+        ));
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_dirs_split_by_platform_unless_named() {
+        let st = Path::new("/s");
+        let amd: Platform = "linux/amd64".parse().unwrap();
+        let arm: Platform = "linux/arm64".parse().unwrap();
+        assert_ne!(
+            cache_dir(st, "/c", "/c", &amd),
+            cache_dir(st, "/c", "/c", &arm)
+        );
+        assert_eq!(
+            cache_dir(st, "go", "/c", &amd),
+            cache_dir(st, "go", "/c", &arm)
+        );
+    }
+
+    #[test]
+    fn context_binds_cannot_escape() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("ctx")).unwrap();
+        fs::write(dir.path().join("secret"), "x").unwrap();
+        std::os::unix::fs::symlink("../secret", dir.path().join("ctx/link")).unwrap();
+        assert!(inside(&dir.path().join("ctx"), "../secret").is_err());
+        assert!(inside(&dir.path().join("ctx"), "link").is_err());
+        assert!(inside(&dir.path().join("ctx"), "/").is_ok());
+    }
+}

@@ -1,0 +1,486 @@
+//! RUN step behaviour through the real binary: mounts, secrets, networks, ownership,
+//! isolation, platform listing and interruption.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const USER: &str = "rbuildsub";
+
+/// A user with a subordinate id range (so newuidmap gives it a full map).
+fn ensure_subid_user() {
+    if !run(Command::new("id").arg("-u").arg(USER)).status.success() {
+        run_ok(Command::new("useradd").args(["--no-create-home", "--shell", "/bin/sh", USER]));
+    }
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+            let mut text = text;
+            text.push_str(&format!("{USER}:300000:65536\n"));
+            std::fs::write(f, text).unwrap();
+        }
+    }
+}
+
+/// Copies the binary, fixture and a context where `USER` can read them, and returns a
+/// command that runs rbuild as that user.
+fn as_user(base: &Path) -> Command {
+    std::fs::copy(env!("CARGO_BIN_EXE_rbuild"), base.join("rbuild")).unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(busybox_layout())
+            .arg(base.join("busybox")),
+    );
+    std::fs::create_dir_all(base.join("home")).unwrap();
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{USER}:{USER}"))
+            .arg(base),
+    );
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid", USER, "--regid", USER, "--clear-groups", "--"])
+        .arg(base.join("rbuild"))
+        .env("HOME", base.join("home"))
+        .arg("--root")
+        .arg(base.join("state"));
+    c
+}
+
+#[test]
+fn chown_and_user_ids_land_in_the_layer_rootless_with_subids() {
+    assert!(is_root(), "creates users: run as root");
+    ensure_subid_user();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    context(
+        &base.join("ctx"),
+        "FROM busybox\n\
+         RUN touch /owned && chown 1000:1000 /owned\n\
+         USER 1000\n\
+         RUN touch /tmp/by-user && id -u > /tmp/uid\n\
+         USER root\n\
+         RUN sh -c 'sh -c \"uname -m\"' > /machine\n",
+        &[],
+    );
+    let mut c = as_user(base);
+    c.arg("build")
+        .args(["--platform", "linux/amd64,linux/arm64"])
+        .arg("--build-context")
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            base.join("busybox").display()
+        ))
+        .arg("-o")
+        .arg(format!("type=oci,dest={}", base.join("out.tar").display()))
+        .arg(base.join("ctx"));
+    run_ok(&mut c);
+    let layout = OciLayout::open_tar(&base.join("out.tar"));
+    for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let m = layout.manifest_for(platform);
+        let entries = layout.layer_entries(&m);
+        let ids = |p: &str| entries.iter().rev().find(|e| e.1 == p).map(|e| (e.4, e.5));
+        assert_eq!(ids("owned"), Some((1000, 1000)), "{platform}");
+        assert_eq!(ids("tmp/by-user"), Some((1000, 1000)), "{platform}");
+        assert_eq!(layout.file(&m, "tmp/uid").unwrap(), b"1000\n");
+        assert_eq!(
+            layout.file(&m, "machine").unwrap(),
+            format!("{machine}\n").as_bytes()
+        );
+    }
+}
+
+#[test]
+fn secrets_are_usable_and_never_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-value-4fd1e2";
+    std::fs::write(tmp.path().join("token"), secret).unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\n\
+         RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /file-hash\n\
+         RUN --mount=type=secret,id=envtok,env=TOKEN printf %s \"$TOKEN\" | sha256sum | cut -d' ' -f1 > /env-hash\n\
+         RUN test ! -e /run/secrets/tok && echo gone > /gone\n",
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    let mut c = rbuild(&tmp.path().join("state"));
+    c.env("RBUILD_TEST_SECRET", secret)
+        .arg("build")
+        .args(["--platform", "linux/amd64"])
+        .arg("--build-context")
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            busybox_layout().display()
+        ))
+        .args([
+            "--secret",
+            &format!("id=tok,src={}", tmp.path().join("token").display()),
+        ])
+        .args(["--secret", "id=envtok,env=RBUILD_TEST_SECRET"])
+        .arg("-o")
+        .arg(format!("type=oci,dest={}", out.display()))
+        .arg(&ctx);
+    let res = run(&mut c);
+    assert!(res.status.success());
+    let layout = OciLayout::open_tar(&out);
+    let m = layout.manifest_for("linux/amd64");
+    let hash = format!("{}\n", sha256_hex(secret.as_bytes()));
+    assert_eq!(layout.file(&m, "file-hash").unwrap(), hash.as_bytes());
+    assert_eq!(layout.file(&m, "env-hash").unwrap(), hash.as_bytes());
+    assert!(layout.file(&m, "gone").is_some());
+    // Not in any blob (layers decompressed, configs, manifests), nor in the cache index.
+    let raw = std::fs::read(&out).unwrap();
+    assert!(!contains(&raw, secret.as_bytes()));
+    for (_, path, _, content, _, _) in layout.layer_entries(&m) {
+        assert!(
+            !contains(&content, secret.as_bytes()),
+            "secret in layer file {path}"
+        );
+    }
+    let cfg = serde_json::to_vec(&layout.config(&m)).unwrap();
+    assert!(!contains(&cfg, secret.as_bytes()));
+    assert!(!String::from_utf8_lossy(&res.stderr).contains(secret));
+    let grep = Command::new("grep")
+        .args(["-r", "-l", secret])
+        .arg(tmp.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "secret in state dir: {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn cache_mount_persists_across_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nARG N\nRUN --mount=type=cache,target=/cache n=$(cat /cache/count 2>/dev/null || echo 0); echo $((n+1)) > /cache/count; cp /cache/count /seen\n",
+        &[],
+    );
+    let (a, b) = (tmp.path().join("a.tar"), tmp.path().join("b.tar"));
+    assert!(
+        build(&state, &ctx, "linux/amd64", &a, &["--build-arg", "N=1"])
+            .status
+            .success()
+    );
+    assert!(
+        build(&state, &ctx, "linux/amd64", &b, &["--build-arg", "N=2"])
+            .status
+            .success()
+    );
+    let (la, lb) = (OciLayout::open_tar(&a), OciLayout::open_tar(&b));
+    assert_eq!(
+        la.file(&la.manifest_for("linux/amd64"), "seen").unwrap(),
+        b"1\n"
+    );
+    assert_eq!(
+        lb.file(&lb.manifest_for("linux/amd64"), "seen").unwrap(),
+        b"2\n"
+    );
+    // The cache's content is not part of the layer.
+    assert!(
+        la.file(&la.manifest_for("linux/amd64"), "cache/count")
+            .is_none()
+    );
+    // prune empties cache mounts.
+    run_ok(rbuild(&state).args(["prune", "--cache-mounts"]));
+    let c = tmp.path().join("c.tar");
+    assert!(
+        build(&state, &ctx, "linux/amd64", &c, &["--build-arg", "N=3"])
+            .status
+            .success()
+    );
+    let lc = OciLayout::open_tar(&c);
+    assert_eq!(
+        lc.file(&lc.manifest_for("linux/amd64"), "seen").unwrap(),
+        b"1\n"
+    );
+}
+
+#[test]
+fn locked_cache_mount_serialises_concurrent_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nARG WHO\nRUN --mount=type=cache,id=shared-log,target=/c,sharing=locked echo start-$WHO >> /c/log; sleep 2; echo end-$WHO >> /c/log\n",
+        &[],
+    );
+    let spawn = |who: &str| {
+        let mut c = rbuild(&state);
+        c.arg("build")
+            .args([
+                "--platform",
+                "linux/amd64",
+                "--build-arg",
+                &format!("WHO={who}"),
+            ])
+            .arg("--build-context")
+            .arg(format!(
+                "busybox=oci-layout://{}",
+                busybox_layout().display()
+            ))
+            .arg(&ctx)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().unwrap()
+    };
+    let (mut a, mut b) = (spawn("a"), spawn("b"));
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    // Read the log through a third build.
+    let out = tmp.path().join("log.tar");
+    let ctx2 = context(
+        &tmp.path().join("ctx2"),
+        "FROM busybox\nRUN --mount=type=cache,id=shared-log,target=/c cp /c/log /log\n",
+        &[],
+    );
+    assert!(
+        build(&state, &ctx2, "linux/amd64", &out, &[])
+            .status
+            .success()
+    );
+    let l = OciLayout::open_tar(&out);
+    let log = String::from_utf8(l.file(&l.manifest_for("linux/amd64"), "log").unwrap()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    let who = |l: &str| l.rsplit('-').next().unwrap().to_string();
+    assert!(
+        lines[0].starts_with("start-")
+            && lines[1].starts_with("end-")
+            && who(lines[0]) == who(lines[1]),
+        "interleaved: {log}"
+    );
+    assert!(
+        lines[2].starts_with("start-")
+            && lines[3].starts_with("end-")
+            && who(lines[2]) == who(lines[3]),
+        "interleaved: {log}"
+    );
+}
+
+#[test]
+fn network_none_has_only_loopback_and_bind_mounts_discard_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox AS src\nRUN mkdir /data && echo from-stage > /data/msg\n\
+         FROM busybox\n\
+         RUN --network=none cat /proc/net/dev > /netdev && ip -o link show up | awk '{print $2}' > /up\n\
+         RUN --mount=type=bind,from=src,source=/data,target=/mnt/data,rw cat /mnt/data/msg > /read && echo changed > /mnt/data/msg && echo new > /mnt/data/new\n\
+         RUN --mount=type=bind,source=ctxfile,target=/mnt/ctxfile cat /mnt/ctxfile > /ctx-read\n\
+         RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && ls /scratch > /tmpfs-list\n",
+        &[("ctxfile", "from-context\n")],
+    );
+    let out = tmp.path().join("out.tar");
+    assert!(
+        build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &[])
+            .status
+            .success()
+    );
+    let l = OciLayout::open_tar(&out);
+    let m = l.manifest_for("linux/amd64");
+    let netdev = String::from_utf8(l.file(&m, "netdev").unwrap()).unwrap();
+    let ifaces: Vec<&str> = netdev
+        .lines()
+        .skip(2)
+        .map(|x| x.split(':').next().unwrap().trim())
+        .collect();
+    assert_eq!(ifaces, vec!["lo"], "{netdev}");
+    assert_eq!(l.file(&m, "up").unwrap(), b"lo:\n");
+    assert_eq!(l.file(&m, "read").unwrap(), b"from-stage\n");
+    assert!(
+        l.file(&m, "mnt/data/msg").is_none() && l.file(&m, "mnt/data/new").is_none(),
+        "bind writes leaked"
+    );
+    assert_eq!(l.file(&m, "ctx-read").unwrap(), b"from-context\n");
+    assert_eq!(l.file(&m, "tmpfs-list").unwrap(), b"t\n");
+    assert!(l.file(&m, "scratch/t").is_none());
+    // Entries of the layers this build added (the base layer is index 0).
+    let names: Vec<String> = l
+        .layer_entries(&m)
+        .into_iter()
+        .filter(|e| e.0 > 0)
+        .map(|e| e.1)
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("mnt")),
+        "mountpoints leaked: {names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("proc") || n.starts_with("dev/") || n == "etc/hosts"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn steps_cannot_see_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("marker-7c1");
+    std::fs::write(&marker, "HOST-ONLY-CONTENT").unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        &format!(
+            "FROM busybox\nRUN ls /proc | grep -c '^[0-9]' > /nproc; cat /proc/self/mountinfo > /mounts; \
+             (cat /proc/1/root{m} || cat ../../..{m} || cat {m}) > /escape 2>&1; true\n",
+            m = marker.display()
+        ),
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    assert!(
+        build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &[])
+            .status
+            .success()
+    );
+    let l = OciLayout::open_tar(&out);
+    let m = l.manifest_for("linux/amd64");
+    let nproc: u32 = String::from_utf8(l.file(&m, "nproc").unwrap())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(nproc <= 4, "sees {nproc} processes");
+    let escape = String::from_utf8(l.file(&m, "escape").unwrap()).unwrap();
+    assert!(!escape.contains("HOST-ONLY-CONTENT"), "{escape}");
+    // Only the step's own mounts are visible: its root, /proc, /dev, /sys and the /etc files.
+    let mounts = String::from_utf8(l.file(&m, "mounts").unwrap()).unwrap();
+    let allowed = [
+        "/proc",
+        "/dev",
+        "/sys",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/hostname",
+    ];
+    for line in mounts.lines() {
+        let point = line.split(' ').nth(4).unwrap();
+        assert!(
+            point == "/"
+                || allowed
+                    .iter()
+                    .any(|a| point == *a || point.starts_with(&format!("{a}/"))),
+            "host mount visible: {line}"
+        );
+    }
+}
+
+#[test]
+fn platforms_lists_what_the_machine_can_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_ok(rbuild(&tmp.path().join("state")).arg("platforms"));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |p: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(p))
+            .unwrap_or_else(|| panic!("{p} missing: {text}"))
+            .to_string()
+    };
+    assert!(line("linux/amd64").contains("native"), "{text}");
+    assert!(
+        line("linux/arm64").contains("emulated")
+            && line("linux/arm64").contains("qemu-aarch64-static"),
+        "{text}"
+    );
+    let empty = tmp.path().join("no-qemu");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_ok(
+        rbuild(&tmp.path().join("state"))
+            .env("RBUILD_QEMU_PATH", &empty)
+            .arg("ls"),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let arm = text.lines().find(|l| l.starts_with("linux/arm64")).unwrap();
+    assert!(
+        arm.contains("unavailable") && arm.contains("qemu-user-static"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .find(|l| l.starts_with("linux/amd64"))
+            .unwrap()
+            .contains("native")
+    );
+}
+
+#[test]
+fn killing_rbuild_mid_run_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let tag = "rbuild-kill-test-5d2";
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        &format!("FROM busybox\nRUN echo {tag}; sleep 60\n"),
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let mut c = rbuild(&state);
+        c.arg("build")
+            .arg("--build-context")
+            .arg(format!(
+                "busybox=oci-layout://{}",
+                busybox_layout().display()
+            ))
+            .arg("-o")
+            .arg(format!("type=oci,dest={}", out.display()))
+            .arg(&ctx)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        // Wait until the step runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !pgrep("sleep 60") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(pgrep("sleep 60"), "step never started");
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string()),
+        );
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!pgrep("sleep 60"), "step process survived {signal}");
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            !mounts.contains(&state.display().to_string()),
+            "mount left: {mounts}"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(state.join("tmp"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "temporary dirs left: {leftovers:?}");
+        assert!(!out.exists());
+        let partial: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("out.tar"))
+            .collect();
+        assert!(partial.is_empty());
+    }
+}
+
+fn pgrep(pattern: &str) -> bool {
+    Command::new("pgrep")
+        .arg("-f")
+        .arg(format!("^{pattern}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
