@@ -484,3 +484,129 @@ fn pgrep(pattern: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+#[test]
+fn ssh_agent_socket_is_forwarded_and_required_agents_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN --mount=type=ssh,required=true test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /ssh-ok\n",
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    let state = tmp.path().join("state");
+    let res = build(
+        &state,
+        &ctx,
+        "linux/amd64",
+        &out,
+        &["--ssh", &format!("default={}", sock.display())],
+    );
+    assert!(res.status.success());
+    let l = OciLayout::open_tar(&out);
+    let m = l.manifest_for("linux/amd64");
+    assert_eq!(
+        l.file(&m, "ssh-ok").unwrap(),
+        b"/run/buildkit/ssh_agent.0\n"
+    );
+    let names: Vec<String> = l
+        .layer_entries(&m)
+        .into_iter()
+        .filter(|e| e.0 > 0)
+        .map(|e| e.1)
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("run/")), "{names:?}");
+    // Without --ssh, a required agent is an error naming the flag.
+    let res = build(
+        &state,
+        &ctx,
+        "linux/amd64",
+        &tmp.path().join("no.tar"),
+        &["--no-cache"],
+    );
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("--ssh"));
+}
+
+#[test]
+fn base_image_platform_mismatch_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let single = repo().join("testdata/images/busybox-amd64");
+    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\nRUN true\n", &[]);
+    let mut c = rbuild(&tmp.path().join("state"));
+    c.arg("build")
+        .args(["--platform", "linux/arm64"])
+        .arg("--build-context")
+        .arg(format!("busybox=oci-layout://{}", single.display()))
+        .arg("-o")
+        .arg(format!(
+            "type=oci,dest={}",
+            tmp.path().join("out.tar").display()
+        ))
+        .arg(&ctx);
+    let res = run(&mut c);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("linux/amd64") && err.contains("linux/arm64") && err.contains("requested"),
+        "{err}"
+    );
+}
+
+#[test]
+fn state_left_by_a_killed_rbuild_is_cleaned_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN echo orphan-test-91; sleep 61\n",
+        &[],
+    );
+    let mut c = rbuild(&state);
+    c.arg("build")
+        .arg("--build-context")
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            busybox_layout().display()
+        ))
+        .arg(&ctx)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pgrep("sleep 61") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(pgrep("sleep 61"), "step never started");
+    run_ok(
+        Command::new("kill")
+            .arg("-KILL")
+            .arg(child.id().to_string()),
+    );
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!pgrep("sleep 61"), "step survived SIGKILL of rbuild");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(&state.display().to_string()),
+        "mount left: {mounts}"
+    );
+    // The next build removes the killed build's step directory.
+    let ctx2 = context(&tmp.path().join("ctx2"), "FROM busybox\nRUN true\n", &[]);
+    assert!(
+        build(&state, &ctx2, "linux/amd64", &tmp.path().join("o.tar"), &[])
+            .status
+            .success()
+    );
+    let left: Vec<_> = std::fs::read_dir(state.join("tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        std::fs::read_dir(state.join("store/blobs/sha256"))
+            .unwrap()
+            .count()
+            > 0
+    );
+}
