@@ -178,20 +178,14 @@ pub fn elf_architecture(header: &[u8]) -> Option<&'static str> {
 pub const QEMU_PATH_ENV: &str = "RBUILD_QEMU_PATH";
 
 /// Where the QEMU emulator for `qemu` lives: the directories in `$RBUILD_QEMU_PATH` when
-/// set, otherwise `$PATH`, then `/usr/bin` and `/usr/local/bin`.
+/// set, otherwise those in `$PATH` (like any command), or `/usr/local/bin:/usr/bin` when
+/// no PATH is set.
 pub fn find_emulator(qemu: &str) -> Option<PathBuf> {
     let name = format!("qemu-{qemu}-static");
-    let dirs: Vec<String> = match std::env::var(QEMU_PATH_ENV) {
-        Ok(v) => v.split(':').map(str::to_string).collect(),
-        Err(_) => {
-            let path_var = std::env::var("PATH").unwrap_or_default();
-            path_var
-                .split(':')
-                .map(str::to_string)
-                .chain(["/usr/bin".to_string(), "/usr/local/bin".to_string()])
-                .collect()
-        }
-    };
+    let search = std::env::var(QEMU_PATH_ENV)
+        .or_else(|_| std::env::var("PATH"))
+        .unwrap_or_else(|_| "/usr/local/bin:/usr/bin".to_string());
+    let dirs: Vec<&str> = search.split(':').collect();
     dirs.iter()
         .filter(|d| !d.is_empty())
         .map(|dir| Path::new(dir).join(&name))
