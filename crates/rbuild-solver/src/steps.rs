@@ -14,6 +14,26 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 
+/// The unpacked layer directories (top-most first) and manifest digest of an image used
+/// by `COPY --from` or a `RUN --mount` source.
+pub(crate) fn image_stack(
+    solver: &Solver,
+    name: &str,
+    platform: &rbuild_core::Platform,
+    op: &Op,
+) -> Result<(Vec<PathBuf>, Digest), SolveError> {
+    let image = solver
+        .sources
+        .image(name, platform, solver.store)
+        .map_err(|m| step_err(op, m))?;
+    let dirs = image
+        .layers
+        .iter()
+        .map(|l| ensure_unpacked(solver, l))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((dirs.into_iter().rev().collect(), image.manifest_digest))
+}
+
 /// How many output lines a failed step shows.
 const TAIL_LINES: usize = 20;
 

@@ -256,10 +256,8 @@ fn export(store: &Store, image: &BuiltImage, outputs: &[Output]) -> Result<()> {
     Ok(())
 }
 
-/// Locks the state directory for this process alone (for `prune`), waiting for running
-/// builds to finish.
-pub(crate) fn lock_state_exclusive(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    use nix::fcntl::{Flock, FlockArg};
+/// The state directory's lock file.
+fn open_lock(root: &Path) -> Result<(PathBuf, std::fs::File)> {
     let path = root.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -267,6 +265,14 @@ pub(crate) fn lock_state_exclusive(root: &Path) -> Result<nix::fcntl::Flock<std:
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
+    Ok((path, file))
+}
+
+/// Locks the state directory for this process alone (for `prune`), waiting for running
+/// builds to finish.
+pub(crate) fn lock_state_exclusive(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let (path, file) = open_lock(root)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(l),
         Err((file, _)) => {
@@ -281,13 +287,7 @@ pub(crate) fn lock_state_exclusive(root: &Path) -> Result<nix::fcntl::Flock<std:
 /// killed build left in `tmp/`.
 fn lock_for_build(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     use nix::fcntl::{Flock, FlockArg};
-    let path = root.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let (path, file) = open_lock(root)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(alone) => {
             clean_tmp(root);

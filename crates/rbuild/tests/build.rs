@@ -303,19 +303,9 @@ fn missing_emulator_fails_before_any_step() {
     let out = tmp.path().join("out.tar");
     let empty = tmp.path().join("empty-path");
     std::fs::create_dir(&empty).unwrap();
-    let mut c = rbuild(&tmp.path().join("state"));
-    c.env("RBUILD_QEMU_PATH", &empty)
-        .arg("build")
-        .args(["--platform", "linux/amd64,linux/arm64"])
-        .arg("--build-context")
-        .arg(format!(
-            "busybox=oci-layout://{}",
-            busybox_layout().display()
-        ))
-        .arg("-o")
-        .arg(format!("type=oci,dest={}", out.display()))
-        .arg(&ctx);
-    let res = run(&mut c);
+    let state = tmp.path().join("state");
+    let mut c = build_command(&state, &ctx, "linux/amd64,linux/arm64", Some(&out), &[]);
+    let res = run(c.env("RBUILD_QEMU_PATH", &empty));
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("qemu-aarch64-static"), "{err}");
@@ -414,18 +404,17 @@ fn repeated_build_reuses_cached_steps_and_gives_the_same_layers() {
 fn oci_directory_output_is_a_valid_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("layout");
-    let mut c = rbuild(&tmp.path().join("state"));
-    c.arg("build")
-        .args(["--platform", "linux/amd64,linux/arm64", "-t", "hello:dir"])
-        .arg("--build-context")
-        .arg(format!(
-            "busybox=oci-layout://{}",
-            busybox_layout().display()
-        ))
-        .arg("-o")
-        .arg(format!("type=oci,dest={},tar=false", dest.display()))
-        .arg(repo().join("Dockerfiles/hello"));
-    run_ok(&mut c);
+    let output = format!("type=oci,dest={},tar=false", dest.display());
+    let state = tmp.path().join("state");
+    let hello = repo().join("Dockerfiles/hello");
+    let extra = ["-t", "hello:dir", "-o", &output];
+    run_ok(&mut build_command(
+        &state,
+        &hello,
+        "linux/amd64,linux/arm64",
+        None,
+        &extra,
+    ));
     let raw = run_ok(
         Command::new("skopeo")
             .args(["inspect", "--raw"])

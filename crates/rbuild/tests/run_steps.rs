@@ -219,22 +219,9 @@ fn locked_cache_mount_serialises_concurrent_builds() {
         &[],
     );
     let spawn = |who: &str| {
-        let mut c = rbuild(&state);
-        c.arg("build")
-            .args([
-                "--platform",
-                "linux/amd64",
-                "--build-arg",
-                &format!("WHO={who}"),
-            ])
-            .arg("--build-context")
-            .arg(format!(
-                "busybox=oci-layout://{}",
-                busybox_layout().display()
-            ))
-            .arg(&ctx)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let who = format!("WHO={who}");
+        let mut c = build_command(&state, &ctx, "linux/amd64", None, &["--build-arg", &who]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
         c.spawn().unwrap()
     };
     let (mut a, mut b) = (spawn("a"), spawn("b"));
@@ -429,25 +416,10 @@ fn killing_rbuild_mid_run_leaves_nothing_behind() {
     );
     let out = tmp.path().join("out.tar");
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
-        let mut c = rbuild(&state);
-        c.arg("build")
-            .arg("--build-context")
-            .arg(format!(
-                "busybox=oci-layout://{}",
-                busybox_layout().display()
-            ))
-            .arg("-o")
-            .arg(format!("type=oci,dest={}", out.display()))
-            .arg(&ctx)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut c = build_command(&state, &ctx, "linux/amd64", Some(&out), &[]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = c.spawn().unwrap();
-        // Wait until the step runs.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !pgrep("sleep 60") && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        assert!(pgrep("sleep 60"), "step never started");
+        assert!(wait_for_process("sleep 60"), "step never started");
         run_ok(
             Command::new("kill")
                 .arg(format!("-{signal}"))
@@ -456,7 +428,10 @@ fn killing_rbuild_mid_run_leaves_nothing_behind() {
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(code), "{signal}");
         std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(!pgrep("sleep 60"), "step process survived {signal}");
+        assert!(
+            !process_running("sleep 60"),
+            "step process survived {signal}"
+        );
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
         assert!(
             !mounts.contains(&state.display().to_string()),
@@ -474,15 +449,6 @@ fn killing_rbuild_mid_run_leaves_nothing_behind() {
             .collect();
         assert!(partial.is_empty());
     }
-}
-
-fn pgrep(pattern: &str) -> bool {
-    Command::new("pgrep")
-        .arg("-f")
-        .arg(format!("^{pattern}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 #[test]
@@ -563,22 +529,10 @@ fn state_left_by_a_killed_rbuild_is_cleaned_at_the_next_start() {
         "FROM busybox\nRUN echo orphan-test-91; sleep 61\n",
         &[],
     );
-    let mut c = rbuild(&state);
-    c.arg("build")
-        .arg("--build-context")
-        .arg(format!(
-            "busybox=oci-layout://{}",
-            busybox_layout().display()
-        ))
-        .arg(&ctx)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut c = build_command(&state, &ctx, "linux/amd64", None, &[]);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !pgrep("sleep 61") && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(pgrep("sleep 61"), "step never started");
+    assert!(wait_for_process("sleep 61"), "step never started");
     run_ok(
         Command::new("kill")
             .arg("-KILL")
@@ -586,7 +540,10 @@ fn state_left_by_a_killed_rbuild_is_cleaned_at_the_next_start() {
     );
     child.wait().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(!pgrep("sleep 61"), "step survived SIGKILL of rbuild");
+    assert!(
+        !process_running("sleep 61"),
+        "step survived SIGKILL of rbuild"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(
         !mounts.contains(&state.display().to_string()),

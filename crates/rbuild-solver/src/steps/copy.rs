@@ -3,7 +3,7 @@
 //! write heredoc sources (`COPY <<EOF /path`) as files.
 
 use super::{push_layer, step_err, try_cache};
-use crate::layers::{commit, ensure_unpacked, temp_dir};
+use crate::layers::{commit, temp_dir};
 use crate::{SolveError, Solver, StageResult, cache};
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::{BuildGraph, CopyFrom, CopyOp, InlineFile, Op};
@@ -135,16 +135,8 @@ impl CopyInput {
             CopyFrom::Image(name) => match solver.sources.named(name) {
                 Some(rbuild_source::NamedContext::Dir(p)) => CopyInput::Dir(p.clone()),
                 _ => {
-                    let image = solver
-                        .sources
-                        .image(name, platform, solver.store)
-                        .map_err(|m| step_err(op, m))?;
-                    let dirs = image
-                        .layers
-                        .iter()
-                        .map(|l| ensure_unpacked(solver, l))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    CopyInput::Stack(dirs.into_iter().rev().collect(), image.manifest_digest)
+                    let (dirs, digest) = super::image_stack(solver, name, platform, op)?;
+                    CopyInput::Stack(dirs, digest)
                 }
             },
         })

@@ -4,7 +4,6 @@
 //! cache key or the log.
 
 use super::step_err;
-use crate::layers::ensure_unpacked;
 use crate::{SolveError, Solver, StageResult};
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::{CopyFrom, Op, RunMount, Sharing};
@@ -280,18 +279,7 @@ fn stack_dirs(
             .get(i)
             .map(|r| r.lowers())
             .ok_or_else(|| step_err(op, format!("stage {i} was not built"))),
-        CopyFrom::Image(name) => {
-            let image = solver
-                .sources
-                .image(name, platform, solver.store)
-                .map_err(|m| step_err(op, m))?;
-            let dirs = image
-                .layers
-                .iter()
-                .map(|l| ensure_unpacked(solver, l))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(dirs.into_iter().rev().collect())
-        }
+        CopyFrom::Image(name) => Ok(super::image_stack(solver, name, platform, op)?.0),
     }
 }
 

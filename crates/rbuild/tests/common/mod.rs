@@ -64,8 +64,15 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// Builds `context` (with `busybox` bound to the fixture) for `platforms` into an OCI tar.
-pub fn build(state: &Path, context: &Path, platforms: &str, dest: &Path, extra: &[&str]) -> Output {
+/// `rbuild build` of `context` for `platforms`, with `busybox` bound to the fixture, an OCI
+/// tar output at `dest` when given, and `extra` flags.
+pub fn build_command(
+    state: &Path,
+    context: &Path,
+    platforms: &str,
+    dest: Option<&Path>,
+    extra: &[&str],
+) -> Command {
     let mut c = rbuild(state);
     c.arg("build")
         .arg("--platform")
@@ -74,12 +81,45 @@ pub fn build(state: &Path, context: &Path, platforms: &str, dest: &Path, extra: 
         .arg(format!(
             "busybox=oci-layout://{}",
             busybox_layout().display()
-        ))
-        .arg("-o")
-        .arg(format!("type=oci,dest={}", dest.display()))
-        .args(extra)
-        .arg(context);
-    run(&mut c)
+        ));
+    if let Some(dest) = dest {
+        c.arg("-o").arg(format!("type=oci,dest={}", dest.display()));
+    }
+    c.args(extra).arg(context);
+    c
+}
+
+/// Builds `context` (with `busybox` bound to the fixture) for `platforms` into an OCI tar.
+pub fn build(state: &Path, context: &Path, platforms: &str, dest: &Path, extra: &[&str]) -> Output {
+    run(&mut build_command(
+        state,
+        context,
+        platforms,
+        Some(dest),
+        extra,
+    ))
+}
+
+/// Waits up to a minute for a process whose command line starts with `pattern`.
+pub fn wait_for_process(pattern: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if process_running(pattern) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Whether a process whose command line starts with `pattern` runs.
+pub fn process_running(pattern: &str) -> bool {
+    Command::new("pgrep")
+        .arg("-f")
+        .arg(format!("^{pattern}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Writes a build context with a Dockerfile and extra files.
