@@ -158,6 +158,41 @@ pub fn run_platforms(graph: &BuildGraph) -> Vec<Platform> {
 }
 
 impl Solver<'_> {
+    /// Builds one graph per platform, as many at a time as the machine has cores, and
+    /// returns the manifests in the order of `jobs`. The first error wins.
+    pub fn build_all(&self, jobs: &[(&BuildGraph, &Platform)]) -> Result<Vec<ImageManifestBlob>, SolveError> {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(jobs.len()).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Result<ImageManifestBlob, SolveError>>>> =
+            jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some((graph, platform)) = jobs.get(i) else { break };
+                        let r = self.build(graph, platform);
+                        let failed = r.is_err();
+                        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                        if failed {
+                            // Stop handing out work; running platforms finish their step.
+                            next.store(jobs.len(), Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        let mut out = Vec::new();
+        for r in results {
+            match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok(m)) => out.push(m),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// Builds the target stage of `graph` and writes its config and manifest.
     pub fn build(
         &self,

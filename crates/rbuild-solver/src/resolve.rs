@@ -6,8 +6,8 @@ use rbuild_graph::BaseResolver;
 use rbuild_image::ImageConfig;
 use rbuild_source::{NamedContext, ResolvedImage};
 use rbuild_store::Store;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::path::{Path, PathBuf};
 
 /// The build's inputs outside the Dockerfile.
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
-    resolved: RefCell<HashMap<(String, Platform), ResolvedImage>>,
+    resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
 }
 
 impl Sources {
@@ -24,8 +24,13 @@ impl Sources {
         Sources {
             context,
             named,
-            resolved: RefCell::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Platform), ResolvedImage>> {
+        // A panic while holding the lock cannot leave the map inconsistent (plain inserts).
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The build context directory.
@@ -49,7 +54,7 @@ impl Sources {
         store: &Store,
     ) -> Result<ResolvedImage, String> {
         let key = (reference.to_string(), platform.clone());
-        if let Some(r) = self.resolved.borrow().get(&key) {
+        if let Some(r) = self.memo().get(&key) {
             return Ok(r.clone());
         }
         let resolved = match self.named(reference) {
@@ -71,7 +76,7 @@ impl Sources {
                 resolved.platform
             );
         }
-        self.resolved.borrow_mut().insert(key, resolved.clone());
+        self.memo().insert(key, resolved.clone());
         Ok(resolved)
     }
 

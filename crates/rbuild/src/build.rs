@@ -220,10 +220,8 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         secrets: &req.secrets,
         network: req.network,
     };
-    let mut manifests = Vec::new();
-    for (g, p) in graphs.iter().zip(&req.platforms) {
-        manifests.push(solver.build(g, p)?);
-    }
+    let jobs: Vec<_> = graphs.iter().zip(&req.platforms).collect();
+    let manifests = solver.build_all(&jobs)?;
     let image = BuiltImage {
         manifests,
         tags: args.tags.clone(),
