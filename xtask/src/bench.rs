@@ -45,9 +45,27 @@ pub fn run(root: &Path) -> Result<()> {
     };
 
     let mut sets = vec![vec![Platform::linux("amd64", None)]];
-    if platforms.len() > 1 {
-        sets.push(platforms);
+    let arm64 = Platform::linux("arm64", None);
+    if platforms.contains(&arm64) {
+        sets.push(vec![Platform::linux("amd64", None), arm64]);
     }
+    if platforms.len() > 2 {
+        sets.push(platforms.clone());
+    }
+    // buildah needs host binfmt_misc handlers for foreign platforms; rbuild does not.
+    let _handlers = match &buildah {
+        Some(_) => {
+            let h = crate::hostbinfmt::HostHandlers::register(&platforms)?;
+            if h.count() > 0 {
+                util::info(&format!(
+                    "registered {} host binfmt_misc handlers for buildah (removed afterwards)",
+                    h.count()
+                ));
+            }
+            Some(h)
+        }
+        None => None,
+    };
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for case in &cases {

@@ -7,6 +7,7 @@ mod apt;
 mod bench;
 mod demo;
 mod fixtures;
+mod hostbinfmt;
 mod layout;
 mod rootfs;
 mod util;

@@ -24,7 +24,7 @@ mod userns;
 pub use binfmt::{
     ELF_MATCHES, ElfMatch, Emulation, HANDLER_FLAGS, HandlerSource, HostFacts, KNOWN_PLATFORMS,
     PlatformLine, PlatformState, PlatformSupport, QEMU_PATH_ENV, classify_platforms,
-    elf_architecture, platform_report, register_line,
+    elf_architecture, find_emulator, platform_report, register_line,
 };
 pub use error::SandboxError;
 pub use idmap::{

@@ -160,8 +160,15 @@ pub fn run_platforms(graph: &BuildGraph) -> Vec<Platform> {
 impl Solver<'_> {
     /// Builds one graph per platform, as many at a time as the machine has cores, and
     /// returns the manifests in the order of `jobs`. The first error wins.
-    pub fn build_all(&self, jobs: &[(&BuildGraph, &Platform)]) -> Result<Vec<ImageManifestBlob>, SolveError> {
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(jobs.len()).max(1);
+    pub fn build_all(
+        &self,
+        jobs: &[(&BuildGraph, &Platform)],
+    ) -> Result<Vec<ImageManifestBlob>, SolveError> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(jobs.len())
+            .max(1);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<Result<ImageManifestBlob, SolveError>>>> =
             jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -170,7 +177,9 @@ impl Solver<'_> {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((graph, platform)) = jobs.get(i) else { break };
+                        let Some((graph, platform)) = jobs.get(i) else {
+                            break;
+                        };
                         let r = self.build(graph, platform);
                         let failed = r.is_err();
                         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);

@@ -7,8 +7,8 @@ use rbuild_image::ImageConfig;
 use rbuild_source::{NamedContext, ResolvedImage};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The build's inputs outside the Dockerfile.
 #[derive(Debug)]
