@@ -116,8 +116,12 @@ pub fn find_cases(dir: &Path) -> Result<Vec<Case>> {
 
 fn platform_label(set: &[Platform]) -> String {
     match set {
-        [one] => one.to_string(),
-        many => format!("all {}", many.len()),
+        [_, _, _, ..] => format!("all {}", set.len()),
+        few => few
+            .iter()
+            .map(|p| p.architecture.as_str())
+            .collect::<Vec<_>>()
+            .join("+"),
     }
 }
 
