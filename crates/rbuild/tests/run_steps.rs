@@ -567,3 +567,77 @@ fn state_left_by_a_killed_rbuild_is_cleaned_at_the_next_start() {
             > 0
     );
 }
+
+#[test]
+fn mount_options_seed_protect_and_own_what_they_mount() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("token"), "t0k3n").unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox AS seed\n\
+         RUN mkdir -p /seed && echo seeded > /seed/file\n\
+         FROM busybox\n\
+         RUN --mount=type=cache,id=seeded,target=/c1,from=seed,source=/seed cat /c1/file > /from-cache\n\
+         RUN --mount=type=cache,id=ro,target=/c2,readonly (touch /c2/x 2>/dev/null && echo writable || echo readonly) > /ro\n\
+         RUN --mount=type=cache,id=own,target=/c3,uid=1000,gid=1000,mode=0750 stat -c '%u:%g:%a' /c3 > /cache-owner\n\
+         RUN --mount=type=bind,from=other,source=/etc/passwd,target=/mnt/passwd grep -c '^root:' /mnt/passwd > /from-image\n\
+         RUN --mount=type=secret,id=tok,uid=1000,gid=1000,mode=0440 stat -c '%u:%g:%a' /run/secrets/tok > /secret-owner\n\
+         RUN --mount=type=tmpfs,target=/t,size=1m df -k /t | tail -1 | awk '{print $2}' > /tmpfs-size\n",
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    let other = format!("other=oci-layout://{}", busybox_layout().display());
+    let secret = format!("id=tok,src={}", tmp.path().join("token").display());
+    let extra = ["--build-context", &other, "--secret", &secret];
+    let res = build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &extra);
+    assert!(res.status.success());
+    let l = OciLayout::open_tar(&out);
+    let m = l.manifest_for("linux/amd64");
+    let file = |p: &str| {
+        String::from_utf8(l.file(&m, p).unwrap_or_else(|| panic!("{p} missing"))).unwrap()
+    };
+    assert_eq!(file("from-cache"), "seeded\n");
+    assert_eq!(file("ro"), "readonly\n");
+    assert_eq!(file("cache-owner"), "1000:1000:750\n");
+    assert_eq!(file("from-image"), "1\n");
+    assert_eq!(file("secret-owner"), "1000:1000:440\n");
+    assert_eq!(file("tmpfs-size"), "1024\n");
+}
+
+#[test]
+fn private_cache_gives_a_concurrent_user_its_own_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nARG WHO\nRUN --mount=type=cache,id=p,target=/c,sharing=private echo $WHO >> /c/log; sleep 2; cat /c/log > /seen\n",
+        &[],
+    );
+    let outs = [tmp.path().join("a.tar"), tmp.path().join("b.tar")];
+    let mut children: Vec<_> = ["a", "b"]
+        .iter()
+        .zip(&outs)
+        .map(|(who, out)| {
+            let who = format!("WHO={who}");
+            let mut c = build_command(
+                &state,
+                &ctx,
+                "linux/amd64",
+                Some(out),
+                &["--build-arg", &who],
+            );
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+    // Each build saw only its own line: the second got a fresh directory.
+    for (who, out) in ["a", "b"].iter().zip(&outs) {
+        let l = OciLayout::open_tar(out);
+        let seen =
+            String::from_utf8(l.file(&l.manifest_for("linux/amd64"), "seen").unwrap()).unwrap();
+        assert_eq!(seen, format!("{who}\n"));
+    }
+}
