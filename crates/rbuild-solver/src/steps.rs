@@ -37,10 +37,12 @@ pub(crate) fn image_stack(
 /// How many output lines a failed step shows.
 const TAIL_LINES: usize = 20;
 
+/// A step error naming the instruction as well as its location.
 pub(crate) fn step_err(op: &Op, message: impl Into<String>) -> SolveError {
+    let instruction = op.created_by.trim_end_matches(" # buildkit");
     SolveError::Step {
         location: op.location.clone(),
-        message: message.into(),
+        message: format!("{instruction}: {}", message.into()),
     }
 }
 
