@@ -106,6 +106,10 @@ pub struct Solver<'a> {
     pub secrets: &'a Secrets,
     /// `--network` of the build: what `RUN --network=default` means.
     pub network: NetworkMode,
+    /// Print step progress and step output (`--progress=plain`), or nothing (`quiet`).
+    pub show_progress: bool,
+    /// `--label` values added to the final image's config.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The result of building one stage: its layers (bottom first) and their directories.
@@ -251,15 +255,21 @@ impl Solver<'_> {
                     result.history.push(self.history(&op.created_by, true));
                 }
                 OpKind::Run(run) => {
-                    eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
+                    self.say(&format!(
+                        "{label} {}",
+                        op.created_by.trim_end_matches(" # buildkit")
+                    ));
                     steps::run::run(self, &mut result, run, op, done, &stage.platform, &label)?;
                 }
                 OpKind::Copy(copy) => {
-                    eprintln!("{label} {}", op.created_by.trim_end_matches(" # buildkit"));
+                    self.say(&format!(
+                        "{label} {}",
+                        op.created_by.trim_end_matches(" # buildkit")
+                    ));
                     steps::copy::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
                 }
                 OpKind::Mkdir(mkdir) => {
-                    eprintln!("{label} {}", op.created_by);
+                    self.say(&format!("{label} {}", op.created_by));
                     steps::mkdir::mkdir(self, &mut result, mkdir, op)?;
                 }
             }
@@ -310,6 +320,13 @@ impl Solver<'_> {
         }
     }
 
+    /// Prints a progress line unless the build is quiet.
+    pub(crate) fn say(&self, line: &str) {
+        if self.show_progress {
+            eprintln!("{line}");
+        }
+    }
+
     pub(crate) fn history(&self, created_by: &str, empty_layer: bool) -> History {
         History {
             created: Some(self.now()),
@@ -336,6 +353,10 @@ impl Solver<'_> {
         platform: &Platform,
     ) -> Result<ImageManifestBlob, SolveError> {
         let mut config = result.config;
+        if !self.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(Default::default);
+            labels.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         config.rootfs.diff_ids = result.layers.iter().map(|l| l.diff_id.clone()).collect();
         config.history = result.history;
         config.created = Some(self.now());

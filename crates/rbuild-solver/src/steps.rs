@@ -61,7 +61,7 @@ pub(crate) fn try_cache(
     };
     let dir = ensure_unpacked(solver, &blob)?;
     push_layer(solver, result, blob, dir, key, op);
-    eprintln!("  CACHED");
+    solver.say("  CACHED");
     Ok(true)
 }
 
@@ -99,14 +99,17 @@ pub(crate) fn shell_words(argv: &[String]) -> String {
 /// Streams a step's output with its label and keeps the last lines for error messages.
 pub(crate) struct Tail {
     label: String,
+    /// Print lines as they come (else only keep them for an error message).
+    echo: bool,
     partial: Vec<u8>,
     lines: VecDeque<String>,
 }
 
 impl Tail {
-    pub(crate) fn new(label: &str) -> Tail {
+    pub(crate) fn new(label: &str, echo: bool) -> Tail {
         Tail {
             label: label.to_string(),
+            echo,
             partial: Vec::new(),
             lines: VecDeque::new(),
         }
@@ -129,7 +132,9 @@ impl Tail {
     }
 
     fn line(&mut self, line: String) {
-        let _ = writeln!(std::io::stderr(), "{} {line}", self.label);
+        if self.echo {
+            let _ = writeln!(std::io::stderr(), "{} {line}", self.label);
+        }
         if self.lines.len() == TAIL_LINES {
             self.lines.pop_front();
         }
@@ -154,7 +159,7 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_last_lines() {
-        let mut t = Tail::new("[t]");
+        let mut t = Tail::new("[t]", false);
         for i in 0..30 {
             t.feed(format!("line {i}\n").as_bytes());
         }

@@ -26,6 +26,8 @@ struct Request {
     named: BTreeMap<String, NamedContext>,
     secrets: Secrets,
     network: NetworkMode,
+    labels: BTreeMap<String, String>,
+    quiet: bool,
 }
 
 fn request(args: &BuildArgs) -> Result<Request> {
@@ -73,6 +75,14 @@ fn request(args: &BuildArgs) -> Result<Request> {
         let (id, path) = rbuild_solver::parse_ssh(s).map_err(anyhow::Error::msg)?;
         secrets.ssh.insert(id, path);
     }
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--label {l:?}: expected KEY=VALUE"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let quiet = args.quiet || args.progress == "quiet";
     let network =
         NetworkMode::parse(&args.network).map_err(|e| anyhow::anyhow!("--network: {e}"))?;
     if !args.context.is_dir() {
@@ -94,6 +104,8 @@ fn request(args: &BuildArgs) -> Result<Request> {
         named,
         secrets,
         network,
+        labels,
+        quiet,
     })
 }
 
@@ -219,6 +231,8 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
             .and_then(|v| v.parse().ok()),
         secrets: &req.secrets,
         network: req.network,
+        show_progress: !req.quiet,
+        labels: req.labels.clone(),
     };
     let jobs: Vec<_> = graphs.iter().zip(&req.platforms).collect();
     let manifests = solver.build_all(&jobs)?;
@@ -226,7 +240,8 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         manifests,
         tags: args.tags.clone(),
     };
-    export(&store, &image, &req.outputs)
+    export(&store, &image, &req.outputs, req.quiet)?;
+    report(&store, &image, args, req.quiet)
 }
 
 fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerOptions {
@@ -239,8 +254,34 @@ fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerO
     }
 }
 
-fn export(store: &Store, image: &BuiltImage, outputs: &[Output]) -> Result<()> {
-    if outputs.is_empty() {
+/// `--iidfile`, `--metadata-file` and, with `--quiet`, the digest on stdout.
+fn report(store: &Store, image: &BuiltImage, args: &BuildArgs, quiet: bool) -> Result<()> {
+    let root = rbuild_export::root_descriptor(store, image)?;
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, root.digest.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.digest": root.digest.to_string(),
+            "containerimage.descriptor": {
+                "mediaType": root.media_type,
+                "digest": root.digest.to_string(),
+                "size": root.size,
+            },
+            "image.name": args.tags.join(","),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if quiet {
+        println!("{}", root.digest);
+    }
+    Ok(())
+}
+
+fn export(store: &Store, image: &BuiltImage, outputs: &[Output], quiet: bool) -> Result<()> {
+    if outputs.is_empty() && !quiet {
         eprintln!("warning: no --output given; the result stays only in rbuild's cache");
     }
     for o in outputs {
@@ -249,7 +290,9 @@ fn export(store: &Store, image: &BuiltImage, outputs: &[Output]) -> Result<()> {
             Output::Oci { dest, tar: false } => rbuild_export::write_oci_dir(store, image, dest)?,
         }
         let Output::Oci { dest, .. } = o;
-        eprintln!("wrote {}", dest.display());
+        if !quiet {
+            eprintln!("wrote {}", dest.display());
+        }
     }
     Ok(())
 }

@@ -80,6 +80,21 @@ pub struct BuildArgs {
     /// Do not use the cache when building.
     #[arg(long)]
     pub no_cache: bool,
+    /// Progress output: auto, plain or tty (step lines and output), or quiet.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
+    pub progress: String,
+    /// Print nothing but errors and, at the end, the image digest (as --progress=quiet).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image digest (index, or manifest for one platform) to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Write build result metadata (digest, descriptor, names) as JSON to this file.
+    #[arg(long)]
+    pub metadata_file: Option<PathBuf>,
+    /// Set a label on the image (KEY=VALUE).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR.
     #[arg(long = "secret")]
     pub secrets: Vec<String>,

@@ -426,3 +426,59 @@ fn oci_directory_output_is_a_valid_layout() {
     let m = layout.manifest_for("linux/arm64");
     assert_eq!(layout.file(&m, "arch").unwrap(), b"aarch64\n");
 }
+
+#[test]
+fn quiet_build_reports_the_digest_in_iidfile_metadata_and_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN echo noisy-step-output\n",
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    let iid = tmp.path().join("iid");
+    let meta = tmp.path().join("meta.json");
+    let (iid_s, meta_s) = (iid.display().to_string(), meta.display().to_string());
+    let extra = [
+        "-q",
+        "--iidfile",
+        &iid_s,
+        "--metadata-file",
+        &meta_s,
+        "--label",
+        "org.example.team=build",
+        "-t",
+        "q:1",
+    ];
+    let res = build(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64,linux/arm64",
+        &out,
+        &extra,
+    );
+    assert!(res.status.success());
+    let layout = OciLayout::open_tar(&out);
+    let root = layout.index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(String::from_utf8_lossy(&res.stdout).trim(), root);
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), root);
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["containerimage.digest"], root.as_str());
+    assert_eq!(
+        m["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(m["image.name"], "q:1");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        !err.contains("noisy-step-output") && !err.contains("[linux/"),
+        "{err}"
+    );
+    for p in ["linux/amd64", "linux/arm64"] {
+        let cfg = layout.config(&layout.manifest_for(p));
+        assert_eq!(cfg["config"]["Labels"]["org.example.team"], "build");
+    }
+}

@@ -66,7 +66,7 @@ pub fn run(
         scratch_dir: scratch,
         mounts: prepared.mounts.clone(),
     };
-    let mut tail = Tail::new(label);
+    let mut tail = Tail::new(label, solver.show_progress);
     let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk))
     {
         Ok(o) => o,
