@@ -248,14 +248,31 @@ pub struct CopyOp {
     pub dest: String,
     /// `--chown` value, expanded, resolved against the stage's /etc/passwd at run time.
     pub chown: Option<String>,
-    /// `--chmod` as octal bits.
-    pub chmod: Option<u32>,
+    /// `--chmod`: octal bits or a symbolic mode.
+    pub chmod: Option<CopyChmod>,
+    /// `--exclude` patterns (`.dockerignore` syntax), expanded, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// `--parents`: sources keep their paths (from the root or a `/./` pivot) below `dest`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub parents: bool,
     /// WORKDIR at this point.
     pub workdir: String,
     /// ADD: local tar archives (plain or gzip) are extracted into the destination.
     pub add: bool,
     /// Heredoc sources, copied after `srcs` (mode 0644 unless `--chmod`).
     pub contents: Vec<InlineFile>,
+}
+
+/// A COPY `--chmod` value. Serialised as the number or the string, so octal modes keep
+/// the form (and cache keys) they always had.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum CopyChmod {
+    /// Octal permission bits, given to every copied file and directory.
+    Octal(u32),
+    /// A symbolic mode (`u+x,go-w`), applied to each file's own mode.
+    Symbolic(String),
 }
 
 /// The source of a COPY.

@@ -5,7 +5,7 @@ use crate::gofmt;
 use crate::lint::{self, Lint};
 use crate::run_flags::{NetworkMode, RunMount, parse_mount};
 use crate::{
-    Base, BaseResolver, BuildGraph, CopyFrom, CopyOp, InlineFile, Location, LowerError,
+    Base, BaseResolver, BuildGraph, CopyChmod, CopyFrom, CopyOp, InlineFile, Location, LowerError,
     LowerOptions, MkdirOp, Op, OpKind, RunOp, Stage,
 };
 use rbuild_core::Platform;
@@ -709,8 +709,10 @@ impl<'a> Lowerer<'a> {
 
     fn check_flags(&mut self, inst: &Instruction) {
         let allowed: &[&str] = match inst.keyword {
-            Keyword::Copy => &["from", "chown", "chmod", "link"],
+            Keyword::Copy => &["from", "chown", "chmod", "link", "parents", "exclude"],
             Keyword::Add => &[
+                "parents",
+                "exclude",
                 "chown",
                 "chmod",
                 "link",
@@ -730,7 +732,6 @@ impl<'a> Lowerer<'a> {
         };
         // Flags BuildKit knows but rbuild does not implement get their own message.
         let known_elsewhere: &[&str] = match inst.keyword {
-            Keyword::Copy | Keyword::Add => &["parents", "exclude"],
             Keyword::Run => &["security", "device"],
             _ => &[],
         };
@@ -1232,6 +1233,17 @@ impl<'a> Lowerer<'a> {
         let chown = flag(inst, "chown")
             .map(|c| self.expand_word(inst, c, lookup))
             .filter(|c| !c.is_empty());
+        let parents = self.bool_flag(inst, "parents")?;
+        let exclude: Vec<String> = inst
+            .flags
+            .iter()
+            .filter(|f| f.name == "exclude")
+            .map(|f| self.expand_word(inst, f.value.as_deref().unwrap_or(""), lookup))
+            .collect();
+        if exclude.iter().any(|e| e.is_empty()) {
+            self.error(inst, format!("{name} --exclude requires a pattern"));
+            return None;
+        }
         for src in &words {
             if let Some(e) = remote_source_error(add, src) {
                 self.error(inst, e);
@@ -1265,6 +1277,9 @@ impl<'a> Lowerer<'a> {
             })
             .collect::<Vec<_>>();
         let mut shown = vec![name];
+        if parents {
+            shown.push("--parents".to_string());
+        }
         if let Some(c) = &chown {
             shown.push(format!("--chown={c}"));
         }
@@ -1281,6 +1296,8 @@ impl<'a> Lowerer<'a> {
             dest,
             chown,
             chmod,
+            exclude,
+            parents,
             workdir: st.cwd(),
             add: add && flag(inst, "unpack") != Some("false"),
             contents,
@@ -1347,14 +1364,17 @@ impl<'a> Lowerer<'a> {
         &mut self,
         inst: &Instruction,
         lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<Option<u32>> {
+    ) -> Option<Option<CopyChmod>> {
         let Some(m) = flag(inst, "chmod") else {
             return Some(None);
         };
         let m = self.expand_word(inst, m, lookup);
         match u32::from_str_radix(&m, 8) {
-            Ok(v) if v <= 0o7777 => Some(Some(v)),
-            _ if m.chars().all(|c| c.is_ascii_digit()) => {
+            Ok(v) if v <= 0o7777 => Some(Some(CopyChmod::Octal(v))),
+            _ if !m.chars().all(|c| c.is_ascii_digit()) && is_symbolic_mode(&m) => {
+                Some(Some(CopyChmod::Symbolic(m)))
+            }
+            _ => {
                 self.error(
                     inst,
                     format!(
@@ -1363,12 +1383,21 @@ impl<'a> Lowerer<'a> {
                 );
                 None
             }
-            _ => {
+        }
+    }
+
+    /// A boolean flag: absent is false, `--name` alone or `=true` true, `=false` false.
+    fn bool_flag(&mut self, inst: &Instruction, name: &str) -> Option<bool> {
+        let Some(f) = inst.flags.iter().find(|f| f.name == name) else {
+            return Some(false);
+        };
+        match f.value.as_deref() {
+            None | Some("") | Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(v) => {
                 self.error(
                     inst,
-                    format!(
-                        "--chmod={m}: symbolic modes are not supported; use octal bits such as 755"
-                    ),
+                    format!("expecting boolean value for flag {name}, not: {v}"),
                 );
                 None
             }
@@ -1537,6 +1566,20 @@ impl StageState {
 }
 
 /// Quotes a word for /bin/sh when it needs it.
+/// Whether `m` is a chmod(1) symbolic mode: comma-separated `[ugoa]*` followed by one or
+/// more `[-+=]` actions, each with `[rwxXst]*` or one of `u`, `g`, `o`.
+fn is_symbolic_mode(m: &str) -> bool {
+    m.split(',').all(|clause| {
+        let rest = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        if !rest.starts_with(['+', '-', '=']) {
+            return false;
+        }
+        rest.split(['+', '-', '='])
+            .skip(1)
+            .all(|p| p.chars().all(|c| "rwxXst".contains(c)) || matches!(p, "u" | "g" | "o"))
+    })
+}
+
 fn sh_quote(w: &str) -> String {
     if !w.is_empty()
         && w.chars()
@@ -1815,6 +1858,16 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symbolic_modes_are_recognised() {
+        for m in ["u+x", "u+x,go-w", "a=r", "=r", "go=", "g=u", "u-x+w", "+t"] {
+            assert!(is_symbolic_mode(m), "{m}");
+        }
+        for m in ["", "u", "u+y", "x+r", "u+x,", "+ur", "u+x y"] {
+            assert!(!is_symbolic_mode(m), "{m}");
+        }
+    }
 
     #[test]
     fn paths_clean_like_go() {

@@ -9,7 +9,8 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt}
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, SnapshotError};
-use crate::pattern;
+use crate::mode::Chmod;
+use crate::pattern::{self, Excludes};
 use crate::stack::{Found, LayerStack, abs_display};
 use crate::sys::{self, Chowner};
 
@@ -29,7 +30,14 @@ pub struct CopyOptions {
     /// from a stack keep their ids.
     pub chown: Option<(u32, u32)>,
     /// `--chmod`, applied to every copied file and directory.
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
+    /// `--exclude` patterns (`.dockerignore` syntax), matched against paths relative to each
+    /// copied source directory, or to the directory a wildcard was expanded in (with
+    /// `parents`: relative to the source root or the `/./` pivot).
+    pub exclude: Vec<String>,
+    /// `--parents`: each source keeps its path (from the source root, or from a `/./` pivot
+    /// in the source) below the destination, which is always a directory.
+    pub parents: bool,
     /// The working directory a relative destination is relative to (`/` when empty).
     pub workdir: String,
 }
@@ -75,11 +83,17 @@ pub fn copy(
             pattern: String::new(),
         });
     }
+    let excludes =
+        Excludes::new(&opts.exclude).map_err(|pattern| SnapshotError::BadPattern { pattern })?;
     let mut items = Vec::new();
     for src in srcs {
-        items.extend(expand(&src_stack, src)?);
+        items.extend(expand(&src_stack, src, opts.parents, &excludes)?);
     }
-    let dir_syntax = dest.is_empty() || dest == "." || dest.ends_with('/') || dest.ends_with("/.");
+    let dir_syntax = opts.parents
+        || dest.is_empty()
+        || dest == "."
+        || dest.ends_with('/')
+        || dest.ends_with("/.");
     if items.len() > 1 && !dir_syntax {
         return Err(SnapshotError::MultipleSourcesNeedDir);
     }
@@ -96,6 +110,7 @@ pub fn copy(
         dest: dest_stack,
         out: out.to_path_buf(),
         opts,
+        excludes,
         keep_ids,
         chown: Chowner::default(),
         deferred: Vec::new(),
@@ -106,12 +121,18 @@ pub fn copy(
         let not_dir = || SnapshotError::DestNotDirectory {
             path: abs_display(&dest_comps),
         };
-        if item.found.meta.is_dir() {
+        if opts.parents && !item.rel.is_empty() {
+            if dest_exists && !dest_is_dir {
+                return Err(not_dir());
+            }
+            copier.ensure_dirs(&dest_comps, None, None)?;
+            copier.copy_with_parents(item, &dest_comps)?;
+        } else if item.found.meta.is_dir() {
             if dest_exists && !dest_is_dir {
                 return Err(not_dir());
             }
             copier.ensure_dirs(&dest_comps, Some(&item.found.meta), Some(&item.found))?;
-            copier.copy_children(&item.found, &dest_comps)?;
+            copier.copy_children(&item.found, &dest_comps, &item.rel)?;
         } else if dir_syntax || dest_is_dir || many {
             if dest_exists && !dest_is_dir {
                 return Err(not_dir());
@@ -119,13 +140,13 @@ pub fn copy(
             copier.ensure_dirs(&dest_comps, None, None)?;
             let mut target = dest_comps.clone();
             target.push(item.name.clone());
-            copier.copy_entry(&item.found, &target)?;
+            copier.copy_entry(&item.found, &target, &item.rel)?;
         } else {
             let Some((_, parents)) = dest_comps.split_last() else {
                 return Err(not_dir());
             };
             copier.ensure_dirs(parents, None, None)?;
-            copier.copy_entry(&item.found, &dest_comps)?;
+            copier.copy_entry(&item.found, &dest_comps, &item.rel)?;
         }
     }
     copier.finish()?;
@@ -136,6 +157,64 @@ pub fn copy(
 struct SrcItem {
     name: OsString,
     found: Found,
+    /// Its path relative to where `--exclude` patterns (and `--parents` paths) start.
+    rel: Vec<OsString>,
+    /// The source path components before `rel` (the pivot of `--parents`).
+    prefix: Vec<OsString>,
+}
+
+/// Expands one COPY source in a context directory into the paths (relative to the context,
+/// `/`-separated, wildcard characters escaped) of the files it names, less the ones an
+/// `--exclude` pattern drops. ADD uses it to find the archives a wildcard matches.
+pub fn expand_sources(
+    context: &Path,
+    src: &str,
+    exclude: &[String],
+) -> Result<Vec<String>, SnapshotError> {
+    let excludes =
+        Excludes::new(exclude).map_err(|pattern| SnapshotError::BadPattern { pattern })?;
+    let stack = LayerStack::plain(context.to_path_buf());
+    let items = expand(&stack, src, false, &excludes)?;
+    Ok(items
+        .iter()
+        .map(|i| {
+            let comps: Vec<String> = i
+                .prefix
+                .iter()
+                .chain(&i.rel)
+                .map(|c| escape_pattern(&c.to_string_lossy()))
+                .collect();
+            comps.join("/")
+        })
+        .collect())
+}
+
+/// `s` with Go wildcard characters escaped, so that it only matches itself.
+fn escape_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Splits a `--parents` source at its `/./` pivot: the components before it are not kept
+/// below the destination. Without a pivot everything is kept.
+fn split_pivot(src: &str) -> (Vec<&str>, Vec<&str>) {
+    let mut body = src;
+    while let Some(rest) = body.strip_prefix("./") {
+        body = rest;
+    }
+    match body.find("/./") {
+        Some(i) => (
+            clean_components(&body[..i]),
+            clean_components(&body[i + 3..]),
+        ),
+        None => (Vec::new(), clean_components(body)),
+    }
 }
 
 /// `dest` made absolute against `workdir` and lexically cleaned (`..` clamped at the root).
@@ -168,24 +247,46 @@ fn clean_components(path: &str) -> Vec<&str> {
     out
 }
 
-/// Expands one COPY source (possibly with wildcards) into the files it names, in walk order.
-fn expand(stack: &LayerStack, src: &str) -> Result<Vec<SrcItem>, SnapshotError> {
-    let comps = clean_components(src);
+/// Expands one COPY source (possibly with wildcards) into the files it names, in walk order,
+/// dropping matches that `excludes` covers.
+fn expand(
+    stack: &LayerStack,
+    src: &str,
+    parents: bool,
+    excludes: &Excludes,
+) -> Result<Vec<SrcItem>, SnapshotError> {
+    let (prefix, rest) = if parents {
+        split_pivot(src)
+    } else {
+        (Vec::new(), clean_components(src))
+    };
+    let comps: Vec<&str> = prefix.iter().chain(&rest).copied().collect();
     let not_found = || SnapshotError::SourceNotFound {
         pattern: src.to_string(),
     };
-    let Some(first_wild) = comps.iter().position(|c| pattern::has_wildcards(c)) else {
+    let first_wild = comps.iter().position(|c| pattern::has_wildcards(c));
+    // Where the kept path starts: the pivot with --parents, else the wildcard's directory
+    // (nothing of a plain source is matched against --exclude).
+    let keep_from = match (parents, first_wild) {
+        (true, _) => prefix.len(),
+        (false, Some(w)) => w,
+        (false, None) => comps.len(),
+    };
+    let Some(first_wild) = first_wild else {
         let path = format!("/{}", comps.join("/"));
         let (_, found) = stack.walk(OsStr::new(&path), true)?.ok_or_else(not_found)?;
         let name = OsString::from(comps.last().copied().unwrap_or("/"));
-        return Ok(vec![SrcItem { name, found }]);
+        let lexical: Vec<OsString> = comps.iter().map(OsString::from).collect();
+        let item = make_item(name, found, lexical, keep_from);
+        return Ok(keep(item, excludes).into_iter().collect());
     };
     let base = format!("/{}", comps[..first_wild].join("/"));
     let (base_comps, base_found) = stack.walk(OsStr::new(&base), true)?.ok_or_else(not_found)?;
-    let mut current = vec![(base_comps, base_found)];
+    let base_lexical: Vec<OsString> = comps[..first_wild].iter().map(OsString::from).collect();
+    let mut current = vec![(base_comps, base_lexical, base_found)];
     for comp in &comps[first_wild..] {
         let mut next = Vec::new();
-        for (parent_comps, parent) in &current {
+        for (parent_comps, parent_lexical, parent) in &current {
             if !parent.meta.is_dir() {
                 continue;
             }
@@ -200,8 +301,10 @@ fn expand(stack: &LayerStack, src: &str) -> Result<Vec<SrcItem>, SnapshotError> 
                 }
                 if let Some(child) = stack.child(parent, &name)? {
                     let mut child_comps = parent_comps.clone();
-                    child_comps.push(name);
-                    next.push((child_comps, child));
+                    child_comps.push(name.clone());
+                    let mut child_lexical = parent_lexical.clone();
+                    child_lexical.push(name);
+                    next.push((child_comps, child_lexical, child));
                 }
             }
         }
@@ -211,7 +314,7 @@ fn expand(stack: &LayerStack, src: &str) -> Result<Vec<SrcItem>, SnapshotError> 
         return Err(not_found());
     }
     let mut items = Vec::with_capacity(current.len());
-    for (comps, found) in current {
+    for (comps, lexical, found) in current {
         let name = comps.last().cloned().unwrap_or_default();
         let found = if found.meta.file_type().is_symlink() {
             let path = abs_display(&comps);
@@ -224,9 +327,45 @@ fn expand(stack: &LayerStack, src: &str) -> Result<Vec<SrcItem>, SnapshotError> 
         } else {
             found
         };
-        items.push(SrcItem { name, found });
+        items.extend(keep(make_item(name, found, lexical, keep_from), excludes));
     }
     Ok(items)
+}
+
+fn make_item(
+    name: OsString,
+    found: Found,
+    mut lexical: Vec<OsString>,
+    keep_from: usize,
+) -> SrcItem {
+    let rel = lexical.split_off(keep_from.min(lexical.len()));
+    SrcItem {
+        name,
+        found,
+        rel,
+        prefix: lexical,
+    }
+}
+
+/// The item unless an `--exclude` pattern covers it (directories with exceptions below them
+/// are kept and filtered entry by entry).
+fn keep(item: SrcItem, excludes: &Excludes) -> Option<SrcItem> {
+    if item.rel.is_empty() || !is_excluded(excludes, &item.rel, item.found.meta.is_dir()) {
+        Some(item)
+    } else {
+        None
+    }
+}
+
+/// Whether the entry at `rel` is left out; an excluded directory is still walked when some
+/// pattern re-includes paths.
+fn is_excluded(excludes: &Excludes, rel: &[OsString], is_dir: bool) -> bool {
+    if excludes.is_empty() {
+        return false;
+    }
+    let names: Vec<std::borrow::Cow<'_, str>> = rel.iter().map(|c| c.to_string_lossy()).collect();
+    let refs: Vec<&str> = names.iter().map(|c| c.as_ref()).collect();
+    excludes.excluded(&refs) && !(is_dir && excludes.has_exceptions())
 }
 
 struct Copier<'a> {
@@ -234,6 +373,7 @@ struct Copier<'a> {
     dest: &'a LayerStack,
     out: PathBuf,
     opts: &'a CopyOptions,
+    excludes: Excludes,
     keep_ids: bool,
     chown: Chowner,
     /// Directories whose mode (if any) and times are set once their contents are written.
@@ -259,7 +399,10 @@ impl Copier<'_> {
 
     /// The permission bits a copied file or directory gets.
     fn mode_for(&self, meta: &Metadata) -> u32 {
-        self.opts.chmod.unwrap_or(meta.mode()) & 0o7777
+        match &self.opts.chmod {
+            Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
+            None => meta.mode() & 0o7777,
+        }
     }
 
     /// Creates every directory of `comps` in `out` that is not there yet: directories that exist
@@ -359,20 +502,81 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn copy_children(&mut self, dir: &Found, target: &[OsString]) -> Result<(), SnapshotError> {
+    /// `--parents`: recreates the item's kept parent directories below `dest` (from the
+    /// source's directories), then copies the item to `dest/<rel>`.
+    fn copy_with_parents(
+        &mut self,
+        item: &SrcItem,
+        dest: &[OsString],
+    ) -> Result<(), SnapshotError> {
+        let dirs = if item.found.meta.is_dir() {
+            item.rel.len()
+        } else {
+            item.rel.len() - 1
+        };
+        for i in 0..dirs {
+            let mut target = dest.to_vec();
+            target.extend(item.rel[..=i].iter().cloned());
+            let path = self.out_path(&target);
+            if fs::symlink_metadata(&path).is_ok() {
+                continue;
+            }
+            if self.dest.lookup_exact(&target)?.is_some() {
+                self.ensure_dirs(&target, None, None)?;
+                continue;
+            }
+            let mut src_path = item.prefix.clone();
+            src_path.extend(item.rel[..=i].iter().cloned());
+            let src_dir = if i + 1 == item.rel.len() {
+                Some(item.found.clone())
+            } else {
+                self.src
+                    .walk(OsStr::new(&abs_display(&src_path)), true)?
+                    .map(|(_, f)| f)
+            };
+            match src_dir {
+                Some(f) if f.meta.is_dir() => self.new_dir_like(&path, &f.meta, &f.host)?,
+                _ => self.new_parent_dir(&path)?,
+            }
+        }
+        let mut target = dest.to_vec();
+        target.extend(item.rel.iter().cloned());
+        if item.found.meta.is_dir() {
+            self.copy_children(&item.found, &target, &item.rel)
+        } else {
+            self.copy_entry(&item.found, &target, &item.rel)
+        }
+    }
+
+    fn copy_children(
+        &mut self,
+        dir: &Found,
+        target: &[OsString],
+        rel: &[OsString],
+    ) -> Result<(), SnapshotError> {
         for name in self.src.list(dir)? {
             let Some(child) = self.src.child(dir, &name)? else {
                 continue;
             };
+            let mut child_rel = rel.to_vec();
+            child_rel.push(name.clone());
+            if is_excluded(&self.excludes, &child_rel, child.meta.is_dir()) {
+                continue;
+            }
             let mut child_target = target.to_vec();
             child_target.push(name);
-            self.copy_entry(&child, &child_target)?;
+            self.copy_entry(&child, &child_target, &child_rel)?;
         }
         Ok(())
     }
 
     /// Copies one file, symlink, node or directory tree to `target` (components inside `out`).
-    fn copy_entry(&mut self, src: &Found, target: &[OsString]) -> Result<(), SnapshotError> {
+    fn copy_entry(
+        &mut self,
+        src: &Found,
+        target: &[OsString],
+        rel: &[OsString],
+    ) -> Result<(), SnapshotError> {
         let path = self.out_path(target);
         let meta = &src.meta;
         let ft = meta.file_type();
@@ -399,7 +603,7 @@ impl Copier<'_> {
                 meta.mtime_nsec() as u32,
             ));
             self.stats.dirs += 1;
-            return self.copy_children(src, target);
+            return self.copy_children(src, target, rel);
         }
         if ft.is_file() {
             self.copy_file(&src.host, &path)?;

@@ -9,14 +9,16 @@
 mod copy;
 mod diff;
 mod error;
+mod mode;
 mod pattern;
 mod stack;
 mod sys;
 mod tarwrite;
 mod unpack;
 
-pub use copy::{CopyOptions, CopySource, CopyStats, copy};
+pub use copy::{CopyOptions, CopySource, CopyStats, copy, expand_sources};
 pub use diff::{DiffOptions, DiffStats, write_layer_tar};
 pub use error::SnapshotError;
+pub use mode::{BadMode, Chmod, SymbolicMode};
 pub use stack::{Entry, LayerStack};
 pub use unpack::{UnpackStats, unpack_layer};

@@ -185,6 +185,85 @@ fn get_esc(chunk: &str) -> Option<(char, &str)> {
     Some((c, rest))
 }
 
+/// `COPY --exclude` patterns with `.dockerignore` rules: `/`-separated Go wildcards, `**`
+/// for any number of directories, `!` to re-include; the last matching pattern wins and a
+/// pattern that matches a directory also covers everything below it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Excludes {
+    patterns: Vec<(bool, Vec<String>)>,
+}
+
+impl Excludes {
+    /// Compiles the patterns; a malformed one is returned as the error.
+    pub(crate) fn new(patterns: &[String]) -> Result<Excludes, String> {
+        let mut out = Vec::new();
+        for p in patterns {
+            let (negated, body) = match p.trim().strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, p.trim()),
+            };
+            let segs: Vec<String> = body
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .map(str::to_string)
+                .collect();
+            if segs.is_empty() {
+                continue;
+            }
+            for s in &segs {
+                if s != "**" && matches(s, "").is_err() {
+                    return Err(p.clone());
+                }
+            }
+            out.push((negated, segs));
+        }
+        Ok(Excludes { patterns: out })
+    }
+
+    /// Whether there are no patterns at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether some pattern re-includes paths (so excluded directories must still be walked).
+    pub(crate) fn has_exceptions(&self) -> bool {
+        self.patterns.iter().any(|p| p.0)
+    }
+
+    /// Whether `path` (components relative to the copy root) is excluded.
+    pub(crate) fn excluded(&self, path: &[&str]) -> bool {
+        let mut excluded = false;
+        for (negated, segs) in &self.patterns {
+            let hit = (1..=path.len()).any(|n| match_segments(segs, &path[..n]));
+            if hit {
+                excluded = !negated;
+            }
+        }
+        excluded
+    }
+}
+
+/// Matches whole path segments, `**` standing for zero or more of them.
+fn match_segments(pattern: &[String], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((first, rest)) if first == "**" => {
+            (0..=path.len()).any(|skip| match_segments(rest, &path[skip..]))
+        }
+        Some((first, rest)) => match path.split_first() {
+            Some((name, tail)) => {
+                let seg = if first.contains("**") {
+                    first.replace("**", "*")
+                } else {
+                    first.clone()
+                };
+                matches(&seg, name).unwrap_or(false) && match_segments(rest, tail)
+            }
+            None => false,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +344,26 @@ mod tests {
         assert!(has_wildcards("a?"));
         assert!(has_wildcards("[ab]"));
         assert!(!has_wildcards("plain.txt"));
+    }
+
+    #[test]
+    fn excludes_follow_dockerignore_rules() {
+        let ex = Excludes::new(&[
+            "*.txt".to_string(),
+            "**/*.md".into(),
+            "build".into(),
+            "docs/**/keep.md".into(),
+            "!docs/**/keep.md".into(),
+        ])
+        .unwrap();
+        assert!(ex.excluded(&["a.txt"]));
+        assert!(!ex.excluded(&["sub", "a.txt"]));
+        assert!(ex.excluded(&["README.md"]));
+        assert!(ex.excluded(&["x", "y", "z.md"]));
+        assert!(ex.excluded(&["build", "out", "bin"]));
+        assert!(!ex.excluded(&["docs", "a", "keep.md"]));
+        assert!(!ex.excluded(&["src", "main.rs"]));
+        assert!(ex.has_exceptions());
+        assert!(Excludes::new(&["[".to_string()]).is_err());
     }
 }

@@ -5,7 +5,9 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 
 use common::{chmod, set_mtime};
-use rbuild_snapshot::{CopyOptions, CopySource, LayerStack, SnapshotError, copy};
+use rbuild_snapshot::{
+    Chmod, CopyOptions, CopySource, LayerStack, SnapshotError, SymbolicMode, copy, expand_sources,
+};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -202,8 +204,9 @@ fn chown_and_chmod_apply_to_copied_files_and_new_parents() {
     let f = fixture();
     let opts = CopyOptions {
         chown: Some((1000, 1001)),
-        chmod: Some(0o600),
+        chmod: Some(Chmod::Octal(0o600)),
         workdir: "/srv".to_string(),
+        ..Default::default()
     };
     run(&f, &["dir"], "data/", &opts).unwrap();
     let a = meta(&f.out.join("srv/data/a"));
@@ -250,5 +253,119 @@ fn copy_onto_an_image_file_path_through_it_fails() {
     assert!(
         matches!(err, SnapshotError::DestNotDirectory { .. }),
         "{err}"
+    );
+}
+
+#[test]
+fn symbolic_chmod_changes_each_files_own_mode() {
+    let f = fixture();
+    chmod(&f.ctx.join("dir/a"), 0o744);
+    chmod(&f.ctx.join("dir/sub/b"), 0o666);
+    let opts = CopyOptions {
+        chmod: Some(Chmod::Symbolic(SymbolicMode::parse("go-w,a+X").unwrap())),
+        ..Default::default()
+    };
+    run(&f, &["dir", "file.txt"], "/data/", &opts).unwrap();
+    let mode = |p: &str| meta(&f.out.join(p)).mode() & 0o7777;
+    assert_eq!(mode("data/a"), 0o755, "executable file gets X");
+    assert_eq!(
+        mode("data/sub/b"),
+        0o644,
+        "plain file: no X, group/other lose w"
+    );
+    assert_eq!(mode("data/file.txt"), 0o640);
+    assert_eq!(mode("data/sub"), 0o755, "directories get X");
+    assert_eq!(
+        mode("data"),
+        0o751,
+        "the directory receiving dir's contents: 0750 + X"
+    );
+}
+
+#[test]
+fn exclude_drops_matching_entries_with_dockerignore_rules() {
+    let f = fixture();
+    fs::write(f.ctx.join("dir/sub/c.md"), b"c").unwrap();
+    fs::write(f.ctx.join("dir/top.md"), b"t").unwrap();
+    let opts = CopyOptions {
+        exclude: vec!["**/*.md".to_string(), "sub/b".into()],
+        ..Default::default()
+    };
+    run(&f, &["dir"], "/d/", &opts).unwrap();
+    assert!(f.out.join("d/a").exists());
+    assert!(f.out.join("d/sub").is_dir());
+    assert!(!f.out.join("d/sub/b").exists());
+    assert!(!f.out.join("d/sub/c.md").exists());
+    assert!(!f.out.join("d/top.md").exists());
+
+    // Wildcard matches are tested by their own name, as in `COPY --exclude=*.txt hom* /d/`.
+    let g = fixture();
+    let opts = CopyOptions {
+        exclude: vec!["w2*".to_string()],
+        ..Default::default()
+    };
+    run(&g, &["w*.txt"], "/w/", &opts).unwrap();
+    assert!(g.out.join("w/w1.txt").exists());
+    assert!(!g.out.join("w/w2.txt").exists());
+
+    let h = fixture();
+    let opts = CopyOptions {
+        exclude: vec!["[".to_string()],
+        ..Default::default()
+    };
+    let err = run(&h, &["dir"], "/d/", &opts).unwrap_err();
+    assert!(matches!(err, SnapshotError::BadPattern { .. }), "{err}");
+}
+
+#[test]
+fn parents_keep_source_paths_and_pivot_at_dot() {
+    let f = fixture();
+    let opts = CopyOptions {
+        parents: true,
+        ..Default::default()
+    };
+    run(&f, &["dir/sub/b", "dir/a", "w1.txt"], "/p", &opts).unwrap();
+    assert_eq!(fs::read(f.out.join("p/dir/sub/b")).unwrap(), b"b");
+    assert_eq!(fs::read(f.out.join("p/dir/a")).unwrap(), b"a");
+    assert_eq!(fs::read(f.out.join("p/w1.txt")).unwrap(), b"1");
+    let dir = meta(&f.out.join("p/dir"));
+    assert_eq!(
+        dir.mode() & 0o7777,
+        0o750,
+        "kept parents come from the source"
+    );
+    assert_eq!(dir.mtime(), 999);
+
+    let g = fixture();
+    run(&g, &["./dir/./sub/b", "dir/./s*"], "/q/", &opts).unwrap();
+    assert_eq!(fs::read(g.out.join("q/sub/b")).unwrap(), b"b");
+    assert!(!g.out.join("q/dir").exists());
+
+    let h = fixture();
+    run(&h, &["d*/sub"], "/r/", &opts).unwrap();
+    assert_eq!(fs::read(h.out.join("r/dir/sub/b")).unwrap(), b"b");
+    assert!(!h.out.join("r/dir/a").exists());
+
+    let i = fixture();
+    let opts = CopyOptions {
+        parents: true,
+        exclude: vec!["dir/sub".to_string()],
+        ..Default::default()
+    };
+    run(&i, &["dir"], "/s/", &opts).unwrap();
+    assert!(i.out.join("s/dir/a").exists());
+    assert!(!i.out.join("s/dir/sub").exists());
+}
+
+#[test]
+fn expand_sources_lists_wildcard_matches_less_excludes() {
+    let f = fixture();
+    fs::write(f.ctx.join("w[3].txt"), b"3").unwrap();
+    let mut got = expand_sources(&f.ctx, "w*.txt", &["w2.txt".to_string()]).unwrap();
+    got.sort();
+    assert_eq!(got, vec!["w1.txt".to_string(), "w\\[3].txt".into()]);
+    assert_eq!(
+        expand_sources(&f.ctx, "dir/sub/b", &[]).unwrap(),
+        vec!["dir/sub/b".to_string()]
     );
 }

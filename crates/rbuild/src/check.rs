@@ -5,7 +5,7 @@ use crate::cli::BuildArgs;
 use anyhow::{Context, Result, bail};
 use rbuild_core::Platform;
 use rbuild_dockerfile::{Args, Dockerfile, Expander, Instruction, Keyword};
-use rbuild_graph::{BaseResolver, BuildGraph, LowerOptions};
+use rbuild_graph::{BaseResolver, BuildGraph, LowerOptions, RunMount};
 use rbuild_image::ImageConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -104,12 +104,42 @@ pub fn describe(
         .unwrap_or_else(|| "Dockerfile".into());
     let df = rbuild_dockerfile::parse(&name, &src).map_err(|d| anyhow::anyhow!("{d}"))?;
     let text = String::from_utf8_lossy(&src).into_owned();
-    let out = match call {
-        Call::Targets => targets(&df, &text),
-        _ => outline(&df, &text, args.target.as_deref(), build_args)?,
+    let json = call_json(args.call.as_deref().unwrap_or_default())?;
+    let out = match (call, json) {
+        (Call::Targets, false) => targets(&df, &text),
+        (Call::Targets, true) => pretty(&targets_json(&df, &text)),
+        (_, false) => outline(&df, &text, args.target.as_deref(), build_args)?,
+        (_, true) => pretty(&outline_json(
+            &df,
+            &text,
+            args.target.as_deref(),
+            build_args,
+        )?),
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `--call NAME,format=json` asks for JSON (`format=text`, the default, does not).
+fn call_json(call: &str) -> Result<bool> {
+    let mut json = false;
+    for opt in call.split(',').skip(1) {
+        match opt.split_once('=') {
+            Some(("format", "json")) => json = true,
+            Some(("format", "text")) => json = false,
+            _ => bail!(
+                "--call {call:?}: unknown option {opt:?}; expected format=json or format=text"
+            ),
+        }
+    }
+    Ok(json)
+}
+
+/// JSON indented by two spaces, as buildx prints subrequest results, with a final newline.
+fn pretty(v: &serde_json::Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 /// A resolver that knows no image: the outline needs only the stage structure.
@@ -147,6 +177,41 @@ fn doc_comment(text: &str, line: usize, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `--call targets,format=json`: BuildKit's target list shape, `{"targets": [{"name",
+/// "default", "description", "base", "platform"}]}` with empty fields left out.
+pub fn targets_json(df: &Dockerfile, text: &str) -> serde_json::Value {
+    let froms: Vec<&Instruction> = df
+        .instructions
+        .iter()
+        .filter(|i| i.keyword == Keyword::From)
+        .collect();
+    let mut list = Vec::new();
+    for (i, f) in froms.iter().enumerate() {
+        let name = stage_name(f).unwrap_or_default();
+        let mut t = serde_json::Map::new();
+        if !name.is_empty() {
+            t.insert("name".into(), name.clone().into());
+        }
+        if i + 1 == froms.len() {
+            t.insert("default".into(), true.into());
+        }
+        let desc = doc_comment(text, f.span.line, &name);
+        if !desc.is_empty() {
+            t.insert("description".into(), desc.into());
+        }
+        if let Args::Words(w) = &f.args
+            && let Some(base) = w.first()
+        {
+            t.insert("base".into(), base.clone().into());
+        }
+        if let Some(p) = f.flag("platform").and_then(|p| p.value.clone()) {
+            t.insert("platform".into(), p.into());
+        }
+        list.push(serde_json::Value::Object(t));
+    }
+    serde_json::json!({ "targets": list })
+}
+
 /// `--call targets`: every stage with its description; the last one is the default.
 pub fn targets(df: &Dockerfile, text: &str) -> String {
     let froms: Vec<&Instruction> = df
@@ -176,13 +241,134 @@ fn stage_name(from: &Instruction) -> Option<String> {
     }
 }
 
-/// `--call outline`: the target and the build args it uses, with values and descriptions.
+/// What `--call outline` reports: BuildKit's outline (target, build args, secrets, SSH).
+#[derive(Debug, Default)]
+pub struct Outline {
+    /// The target stage's name ("" when unnamed).
+    pub name: String,
+    /// Its doc comment.
+    pub description: String,
+    /// Build args it uses: name, value, description.
+    pub args: Vec<(String, String, String)>,
+    /// Secret ids `RUN --mount=type=secret` uses, with whether one is required.
+    pub secrets: Vec<(String, bool)>,
+    /// SSH agent ids `RUN --mount=type=ssh` uses, with whether one is required.
+    pub ssh: Vec<(String, bool)>,
+}
+
+/// `--call outline`: the target, the build args it uses (with values and descriptions), and
+/// the secrets and SSH agents its RUN steps mount, as buildx prints them.
 pub fn outline(
     df: &Dockerfile,
     text: &str,
     target: Option<&str>,
     build_args: &BTreeMap<String, String>,
 ) -> Result<String> {
+    let o = outline_data(df, text, target, build_args)?;
+    let mut out = String::new();
+    let mut head = Vec::new();
+    if !o.name.is_empty() {
+        head.push(["TARGET:".to_string(), o.name.clone()]);
+    }
+    if !o.description.is_empty() {
+        head.push(["DESCRIPTION:".to_string(), o.description.clone()]);
+    }
+    if !head.is_empty() {
+        out.push_str(&table_with(&head, 1));
+        out.push('\n');
+    }
+    if !o.args.is_empty() {
+        let mut rows = vec![[
+            "BUILD ARG".to_string(),
+            "VALUE".to_string(),
+            "DESCRIPTION".to_string(),
+        ]];
+        rows.extend(
+            o.args
+                .iter()
+                .map(|(k, v, d)| [k.clone(), v.clone(), d.clone()]),
+        );
+        out.push_str(&table(&rows));
+        out.push('\n');
+    }
+    for (title, list) in [("SECRET", &o.secrets), ("SSH", &o.ssh)] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut rows = vec![[title.to_string(), "REQUIRED".to_string()]];
+        rows.extend(
+            list.iter()
+                .map(|(n, r)| [n.clone(), if *r { "true" } else { "" }.to_string()]),
+        );
+        out.push_str(&table(&rows));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `--call outline,format=json`: BuildKit's outline JSON (`name`, `description`, `args`
+/// with `name`/`value`/`description`, `secrets` and `ssh` with `name`/`required`), empty
+/// fields left out as Go's `omitempty` does.
+pub fn outline_json(
+    df: &Dockerfile,
+    text: &str,
+    target: Option<&str>,
+    build_args: &BTreeMap<String, String>,
+) -> Result<serde_json::Value> {
+    let o = outline_data(df, text, target, build_args)?;
+    let mut m = serde_json::Map::new();
+    if !o.name.is_empty() {
+        m.insert("name".into(), o.name.into());
+    }
+    if !o.description.is_empty() {
+        m.insert("description".into(), o.description.into());
+    }
+    let args: Vec<serde_json::Value> = o
+        .args
+        .into_iter()
+        .map(|(k, v, d)| {
+            let mut a = serde_json::Map::new();
+            a.insert("name".into(), k.into());
+            if !d.is_empty() {
+                a.insert("description".into(), d.into());
+            }
+            if !v.is_empty() {
+                a.insert("value".into(), v.into());
+            }
+            serde_json::Value::Object(a)
+        })
+        .collect();
+    let needs = |list: Vec<(String, bool)>| -> Vec<serde_json::Value> {
+        list.into_iter()
+            .map(|(n, r)| {
+                let mut a = serde_json::Map::new();
+                a.insert("name".into(), n.into());
+                if r {
+                    a.insert("required".into(), true.into());
+                }
+                serde_json::Value::Object(a)
+            })
+            .collect()
+    };
+    for (key, list) in [
+        ("args", args),
+        ("secrets", needs(o.secrets)),
+        ("ssh", needs(o.ssh)),
+    ] {
+        if !list.is_empty() {
+            m.insert(key.into(), list.into());
+        }
+    }
+    Ok(serde_json::Value::Object(m))
+}
+
+/// Collects what the outline shows.
+pub fn outline_data(
+    df: &Dockerfile,
+    text: &str,
+    target: Option<&str>,
+    build_args: &BTreeMap<String, String>,
+) -> Result<Outline> {
     let opts = LowerOptions {
         target_platform: Platform::host(),
         build_platform: Platform::host(),
@@ -259,39 +445,54 @@ pub fn outline(
         }
     }
     used.sort_by_key(|u| u.2);
-    let mut out = String::new();
     let target_stage = &graph.stages[graph.target];
-    let target_name = target_stage.name.clone().unwrap_or_default();
-    let target_desc = froms
+    let name = target_stage.name.clone().unwrap_or_default();
+    let description = froms
         .get(graph.target)
-        .map(|f| doc_comment(text, f.span.line, &target_name))
+        .map(|f| doc_comment(text, f.span.line, &name))
         .unwrap_or_default();
-    let mut head = Vec::new();
-    if !target_name.is_empty() {
-        head.push(["TARGET:".to_string(), target_name]);
-    }
-    if !target_desc.is_empty() {
-        head.push(["DESCRIPTION:".to_string(), target_desc]);
-    }
-    if !head.is_empty() {
-        out.push_str(&table_with(&head, 1));
-        out.push('\n');
-    }
-    if !used.is_empty() {
-        let mut rows = vec![[
-            "BUILD ARG".to_string(),
-            "VALUE".to_string(),
-            "DESCRIPTION".to_string(),
-        ]];
-        for (k, v, line) in used {
+    let args = used
+        .into_iter()
+        .map(|(k, v, line)| {
             let value = build_args.get(&k).cloned().or(v).unwrap_or_default();
             let desc = doc_comment(text, line, &k);
-            rows.push([k, value, desc]);
+            (k, value, desc)
+        })
+        .collect();
+    let (secrets, ssh) = mount_needs(&graph);
+    Ok(Outline {
+        name,
+        description,
+        args,
+        secrets,
+        ssh,
+    })
+}
+
+/// An id a RUN mount needs, and whether it is required.
+type Need = (String, bool);
+
+/// The secret and SSH ids the needed stages' RUN steps mount, sorted by id; an id is
+/// required when any of its mounts requires it.
+fn mount_needs(graph: &BuildGraph) -> (Vec<Need>, Vec<Need>) {
+    let mut secrets: BTreeMap<String, bool> = BTreeMap::new();
+    let mut ssh: BTreeMap<String, bool> = BTreeMap::new();
+    for stage in graph.stages.iter().filter(|s| s.needed) {
+        for op in &stage.ops {
+            let rbuild_graph::OpKind::Run(run) = &op.kind else {
+                continue;
+            };
+            for m in &run.mounts {
+                let (map, id, required) = match m {
+                    RunMount::Secret { id, required, .. } => (&mut secrets, id, *required),
+                    RunMount::Ssh { id, required, .. } => (&mut ssh, id, *required),
+                    _ => continue,
+                };
+                *map.entry(id.clone()).or_default() |= required;
+            }
         }
-        out.push_str(&table(&rows));
-        out.push('\n');
     }
-    Ok(out)
+    (secrets.into_iter().collect(), ssh.into_iter().collect())
 }
 
 fn arg_words(inst: &Instruction) -> Vec<(String, Option<String>)> {
@@ -366,6 +567,42 @@ FROM busybox AS release
         assert_eq!(
             targets(&df, DF),
             "TARGET              DESCRIPTION\nbase\nbuild               compiles the thing\nrelease (default)\n"
+        );
+    }
+
+    #[test]
+    fn outline_lists_secrets_and_ssh_and_prints_json() {
+        let df_text = "FROM busybox AS build\nRUN --mount=type=secret,id=npmrc,required=true --mount=type=ssh true\nRUN --mount=type=secret,id=aws --mount=type=secret,id=npmrc cat\nFROM busybox\nRUN --mount=type=secret,id=unused true\nCOPY --from=build / /\n";
+        let df = rbuild_dockerfile::parse("Dockerfile", df_text.as_bytes()).unwrap();
+        let out = outline(&df, df_text, Some("build"), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            out,
+            "TARGET: build\n\nSECRET   REQUIRED\naws\nnpmrc    true\n\nSSH       REQUIRED\ndefault\n\n"
+        );
+        let json = outline_json(&df, df_text, Some("build"), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "build",
+                "secrets": [{"name": "aws"}, {"name": "npmrc", "required": true}],
+                "ssh": [{"name": "default"}]
+            })
+        );
+        assert!(call_json("outline,format=json").unwrap());
+        assert!(!call_json("outline").unwrap());
+        assert!(call_json("outline,format=yaml").is_err());
+    }
+
+    #[test]
+    fn targets_json_lists_stages() {
+        let df = rbuild_dockerfile::parse("Dockerfile", DF.as_bytes()).unwrap();
+        assert_eq!(
+            targets_json(&df, DF),
+            serde_json::json!({"targets": [
+                {"name": "base", "base": "busybox"},
+                {"name": "build", "description": "compiles the thing", "base": "base"},
+                {"name": "release", "default": true, "base": "busybox"}
+            ]})
         );
     }
 

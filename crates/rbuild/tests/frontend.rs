@@ -419,3 +419,125 @@ fn run_heredocs_run_as_scripts_including_shebang_interpreters() {
         "{created:?}"
     );
 }
+
+#[test]
+fn copy_parents_exclude_and_symbolic_chmod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let df = "FROM busybox\nCOPY --parents --exclude=**/*.md src/./pkg/a/*.go src/pkg/b/ /out/\nCOPY --exclude=**/*.log --chmod=go-w,a+X tree /t/\n";
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        df,
+        &[
+            ("src/pkg/a/x.go", "x"),
+            ("src/pkg/a/y.txt", "y"),
+            ("src/pkg/b/z.go", "z"),
+            ("src/pkg/b/doc.md", "d"),
+            ("tree/run.sh", "#!/bin/sh\n"),
+            ("tree/data", "data"),
+            ("tree/sub/debug.log", "log"),
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &str, m: u32| {
+        std::fs::set_permissions(ctx.join(p), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set("tree/run.sh", 0o775);
+    set("tree/data", 0o666);
+    let (_, layout, manifest) = build_amd64(tmp.path(), &[]);
+    assert_eq!(layout.file(&manifest, "out/pkg/a/x.go").unwrap(), b"x");
+    assert!(layout.file(&manifest, "out/pkg/a/y.txt").is_none());
+    assert_eq!(layout.file(&manifest, "out/src/pkg/b/z.go").unwrap(), b"z");
+    assert!(layout.file(&manifest, "out/src/pkg/b/doc.md").is_none());
+    assert!(layout.file(&manifest, "t/sub/debug.log").is_none());
+    let modes = layer_modes(&layout, &manifest);
+    let mode = |p: &str| {
+        modes
+            .iter()
+            .rev()
+            .find(|e| e.0.trim_end_matches('/') == p)
+            .unwrap_or_else(|| panic!("{p} in a layer"))
+            .1
+            & 0o7777
+    };
+    assert_eq!(mode("t/run.sh"), 0o755);
+    assert_eq!(mode("t/data"), 0o644);
+    assert_eq!(mode("t/sub"), 0o755);
+}
+
+#[test]
+fn add_extracts_archives_matched_by_a_wildcard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nADD --exclude=skip* *.tgz notes.txt /dst/\n",
+        &[("notes.txt", "n\n")],
+    );
+    std::fs::write(ctx.join("one.tgz"), targz(&[("a/one", b"1")])).unwrap();
+    std::fs::write(ctx.join("two.tgz"), targz(&[("b/two", b"2")])).unwrap();
+    std::fs::write(ctx.join("skip.tgz"), targz(&[("c/skip", b"3")])).unwrap();
+    let (_, layout, manifest) = build_amd64(tmp.path(), &[]);
+    assert_eq!(layout.file(&manifest, "dst/a/one").unwrap(), b"1");
+    assert_eq!(layout.file(&manifest, "dst/b/two").unwrap(), b"2");
+    assert_eq!(layout.file(&manifest, "dst/notes.txt").unwrap(), b"n\n");
+    assert!(layout.file(&manifest, "dst/one.tgz").is_none());
+    assert!(layout.file(&manifest, "dst/c/skip").is_none());
+    assert!(layout.file(&manifest, "dst/skip.tgz").is_none());
+}
+
+#[test]
+fn call_outline_lists_secrets_and_ssh_and_prints_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let df = "# app the application\nFROM busybox AS app\nARG MODE=dev\nRUN --mount=type=secret,id=token,required=true --mount=type=ssh,id=git true\n";
+    let ctx = context(&tmp.path().join("ctx"), df, &[]);
+    let mut c = rbuild(&tmp.path().join("state"));
+    c.arg("build").args(["--call", "outline"]).arg(&ctx);
+    let out = run_ok(&mut c);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "TARGET:      app\nDESCRIPTION: the application\n\nBUILD ARG   VALUE   DESCRIPTION\nMODE        dev\n\nSECRET   REQUIRED\ntoken    true\n\nSSH   REQUIRED\ngit\n\n"
+    );
+    let mut c = rbuild(&tmp.path().join("state"));
+    c.arg("build")
+        .args(["--call", "outline,format=json"])
+        .arg(&ctx);
+    let out = run_ok(&mut c);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "name": "app",
+            "description": "the application",
+            "args": [{"name": "MODE", "value": "dev"}],
+            "secrets": [{"name": "token", "required": true}],
+            "ssh": [{"name": "git"}]
+        })
+    );
+    let mut c = rbuild(&tmp.path().join("state"));
+    c.arg("build")
+        .args(["--call", "targets,format=json"])
+        .arg(&ctx);
+    let out = run_ok(&mut c);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        json!({"targets": [{"name": "app", "default": true, "description": "the application", "base": "busybox"}]})
+    );
+}
+
+/// Every layer entry's path and mode, in layer order.
+fn layer_modes(layout: &OciLayout, manifest: &str) -> Vec<(String, u32)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for l in layout.json(manifest)["layers"].as_array().unwrap() {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(layout.blob(l["digest"].as_str().unwrap()))
+            .read_to_end(&mut plain)
+            .unwrap();
+        for e in tar::Archive::new(&plain[..]).entries().unwrap() {
+            let e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            out.push((path, e.header().mode().unwrap()));
+        }
+    }
+    out
+}

@@ -6,8 +6,8 @@ use super::{push_layer, step_err, try_cache};
 use crate::layers::{commit, temp_dir};
 use crate::{SolveError, Solver, StageResult, cache};
 use rbuild_core::{Digest, Platform};
-use rbuild_graph::{BuildGraph, CopyFrom, CopyOp, InlineFile, Op};
-use rbuild_snapshot::{CopyOptions, CopySource, LayerStack};
+use rbuild_graph::{BuildGraph, CopyChmod, CopyFrom, CopyOp, InlineFile, Op};
+use rbuild_snapshot::{Chmod, CopyOptions, CopySource, LayerStack, SymbolicMode};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -43,9 +43,18 @@ pub fn copy(
     let tmp = temp_dir(solver.state, "copy-")?;
     let out = tmp.path().join("layer");
     fs::create_dir(&out).map_err(|e| SolveError::Io(out.clone(), e))?;
+    let chmod = match &copy.chmod {
+        None => None,
+        Some(CopyChmod::Octal(bits)) => Some(Chmod::Octal(*bits)),
+        Some(CopyChmod::Symbolic(s)) => Some(Chmod::Symbolic(
+            SymbolicMode::parse(s).map_err(|e| step_err(op, e.to_string()))?,
+        )),
+    };
     let opts = CopyOptions {
         chown,
-        chmod: copy.chmod,
+        chmod,
+        exclude: copy.exclude.clone(),
+        parents: copy.parents,
         workdir: copy.workdir.clone(),
     };
     let stack;
@@ -58,11 +67,11 @@ pub fn copy(
     };
     let (archives, plain) = match (&source, copy.add) {
         (CopyInput::Dir(ctx), true) => {
-            split_archives(ctx, &copy.srcs).map_err(|m| step_err(op, m))?
+            split_archives(ctx, &copy.srcs, &copy.exclude).map_err(|m| step_err(op, m))?
         }
         _ => (Vec::new(), copy.srcs.clone()),
     };
-    let dest = if archives.is_empty() || copy.dest.ends_with('/') {
+    let dest = if archives.is_empty() || copy.dest.ends_with('/') || copy.dest.ends_with("/.") {
         copy.dest.clone()
     } else {
         format!("{}/", copy.dest)
@@ -200,25 +209,67 @@ enum Archive {
 }
 
 /// Splits ADD sources into local tar archives (extracted) and everything else (copied).
-/// Wildcards, directories and symlinks are copied as they are.
+/// A wildcard is expanded first, so the archives it matches are extracted too (the other
+/// matches are copied); directories and symlinks are copied as they are.
 #[allow(clippy::type_complexity)]
 fn split_archives(
     context: &Path,
     srcs: &[String],
+    exclude: &[String],
 ) -> Result<(Vec<(PathBuf, Archive)>, Vec<String>), String> {
     let mut archives = Vec::new();
     let mut plain = Vec::new();
     for src in srcs {
-        let rel = rbuild_graph::clean_path(&format!("/{src}"));
-        let path = context.join(rel.trim_start_matches('/'));
-        let is_file = !src.contains(['*', '?', '['])
-            && fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
-        match is_file.then(|| archive_kind(&path)).transpose()?.flatten() {
-            Some(kind) => archives.push((path, kind)),
-            None => plain.push(src.clone()),
+        if !src.contains(['*', '?', '[', '\\']) {
+            match local_archive(context, src)? {
+                Some(found) => archives.push(found),
+                None => plain.push(src.clone()),
+            }
+            continue;
+        }
+        let matches =
+            rbuild_snapshot::expand_sources(context, src, exclude).map_err(|e| e.to_string())?;
+        let mut rest = Vec::new();
+        for m in &matches {
+            match local_archive(context, &unescape(m))? {
+                Some(found) => archives.push(found),
+                None => rest.push(m.clone()),
+            }
+        }
+        // Nothing extracted: the pattern is copied as written (and reports its own errors).
+        if rest.len() == matches.len() {
+            plain.push(src.clone());
+        } else {
+            plain.extend(rest);
         }
     }
     Ok((archives, plain))
+}
+
+/// The archive at `src` (relative to the context) when it is a regular file holding one.
+fn local_archive(context: &Path, src: &str) -> Result<Option<(PathBuf, Archive)>, String> {
+    let rel = rbuild_graph::clean_path(&format!("/{src}"));
+    let path = context.join(rel.trim_start_matches('/'));
+    if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+        return Ok(None);
+    }
+    Ok(archive_kind(&path)?.map(|kind| (path, kind)))
+}
+
+/// Undoes the wildcard escaping of `rbuild_snapshot::expand_sources`.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads the first bytes of `path`: a tar archive (plain or gzip) to extract, `None` for
@@ -329,8 +380,23 @@ mod tests {
             "{e}"
         );
         let srcs = vec!["a.tar".to_string(), "plain.txt".into(), "*.bin".into()];
-        let (archives, plain) = split_archives(dir.path(), &srcs).unwrap();
+        let (archives, plain) = split_archives(dir.path(), &srcs, &[]).unwrap();
+        assert_eq!(
+            archives,
+            vec![
+                (dir.path().join("a.tar"), Archive::Tar),
+                (dir.path().join("a.bin"), Archive::Gzip)
+            ]
+        );
+        assert_eq!(plain, vec!["plain.txt".to_string()]);
+        let srcs = vec!["*.t*".to_string()];
+        let (archives, plain) =
+            split_archives(dir.path(), &srcs, &["x*".to_string(), "p*".into()]).unwrap();
         assert_eq!(archives, vec![(dir.path().join("a.tar"), Archive::Tar)]);
-        assert_eq!(plain, vec!["plain.txt".to_string(), "*.bin".into()]);
+        assert!(plain.is_empty(), "{plain:?}");
+        let srcs = vec!["p*.txt".to_string()];
+        let (archives, plain) = split_archives(dir.path(), &srcs, &[]).unwrap();
+        assert!(archives.is_empty());
+        assert_eq!(plain, vec!["p*.txt".to_string()]);
     }
 }

@@ -45,6 +45,7 @@ pub fn mkdir(
         chown: Some(chown.unwrap_or((0, 0))),
         chmod: None,
         workdir: "/".into(),
+        ..Default::default()
     };
     rbuild_snapshot::copy(
         CopySource::Context(&src),
