@@ -9,6 +9,7 @@
 mod copy;
 mod diff;
 mod error;
+mod ignore;
 mod mode;
 mod pattern;
 mod stack;
@@ -19,6 +20,7 @@ mod unpack;
 pub use copy::{CopyOptions, CopySource, CopyStats, copy, expand_sources};
 pub use diff::{DiffOptions, DiffStats, write_layer_tar};
 pub use error::SnapshotError;
+pub use ignore::{FilterStats, filtered_context, ignore_file, parse_ignore};
 pub use mode::{BadMode, Chmod, SymbolicMode};
 pub use stack::{Entry, LayerStack};
 pub use unpack::{UnpackStats, unpack_layer};

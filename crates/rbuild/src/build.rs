@@ -196,7 +196,8 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
     for w in &df.warnings {
         eprintln!("{w}");
     }
-    let sources = Sources::new(req.context.clone(), req.named.clone());
+    let (context, _filtered) = apply_dockerignore(req, root)?;
+    let sources = Sources::new(context, req.named.clone());
     if crate::check::call_of(args)? == Call::Check {
         let opts = lower_options(req, args, &req.platforms[0]);
         return crate::check::check(&df, &opts, &mut sources.resolver(&store));
@@ -252,6 +253,34 @@ fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerO
         target: args.target.clone(),
         all_stages: false,
     }
+}
+
+/// The context directory the build sees: the given one, or — when a `.dockerignore`
+/// applies — a filtered copy under the state directory (kept alive by the returned guard).
+fn apply_dockerignore(req: &Request, root: &Path) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let Some(file) = rbuild_snapshot::ignore_file(&req.context, &req.dockerfile) else {
+        return Ok((req.context.clone(), None));
+    };
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let patterns = rbuild_snapshot::parse_ignore(&text);
+    if patterns.is_empty() {
+        return Ok((req.context.clone(), None));
+    }
+    let tmp_root = root.join("tmp");
+    std::fs::create_dir_all(&tmp_root)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("context-")
+        .tempdir_in(&tmp_root)?;
+    let stats = rbuild_snapshot::filtered_context(&req.context, &patterns, tmp.path())
+        .with_context(|| format!("applying {}", file.display()))?;
+    tracing::debug!(
+        kept = stats.kept,
+        ignored = stats.ignored,
+        "applied {}",
+        file.display()
+    );
+    Ok((tmp.path().to_path_buf(), Some(tmp)))
 }
 
 /// `--iidfile`, `--metadata-file` and, with `--quiet`, the digest on stdout.

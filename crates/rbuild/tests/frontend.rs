@@ -541,3 +541,56 @@ fn layer_modes(layout: &OciLayout, manifest: &str) -> Vec<(String, u32)> {
     }
     out
 }
+
+#[test]
+fn dockerignore_hides_files_from_copy_and_from_cache_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nCOPY . /ctx/\nRUN --mount=type=bind,target=/b ls -a /b | sort | tr '\\n' ' ' > /bind-listing\n",
+        &[
+            (
+                ".dockerignore",
+                "# local junk\n*.log\nbuild\n!build/keep.txt\nsecret.txt\n",
+            ),
+            ("app.txt", "app\n"),
+            ("debug.log", "noise\n"),
+            ("secret.txt", "do-not-ship\n"),
+            ("build/out.bin", "bin\n"),
+            ("build/keep.txt", "keep\n"),
+        ],
+    );
+    let (a, b) = (tmp.path().join("a.tar"), tmp.path().join("b.tar"));
+    assert!(build(&state, &ctx, "linux/amd64", &a, &[]).status.success());
+    let l = OciLayout::open_tar(&a);
+    let m = l.manifest_for("linux/amd64");
+    assert_eq!(l.file(&m, "ctx/app.txt").unwrap(), b"app\n");
+    assert_eq!(l.file(&m, "ctx/build/keep.txt").unwrap(), b"keep\n");
+    for gone in ["ctx/debug.log", "ctx/secret.txt", "ctx/build/out.bin"] {
+        assert!(l.file(&m, gone).is_none(), "{gone} was copied");
+    }
+    let listing = String::from_utf8(l.file(&m, "bind-listing").unwrap()).unwrap();
+    assert!(
+        !listing.contains("secret.txt") && listing.contains("app.txt"),
+        "{listing}"
+    );
+    // Changing an ignored file changes nothing: every step is cached.
+    std::fs::write(ctx.join("debug.log"), "other noise\n").unwrap();
+    let res = build(&state, &ctx, "linux/amd64", &b, &[]);
+    assert!(res.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&res.stderr)
+            .matches("CACHED")
+            .count(),
+        2
+    );
+    // A Dockerfile-specific ignore file takes precedence.
+    std::fs::write(ctx.join("Dockerfile.dockerignore"), "app.txt\n").unwrap();
+    let c = tmp.path().join("c.tar");
+    assert!(build(&state, &ctx, "linux/amd64", &c, &[]).status.success());
+    let l = OciLayout::open_tar(&c);
+    let m = l.manifest_for("linux/amd64");
+    assert!(l.file(&m, "ctx/app.txt").is_none());
+    assert_eq!(l.file(&m, "ctx/secret.txt").unwrap(), b"do-not-ship\n");
+}
