@@ -177,6 +177,49 @@ const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Writes `image` as an OCI image layout tar archive at `dest` (atomically).
 pub fn write_oci_tar(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(), ExportError> {
+    write_archive(store, image, dest, None)
+}
+
+/// Writes `image` (one platform) as an archive `docker load` reads: an OCI layout plus the
+/// `manifest.json` of Docker's image archive format, as BuildKit's docker exporter does.
+pub fn write_docker_tar(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(), ExportError> {
+    let [single] = image.manifests.as_slice() else {
+        return Err(ExportError::Destination(
+            dest.into(),
+            "type=docker holds one platform; use type=oci for several".into(),
+        ));
+    };
+    let bad =
+        |e: &dyn std::fmt::Display| ExportError::Manifest(single.digest.clone(), e.to_string());
+    let m: ImageManifest =
+        serde_json::from_slice(&store.read_verified(&single.digest)?).map_err(|e| bad(&e))?;
+    let path = |d: &oci_spec::image::Digest| format!("blobs/sha256/{}", d.digest());
+    let tags: Vec<String> = image
+        .tags
+        .iter()
+        .map(|t| {
+            let (full, _) = split_tag(t);
+            full.strip_prefix("docker.io/library/")
+                .or_else(|| full.strip_prefix("docker.io/"))
+                .unwrap_or(&full)
+                .to_string()
+        })
+        .collect();
+    let manifest_json = serde_json::json!([{
+        "Config": path(m.config().digest()),
+        "RepoTags": tags,
+        "Layers": m.layers().iter().map(|l| path(l.digest())).collect::<Vec<_>>(),
+    }]);
+    let data = serde_json::to_vec(&manifest_json).map_err(|e| bad(&e))?;
+    write_archive(store, image, dest, Some(&data))
+}
+
+fn write_archive(
+    store: &Store,
+    image: &BuiltImage,
+    dest: &Path,
+    docker_manifest: Option<&[u8]>,
+) -> Result<(), ExportError> {
     let root = root_descriptor(store, image)?;
     let blobs = reachable_blobs(store, &root)?;
     let index = layout_index(&root, &image.tags);
@@ -192,6 +235,9 @@ pub fn write_oci_tar(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
     append_bytes(&mut tar, "oci-layout", OCI_LAYOUT).map_err(io_err)?;
     append_bytes(&mut tar, "index.json", &index).map_err(io_err)?;
+    if let Some(m) = docker_manifest {
+        append_bytes(&mut tar, "manifest.json", m).map_err(io_err)?;
+    }
     append_dir(&mut tar, "blobs/").map_err(io_err)?;
     append_dir(&mut tar, "blobs/sha256/").map_err(io_err)?;
     for d in &blobs {

@@ -241,7 +241,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         manifests,
         tags: args.tags.clone(),
     };
-    export(&store, &image, &req.outputs, req.quiet)?;
+    export(root, &store, &image, &req.outputs, req.quiet)?;
     report(&store, &image, args, req.quiet)
 }
 
@@ -309,7 +309,13 @@ fn report(store: &Store, image: &BuiltImage, args: &BuildArgs, quiet: bool) -> R
     Ok(())
 }
 
-fn export(store: &Store, image: &BuiltImage, outputs: &[Output], quiet: bool) -> Result<()> {
+fn export(
+    root: &Path,
+    store: &Store,
+    image: &BuiltImage,
+    outputs: &[Output],
+    quiet: bool,
+) -> Result<()> {
     if outputs.is_empty() && !quiet {
         eprintln!("warning: no --output given; the result stays only in rbuild's cache");
     }
@@ -317,10 +323,12 @@ fn export(store: &Store, image: &BuiltImage, outputs: &[Output], quiet: bool) ->
         match o {
             Output::Oci { dest, tar: true } => rbuild_export::write_oci_tar(store, image, dest)?,
             Output::Oci { dest, tar: false } => rbuild_export::write_oci_dir(store, image, dest)?,
+            Output::Docker { dest } => rbuild_export::write_docker_tar(store, image, dest)?,
+            Output::Local { dest } => crate::rootfs_export::write_local(root, store, image, dest)?,
+            Output::Tar { dest } => crate::rootfs_export::write_tar(root, store, image, dest)?,
         }
-        let Output::Oci { dest, .. } = o;
         if !quiet {
-            eprintln!("wrote {}", dest.display());
+            eprintln!("wrote {}", o.dest().display());
         }
     }
     Ok(())

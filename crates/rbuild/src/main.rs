@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod output;
 mod prune;
+mod rootfs_export;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -13,10 +13,45 @@ pub enum Output {
         /// Whether to write a tar archive.
         tar: bool,
     },
+    /// An archive `docker load` reads (one platform).
+    Docker {
+        /// The archive path.
+        dest: PathBuf,
+    },
+    /// The final filesystem as a directory (one subdirectory per platform when several).
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
+    /// The final filesystem as a tar archive (one top-level directory per platform when several).
+    Tar {
+        /// The archive path.
+        dest: PathBuf,
+    },
 }
 
-/// Parses one `--output` value.
+impl Output {
+    /// Where the output goes.
+    pub fn dest(&self) -> &std::path::Path {
+        match self {
+            Output::Oci { dest, .. }
+            | Output::Docker { dest }
+            | Output::Local { dest }
+            | Output::Tar { dest } => dest,
+        }
+    }
+}
+
+/// Parses one `--output` value. A bare path is buildx's shorthand for `type=local,dest=PATH`.
 pub fn parse(value: &str) -> Result<Output> {
+    if !value.contains('=') {
+        if value == "-" {
+            bail!("--output -: writing to stdout is not supported; give type=tar,dest=FILE");
+        }
+        return Ok(Output::Local {
+            dest: PathBuf::from(value),
+        });
+    }
     let mut kind = None;
     let mut dest = None;
     let mut tar = true;
@@ -46,8 +81,24 @@ pub fn parse(value: &str) -> Result<Output> {
             }
             Ok(Output::Oci { dest, tar })
         }
-        Some(other @ ("docker" | "local" | "tar" | "registry" | "image" | "cacheonly")) => {
-            bail!("--output type={other} is not supported by this version of rbuild; use type=oci")
+        Some(kind @ ("docker" | "local" | "tar")) => {
+            let dest = dest.with_context(|| match kind {
+                "docker" => format!("--output {value:?}: rbuild has no Docker daemon to load into; give dest=FILE and run `docker load -i FILE`"),
+                _ => format!("--output {value:?}: type={kind} needs dest=PATH"),
+            })?;
+            if dest.as_os_str() == "-" {
+                bail!("--output {value:?}: writing to stdout is not supported; give a file path");
+            }
+            Ok(match kind {
+                "docker" => Output::Docker { dest },
+                "local" => Output::Local { dest },
+                _ => Output::Tar { dest },
+            })
+        }
+        Some(other @ ("registry" | "image" | "cacheonly")) => {
+            bail!(
+                "--output type={other} is not supported by this version of rbuild; use type=oci, docker, local or tar"
+            )
         }
         Some(other) => bail!("--output {value:?}: unknown type {other:?}"),
         None => bail!("--output {value:?}: missing type= (e.g. type=oci,dest=out.tar)"),
@@ -80,12 +131,24 @@ mod tests {
     fn bad_outputs_are_rejected_with_reasons() {
         assert!(parse("type=oci").unwrap_err().to_string().contains("dest"));
         assert!(
-            parse("type=docker,dest=x")
+            parse("type=registry")
                 .unwrap_err()
                 .to_string()
                 .contains("not supported")
         );
-        assert!(parse("out.tar").is_err());
+        assert!(
+            parse("type=docker")
+                .unwrap_err()
+                .to_string()
+                .contains("docker load")
+        );
+        assert_eq!(parse("out").unwrap(), Output::Local { dest: "out".into() });
+        assert_eq!(
+            parse("type=tar,dest=r.tar").unwrap(),
+            Output::Tar {
+                dest: "r.tar".into()
+            }
+        );
         assert!(parse("type=oci,dest=x,tar=maybe").is_err());
         assert!(parse("type=oci,dest=x,color=red").is_err());
     }

@@ -482,3 +482,105 @@ fn quiet_build_reports_the_digest_in_iidfile_metadata_and_stdout() {
         assert_eq!(cfg["config"]["Labels"]["org.example.team"], "build");
     }
 }
+
+#[test]
+fn docker_archive_output_is_read_by_skopeo_as_docker_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("img.tar");
+    let state = tmp.path().join("state");
+    let hello = repo().join("Dockerfiles/hello");
+    let output = format!("type=docker,dest={}", out.display());
+    run_ok(&mut build_command(
+        &state,
+        &hello,
+        "linux/arm64",
+        None,
+        &["-t", "hello:1", "-o", &output],
+    ));
+    let raw = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("docker-archive:{}", out.display())),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(info["Architecture"], "arm64");
+    // docker load names the image from manifest.json.
+    let extracted = tmp.path().join("extracted");
+    std::fs::create_dir(&extracted).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("xf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&extracted),
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(extracted.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["hello:1"]));
+    for layer in manifest[0]["Layers"].as_array().unwrap() {
+        assert!(extracted.join(layer.as_str().unwrap()).is_file());
+    }
+    assert!(
+        extracted
+            .join(manifest[0]["Config"].as_str().unwrap())
+            .is_file()
+    );
+    // The same archive is also an OCI layout.
+    let layout = OciLayout::open_tar(&out);
+    assert_eq!(
+        layout
+            .file(&layout.manifest_for("linux/arm64"), "arch")
+            .unwrap(),
+        b"aarch64\n"
+    );
+    // Several platforms do not fit Docker's format.
+    let res = run(&mut build_command(
+        &state,
+        &hello,
+        "linux/amd64,linux/arm64",
+        None,
+        &["-o", &output.replace("img", "two")],
+    ));
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("type=oci"));
+}
+
+#[test]
+fn local_and_tar_outputs_hold_each_platforms_filesystem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN uname -m > /arch && rm /etc/group\n",
+        &[],
+    );
+    let dir = tmp.path().join("rootfs");
+    run_ok(&mut build_command(
+        &state,
+        &ctx,
+        "linux/amd64,linux/arm64",
+        None,
+        &["-o", &dir.display().to_string()],
+    ));
+    assert_eq!(read(&dir.join("linux_amd64/arch")), "x86_64\n");
+    assert_eq!(read(&dir.join("linux_arm64/arch")), "aarch64\n");
+    assert!(dir.join("linux_arm64/bin/busybox").is_file());
+    assert!(
+        !dir.join("linux_arm64/etc/group").exists(),
+        "deleted file came back"
+    );
+    let tarball = tmp.path().join("rootfs.tar");
+    let output = format!("type=tar,dest={}", tarball.display());
+    run_ok(&mut build_command(
+        &state,
+        &ctx,
+        "linux/amd64",
+        None,
+        &["-o", &output],
+    ));
+    let listing = run_ok(Command::new("tar").arg("tf").arg(&tarball));
+    let names = String::from_utf8(listing.stdout).unwrap();
+    assert!(names.lines().any(|l| l == "arch"), "{names}");
+    assert!(names.lines().any(|l| l == "bin/busybox"));
+    assert!(!names.lines().any(|l| l == "etc/group"));
+}

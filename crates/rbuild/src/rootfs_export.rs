@@ -1,0 +1,108 @@
+//! `-o type=local` and `-o type=tar`: the final filesystem of each platform's image, made
+//! from the unpacked layer directories (overlay semantics, so deletions are honoured).
+
+use anyhow::{Context, Result, bail};
+use rbuild_core::Digest;
+use rbuild_export::BuiltImage;
+use rbuild_image::ImageConfig;
+use rbuild_snapshot::{CopyOptions, CopySource, LayerStack};
+use rbuild_store::Store;
+use std::path::{Path, PathBuf};
+
+/// Writes each platform's filesystem under `dest` (directly when there is one platform,
+/// in `os_arch[_variant]` subdirectories otherwise). `dest` must not exist or be empty;
+/// it appears complete or not at all.
+pub fn write_local(state: &Path, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
+    if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
+        bail!("destination {} exists and is not empty", dest.display());
+    }
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".rbuild-local-")
+        .tempdir_in(parent)?;
+    materialise(state, store, image, tmp.path())?;
+    if dest.exists() {
+        std::fs::remove_dir(dest)?;
+    }
+    let kept = tmp.keep();
+    std::fs::rename(&kept, dest).with_context(|| format!("renaming into {}", dest.display()))?;
+    Ok(())
+}
+
+/// Writes the same tree as [`write_local`] as one tar archive at `dest` (atomically).
+pub fn write_tar(state: &Path, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix("rootfs-")
+        .tempdir_in(state.join("tmp"))?;
+    materialise(state, store, image, work.path())?;
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let out = tempfile::Builder::new()
+        .prefix(".rbuild-tar-")
+        .tempfile_in(parent)?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(out.as_file()));
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", work.path())
+        .context("writing the rootfs tar")?;
+    tar.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    out.persist(dest)
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(())
+}
+
+fn materialise(state: &Path, store: &Store, image: &BuiltImage, out: &Path) -> Result<()> {
+    let several = image.manifests.len() > 1;
+    for m in &image.manifests {
+        let target = if several {
+            let name = m.platform.to_string().replace('/', "_");
+            let dir = out.join(name);
+            std::fs::create_dir(&dir)?;
+            dir
+        } else {
+            out.to_path_buf()
+        };
+        let stack = LayerStack::new(layer_dirs(state, store, &m.digest)?);
+        let opts = CopyOptions {
+            workdir: "/".into(),
+            ..Default::default()
+        };
+        rbuild_snapshot::copy(
+            CopySource::Stack(&stack),
+            &["/".into()],
+            "/",
+            &LayerStack::new(Vec::new()),
+            &target,
+            &opts,
+        )
+        .with_context(|| format!("writing the {} filesystem", m.platform))?;
+    }
+    Ok(())
+}
+
+/// The unpacked directories of a manifest's layers, top-most first.
+fn layer_dirs(state: &Path, store: &Store, manifest: &Digest) -> Result<Vec<PathBuf>> {
+    let m: serde_json::Value = serde_json::from_slice(&store.read_verified(manifest)?)?;
+    let cfg_digest: Digest = m["config"]["digest"].as_str().unwrap_or_default().parse()?;
+    let config = ImageConfig::from_json(&store.read_verified(&cfg_digest)?)?;
+    let mut dirs = Vec::new();
+    for d in config.rootfs.diff_ids.iter().rev() {
+        let dir = state.join("layers").join(d.hex());
+        if !dir.is_dir() {
+            bail!("layer {d} is not unpacked in {}", state.display());
+        }
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    Ok(dirs)
+}
