@@ -56,6 +56,7 @@ pub const ARCHES: &[DebArch] = &[
     arch("i386", "386", None, false),
     arch("ppc64el", "ppc64le", None, false),
     arch("s390x", "s390x", None, false),
+    arch("mips64el", "mips64le", None, false),
     // Debian 12 has no riscv64 port; used when the configured archive has one.
     arch("riscv64", "riscv64", None, true),
 ];
@@ -64,7 +65,7 @@ pub const ARCHES: &[DebArch] = &[
 /// for the same packages; the pinned layer settings are part of it already.
 fn generator() -> String {
     format!(
-        "rbuild-fixtures/1 gzip-level={} mtime={}",
+        "rbuild-fixtures/2 gzip-level={} mtime={}",
         rootfs::GZIP_LEVEL,
         rootfs::MTIME
     )
@@ -398,7 +399,11 @@ fn up_to_date(paths: &Paths) -> Result<Option<Vec<Platform>>> {
         .collect();
     for arch in ARCHES {
         let Some(path) = find_deb(&paths.debs, arch.deb)? else {
-            continue;
+            if arch.optional {
+                continue;
+            }
+            // A required architecture was added or its package removed: rebuild.
+            return Ok(None);
         };
         let Some((_, file, sha)) = recorded.iter().find(|(deb, _, _)| *deb == arch.deb) else {
             return Ok(None);
@@ -484,6 +489,7 @@ mod tests {
                 "linux/386",
                 "linux/ppc64le",
                 "linux/s390x",
+                "linux/mips64le",
                 "linux/riscv64"
             ]
         );
@@ -556,6 +562,7 @@ mod tests {
                 "386" => 3,
                 "ppc64le" => 21,
                 "s390x" => 22,
+                "mips64le" => 8,
                 "riscv64" => 243,
                 other => panic!("unexpected architecture {other}"),
             };

@@ -17,6 +17,7 @@ fn expected_uname(platform: &str) -> &'static str {
         "linux/386" => "i686",
         "linux/ppc64le" => "ppc64le",
         "linux/s390x" => "s390x",
+        "linux/mips64le" => "mips64",
         "linux/riscv64" => "riscv64",
         other => panic!("no expected uname for {other}"),
     }
