@@ -25,7 +25,7 @@ pub fn copy(
     _graph: &BuildGraph,
 ) -> Result<(), SolveError> {
     let source = CopyInput::new(solver, copy, op, done, platform)?;
-    let identity = source.identity(op)?;
+    let identity = source.identity(solver, op)?;
     let spec_key = serde_json::to_vec(copy).unwrap_or_default();
     let key = cache::chain(
         &result.key,
@@ -151,9 +151,11 @@ impl CopyInput {
         })
     }
 
-    fn identity(&self, op: &Op) -> Result<Digest, SolveError> {
+    fn identity(&self, solver: &Solver, op: &Op) -> Result<Digest, SolveError> {
         match self {
-            CopyInput::Dir(p) => cache::hash_tree(p)
+            CopyInput::Dir(p) => solver
+                .sources
+                .tree_hash(p)
                 .map_err(|e| step_err(op, format!("reading build context {}: {e}", p.display()))),
             CopyInput::Stack(_, key) => Ok(key.clone()),
         }
