@@ -263,20 +263,7 @@ impl LayerStack {
             };
             let is_last = queue.is_empty();
             if found.meta.file_type().is_symlink() && (!is_last || follow_last) {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(SnapshotError::SymlinkLoop {
-                        path: path.to_string_lossy().into_owned(),
-                    });
-                }
-                let target = fs::read_link(&found.host).ctx("read link", &found.host)?;
-                let target = target.as_os_str().as_bytes();
-                if target.first() == Some(&b'/') {
-                    stack.clear();
-                }
-                for part in split(target).into_iter().rev() {
-                    queue.push_front(part);
-                }
+                follow_link(&found, path, &mut links, &mut stack, &mut queue)?;
                 continue;
             }
             stack.push((comp, found));
@@ -328,20 +315,7 @@ impl LayerStack {
                 });
             };
             if found.meta.file_type().is_symlink() {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(SnapshotError::SymlinkLoop {
-                        path: path.to_string_lossy().into_owned(),
-                    });
-                }
-                let target = fs::read_link(&found.host).ctx("read link", &found.host)?;
-                let target = target.as_os_str().as_bytes();
-                if target.first() == Some(&b'/') {
-                    stack.clear();
-                }
-                for part in split(target).into_iter().rev() {
-                    queue.push_front(part);
-                }
+                follow_link(&found, path, &mut links, &mut stack, &mut queue)?;
                 continue;
             }
             stack.push((comp, found));
@@ -375,6 +349,32 @@ impl LayerStack {
 }
 
 /// Splits a path into components, dropping empty ones and `.`.
+/// Replaces a symlink met during a walk by its target's components, inside the root: an
+/// absolute target restarts from the root. Counts links to refuse loops.
+fn follow_link(
+    found: &Found,
+    path: &OsStr,
+    links: &mut usize,
+    stack: &mut Vec<(OsString, Found)>,
+    queue: &mut VecDeque<OsString>,
+) -> Result<(), SnapshotError> {
+    *links += 1;
+    if *links > MAX_SYMLINKS {
+        return Err(SnapshotError::SymlinkLoop {
+            path: path.to_string_lossy().into_owned(),
+        });
+    }
+    let target = fs::read_link(&found.host).ctx("read link", &found.host)?;
+    let target = target.as_os_str().as_bytes();
+    if target.first() == Some(&b'/') {
+        stack.clear();
+    }
+    for part in split(target).into_iter().rev() {
+        queue.push_front(part);
+    }
+    Ok(())
+}
+
 fn split(path: &[u8]) -> VecDeque<OsString> {
     path.split(|b| *b == b'/')
         .filter(|p| !p.is_empty() && *p != b".")
