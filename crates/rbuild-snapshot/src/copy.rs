@@ -189,6 +189,23 @@ pub fn expand_sources(
         .collect())
 }
 
+/// The context-relative paths one COPY source names (wildcards expanded, `--exclude`
+/// applied), as they are on disk. Cache keys hash exactly these.
+pub fn source_paths(
+    context: &Path,
+    src: &str,
+    exclude: &[String],
+) -> Result<Vec<PathBuf>, SnapshotError> {
+    let excludes =
+        Excludes::new(exclude).map_err(|pattern| SnapshotError::BadPattern { pattern })?;
+    let stack = LayerStack::plain(context.to_path_buf());
+    let items = expand(&stack, src, false, &excludes)?;
+    Ok(items
+        .iter()
+        .map(|i| i.prefix.iter().chain(&i.rel).collect::<PathBuf>())
+        .collect())
+}
+
 /// `s` with Go wildcard characters escaped, so that it only matches itself.
 fn escape_pattern(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

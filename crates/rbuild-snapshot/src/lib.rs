@@ -17,7 +17,7 @@ mod sys;
 mod tarwrite;
 mod unpack;
 
-pub use copy::{CopyOptions, CopySource, CopyStats, copy, expand_sources};
+pub use copy::{CopyOptions, CopySource, CopyStats, copy, expand_sources, source_paths};
 pub use diff::{DiffOptions, DiffStats, write_layer_tar};
 pub use error::SnapshotError;
 pub use ignore::{FilterStats, filtered_context, ignore_file, parse_ignore};

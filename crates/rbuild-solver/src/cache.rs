@@ -44,38 +44,44 @@ fn path(state: &Path, key: &Digest) -> std::path::PathBuf {
     state.join("cache").join(key.hex())
 }
 
-/// A content hash of a directory tree (paths, modes, link targets, file contents), used
-/// for COPY sources from the build context.
-pub fn hash_tree(root: &Path) -> std::io::Result<Digest> {
+/// A content hash of the named paths below `root` (each a file, link or whole tree), in
+/// the order given: what a COPY from the build context actually reads.
+pub fn hash_paths(root: &Path, rels: &[std::path::PathBuf]) -> std::io::Result<Digest> {
     let mut h = Sha256::new();
-    hash_dir(root, Path::new(""), &mut h)?;
+    for rel in rels {
+        hash_entry(root, rel, &mut h)?;
+    }
     Ok(Digest::from_sha256_bytes(&h.finalize()))
 }
 
 fn hash_dir(root: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
     names.sort();
     for name in names {
-        let rel = rel.join(&name);
-        let path = root.join(&rel);
-        let meta = std::fs::symlink_metadata(&path)?;
-        h.update(rel.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        h.update(meta.mode().to_le_bytes());
-        if meta.is_dir() {
-            hash_dir(root, &rel, h)?;
-        } else if meta.file_type().is_symlink() {
-            h.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
-        } else if meta.is_file() {
-            let mut f = std::fs::File::open(&path)?;
-            let mut w = HashWriter(h);
-            std::io::copy(&mut f, &mut w)?;
-        }
-        h.update([0xff]);
+        hash_entry(root, &rel.join(&name), h)?;
     }
+    Ok(())
+}
+
+fn hash_entry(root: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let path = root.join(rel);
+    let meta = std::fs::symlink_metadata(&path)?;
+    h.update(rel.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(meta.mode().to_le_bytes());
+    if meta.is_dir() {
+        hash_dir(root, rel, h)?;
+    } else if meta.file_type().is_symlink() {
+        h.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+    } else if meta.is_file() {
+        let mut f = std::fs::File::open(&path)?;
+        let mut w = HashWriter(h);
+        std::io::copy(&mut f, &mut w)?;
+    }
+    h.update([0xff]);
     Ok(())
 }
 
@@ -105,11 +111,16 @@ mod tests {
     }
 
     #[test]
-    fn tree_hash_sees_content_changes() {
+    fn path_hash_sees_only_the_named_paths() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), b"1").unwrap();
-        let h1 = hash_tree(dir.path()).unwrap();
-        std::fs::write(dir.path().join("f"), b"2").unwrap();
-        assert_ne!(h1, hash_tree(dir.path()).unwrap());
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"1").unwrap();
+        std::fs::write(dir.path().join("other"), b"x").unwrap();
+        let named = [std::path::PathBuf::from("d")];
+        let h1 = hash_paths(dir.path(), &named).unwrap();
+        std::fs::write(dir.path().join("other"), b"y").unwrap();
+        assert_eq!(h1, hash_paths(dir.path(), &named).unwrap());
+        std::fs::write(dir.path().join("d/f"), b"2").unwrap();
+        assert_ne!(h1, hash_paths(dir.path(), &named).unwrap());
     }
 }

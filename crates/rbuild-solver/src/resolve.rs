@@ -16,7 +16,6 @@ pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
-    tree_hashes: Mutex<HashMap<PathBuf, rbuild_core::Digest>>,
 }
 
 impl Sources {
@@ -26,25 +25,12 @@ impl Sources {
             context,
             named,
             resolved: Mutex::new(HashMap::new()),
-            tree_hashes: Mutex::new(HashMap::new()),
         }
     }
 
     fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Platform), ResolvedImage>> {
         // A panic while holding the lock cannot leave the map inconsistent (plain inserts).
         self.resolved.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The content hash of a context directory, computed once per build (the context
-    /// does not change while rbuild reads it; every COPY from it shares the hash).
-    pub fn tree_hash(&self, dir: &Path) -> std::io::Result<rbuild_core::Digest> {
-        let mut memo = self.tree_hashes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = memo.get(dir) {
-            return Ok(d.clone());
-        }
-        let d = crate::cache::hash_tree(dir)?;
-        memo.insert(dir.to_path_buf(), d.clone());
-        Ok(d)
     }
 
     /// The build context directory.

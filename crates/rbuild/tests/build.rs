@@ -374,7 +374,7 @@ fn repeated_build_reuses_cached_steps_and_gives_the_same_layers() {
     let ctx = context(
         &tmp.path().join("ctx"),
         "FROM busybox\nRUN date +%s%N > /stamp\nCOPY f /f\n",
-        &[("f", "one\n")],
+        &[("f", "one\n"), ("unrelated.txt", "a\n")],
     );
     let (a, b, c) = (
         tmp.path().join("a.tar"),
@@ -384,7 +384,21 @@ fn repeated_build_reuses_cached_steps_and_gives_the_same_layers() {
     assert!(build(&state, &ctx, "linux/amd64", &a, &[]).status.success());
     let second = build(&state, &ctx, "linux/amd64", &b, &[]);
     assert!(second.status.success());
-    assert!(String::from_utf8_lossy(&second.stderr).contains("CACHED"));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stderr)
+            .matches("CACHED")
+            .count(),
+        2
+    );
+    // A file no COPY reads does not invalidate anything.
+    std::fs::write(ctx.join("unrelated.txt"), "b\n").unwrap();
+    let third = build(&state, &ctx, "linux/amd64", &b, &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&third.stderr)
+            .matches("CACHED")
+            .count(),
+        2
+    );
     let (la, lb) = (OciLayout::open_tar(&a), OciLayout::open_tar(&b));
     let (ma, mb) = (
         la.manifest_for("linux/amd64"),

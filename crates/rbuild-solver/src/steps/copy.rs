@@ -25,7 +25,7 @@ pub fn copy(
     _graph: &BuildGraph,
 ) -> Result<(), SolveError> {
     let source = CopyInput::new(solver, copy, op, done, platform)?;
-    let identity = source.identity(solver, op)?;
+    let identity = source.identity(copy, op)?;
     let spec_key = serde_json::to_vec(copy).unwrap_or_default();
     let key = cache::chain(
         &result.key,
@@ -151,14 +151,21 @@ impl CopyInput {
         })
     }
 
-    fn identity(&self, solver: &Solver, op: &Op) -> Result<Digest, SolveError> {
-        match self {
-            CopyInput::Dir(p) => solver
-                .sources
-                .tree_hash(p)
-                .map_err(|e| step_err(op, format!("reading build context {}: {e}", p.display()))),
-            CopyInput::Stack(_, key) => Ok(key.clone()),
+    /// What the step reads from its source, as a digest: for a directory, the contents of
+    /// exactly the paths the sources name; for a stage or image, its key.
+    fn identity(&self, copy: &CopyOp, op: &Op) -> Result<Digest, SolveError> {
+        let dir = match self {
+            CopyInput::Dir(p) => p,
+            CopyInput::Stack(_, key) => return Ok(key.clone()),
+        };
+        let mut paths = Vec::new();
+        for src in &copy.srcs {
+            let found = rbuild_snapshot::source_paths(dir, src, &copy.exclude)
+                .map_err(|e| step_err(op, e.to_string()))?;
+            paths.extend(found);
         }
+        cache::hash_paths(dir, &paths)
+            .map_err(|e| step_err(op, format!("reading build context {}: {e}", dir.display())))
     }
 }
 
