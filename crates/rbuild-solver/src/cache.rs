@@ -17,11 +17,12 @@ pub fn chain(parent: &Digest, parts: &[&[u8]]) -> Digest {
     Digest::from_sha256_bytes(&h.finalize())
 }
 
-/// Looks a key up; a hit needs the blob to still be in the store.
+/// Looks a key up; a hit needs the blob to still be in the store with its recorded size
+/// (a blob cut short by a system crash before the build's final sync is a miss).
 pub fn get(state: &Path, store: &rbuild_store::Store, key: &Digest) -> Option<LayerBlob> {
     let data = std::fs::read(path(state, key)).ok()?;
     let blob: LayerBlob = serde_json::from_slice(&data).ok()?;
-    store.contains(&blob.digest).then_some(blob)
+    (store.blob_size(&blob.digest) == Some(blob.size)).then_some(blob)
 }
 
 /// Records the layer a key produced (atomically: write then rename).

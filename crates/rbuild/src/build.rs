@@ -237,6 +237,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
     };
     let jobs: Vec<_> = graphs.iter().zip(&req.platforms).collect();
     let manifests = solver.build_all(&jobs)?;
+    store.sync()?;
     let image = BuiltImage {
         manifests,
         tags: args.tags.clone(),
