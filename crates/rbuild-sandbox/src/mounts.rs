@@ -30,21 +30,30 @@ pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io:
         how.mode = 0o644;
     }
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: valid pointers and the size of the struct passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    // The kernel answers EAGAIN when a rename or mount anywhere on the system raced with a
+    // `..` in the lookup; openat2(2) says to retry.
+    let mut attempts = 0;
+    loop {
+        // SAFETY: valid pointers and the size of the struct passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a new descriptor we own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+        let err = io::Error::last_os_error();
+        attempts += 1;
+        if err.raw_os_error() != Some(libc::EAGAIN) || attempts >= 64 {
+            return Err(err);
+        }
     }
-    // SAFETY: the kernel returned a new descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The `/proc/self/fd/N` path that names `fd`, for mount(2) sources and targets.
