@@ -171,20 +171,14 @@ pub fn expand_sources(
     src: &str,
     exclude: &[String],
 ) -> Result<Vec<String>, SnapshotError> {
-    let excludes =
-        Excludes::new(exclude).map_err(|pattern| SnapshotError::BadPattern { pattern })?;
-    let stack = LayerStack::plain(context.to_path_buf());
-    let items = expand(&stack, src, false, &excludes)?;
-    Ok(items
+    Ok(expanded_components(context, src, exclude)?
         .iter()
-        .map(|i| {
-            let comps: Vec<String> = i
-                .prefix
+        .map(|comps| {
+            let escaped: Vec<String> = comps
                 .iter()
-                .chain(&i.rel)
                 .map(|c| escape_pattern(&c.to_string_lossy()))
                 .collect();
-            comps.join("/")
+            escaped.join("/")
         })
         .collect())
 }
@@ -196,13 +190,25 @@ pub fn source_paths(
     src: &str,
     exclude: &[String],
 ) -> Result<Vec<PathBuf>, SnapshotError> {
+    Ok(expanded_components(context, src, exclude)?
+        .into_iter()
+        .map(|comps| comps.iter().collect())
+        .collect())
+}
+
+/// The path components (from the context root) of everything one source names.
+fn expanded_components(
+    context: &Path,
+    src: &str,
+    exclude: &[String],
+) -> Result<Vec<Vec<OsString>>, SnapshotError> {
     let excludes =
         Excludes::new(exclude).map_err(|pattern| SnapshotError::BadPattern { pattern })?;
     let stack = LayerStack::plain(context.to_path_buf());
     let items = expand(&stack, src, false, &excludes)?;
     Ok(items
-        .iter()
-        .map(|i| i.prefix.iter().chain(&i.rel).collect::<PathBuf>())
+        .into_iter()
+        .map(|i| i.prefix.into_iter().chain(i.rel).collect())
         .collect())
 }
 
