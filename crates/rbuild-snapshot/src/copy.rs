@@ -3,10 +3,12 @@
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder, Metadata, OpenOptions};
+use std::fs::{self, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use rbuild_fsroot::{FileKind, Root, Target};
 
 use crate::error::{IoContext, SnapshotError};
 use crate::mode::Chmod;
@@ -108,7 +110,7 @@ pub fn copy(
     let mut copier = Copier {
         src: &src_stack,
         dest: dest_stack,
-        out: out.to_path_buf(),
+        out: Root::open(out).ctx("open", out)?,
         opts,
         excludes,
         keep_ids,
@@ -394,23 +396,17 @@ fn is_excluded(excludes: &Excludes, rel: &[OsString], is_dir: bool) -> bool {
 struct Copier<'a> {
     src: &'a LayerStack,
     dest: &'a LayerStack,
-    out: PathBuf,
+    out: Root,
     opts: &'a CopyOptions,
     excludes: Excludes,
     keep_ids: bool,
     chown: Chowner,
     /// Directories whose mode (if any) and times are set once their contents are written.
-    deferred: Vec<(PathBuf, Option<u32>, i64, u32)>,
+    deferred: Vec<(Vec<OsString>, Option<u32>, i64, u32)>,
     stats: CopyStats,
 }
 
 impl Copier<'_> {
-    fn out_path(&self, comps: &[OsString]) -> PathBuf {
-        let mut p = self.out.clone();
-        p.extend(comps);
-        p
-    }
-
     /// The owner a copied file gets.
     fn ids_for(&self, meta: &Metadata) -> (u32, u32) {
         match self.opts.chown {
@@ -440,28 +436,28 @@ impl Copier<'_> {
     ) -> Result<(), SnapshotError> {
         for i in 0..comps.len() {
             let prefix = &comps[..=i];
-            let path = self.out_path(prefix);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => continue,
-                Ok(_) => {
+            let target = out_at(&self.out, prefix)?;
+            match target.stat().ctx("stat", &target.display())? {
+                Some(st) if st.kind == FileKind::Dir => continue,
+                Some(_) => {
                     return Err(SnapshotError::DestNotDirectory {
                         path: abs_display(prefix),
                     });
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SnapshotError::io("stat", path, e)),
+                None => {}
             }
+            drop(target);
             let is_last = i + 1 == comps.len();
             match self.dest.lookup_exact(prefix)? {
-                Some(existing) if existing.meta.is_dir() => self.carry_dir(&path, &existing)?,
+                Some(existing) if existing.meta.is_dir() => self.carry_dir(prefix, &existing)?,
                 Some(_) => {
                     return Err(SnapshotError::DestNotDirectory {
                         path: abs_display(prefix),
                     });
                 }
                 None => match (is_last, last_from, last_src) {
-                    (true, Some(meta), Some(src)) => self.new_dir_like(&path, meta, &src.host)?,
-                    _ => self.new_parent_dir(&path)?,
+                    (true, Some(meta), Some(src)) => self.new_dir_like(prefix, meta, &src.host)?,
+                    _ => self.new_parent_dir(prefix)?,
                 },
             }
         }
@@ -469,16 +465,15 @@ impl Copier<'_> {
     }
 
     /// Recreates an existing destination directory in `out` with its metadata.
-    fn carry_dir(&mut self, path: &Path, existing: &Found) -> Result<(), SnapshotError> {
+    fn carry_dir(&mut self, comps: &[OsString], existing: &Found) -> Result<(), SnapshotError> {
         let meta = &existing.meta;
-        DirBuilder::new()
-            .mode(0o755)
-            .create(path)
-            .ctx("mkdir", path)?;
-        self.chown.lchown(path, meta.uid(), meta.gid())?;
-        self.copy_xattrs(&existing.host, path)?;
+        let target = out_at(&self.out, comps)?;
+        target.mkdir(0o755).ctx("mkdir", &target.display())?;
+        self.chown.chown(&target, meta.uid(), meta.gid())?;
+        copy_xattrs(&existing.host, &target)?;
+        drop(target);
         self.deferred.push((
-            path.to_path_buf(),
+            comps.to_vec(),
             Some(meta.mode() & 0o7777),
             meta.mtime(),
             meta.mtime_nsec() as u32,
@@ -488,14 +483,13 @@ impl Copier<'_> {
     }
 
     /// A missing parent of the destination: 0755, owned by the `--chown` ids or 0:0.
-    fn new_parent_dir(&mut self, path: &Path) -> Result<(), SnapshotError> {
-        DirBuilder::new()
-            .mode(0o755)
-            .create(path)
-            .ctx("mkdir", path)?;
-        sys::set_mode(path, 0o755).ctx("chmod", path)?;
+    fn new_parent_dir(&mut self, comps: &[OsString]) -> Result<(), SnapshotError> {
+        let target = out_at(&self.out, comps)?;
+        let path = target.display();
+        target.mkdir(0o755).ctx("mkdir", &path)?;
+        target.chmod(0o755).ctx("chmod", &path)?;
         let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
-        self.chown.lchown(path, uid, gid)?;
+        self.chown.chown(&target, uid, gid)?;
         self.stats.dirs += 1;
         Ok(())
     }
@@ -504,19 +498,18 @@ impl Copier<'_> {
     /// directory's mode, times and xattrs.
     fn new_dir_like(
         &mut self,
-        path: &Path,
+        comps: &[OsString],
         meta: &Metadata,
         host: &Path,
     ) -> Result<(), SnapshotError> {
-        DirBuilder::new()
-            .mode(0o755)
-            .create(path)
-            .ctx("mkdir", path)?;
         let (uid, gid) = self.ids_for(meta);
-        self.chown.lchown(path, uid, gid)?;
-        self.copy_xattrs(host, path)?;
+        let target = out_at(&self.out, comps)?;
+        target.mkdir(0o755).ctx("mkdir", &target.display())?;
+        self.chown.chown(&target, uid, gid)?;
+        copy_xattrs(host, &target)?;
+        drop(target);
         self.deferred.push((
-            path.to_path_buf(),
+            comps.to_vec(),
             Some(self.mode_for(meta)),
             meta.mtime(),
             meta.mtime_nsec() as u32,
@@ -540,8 +533,7 @@ impl Copier<'_> {
         for i in 0..dirs {
             let mut target = dest.to_vec();
             target.extend(item.rel[..=i].iter().cloned());
-            let path = self.out_path(&target);
-            if fs::symlink_metadata(&path).is_ok() {
+            if out_at(&self.out, &target)?.stat().ok().flatten().is_some() {
                 continue;
             }
             if self.dest.lookup_exact(&target)?.is_some() {
@@ -558,8 +550,8 @@ impl Copier<'_> {
                     .map(|(_, f)| f)
             };
             match src_dir {
-                Some(f) if f.meta.is_dir() => self.new_dir_like(&path, &f.meta, &f.host)?,
-                _ => self.new_parent_dir(&path)?,
+                Some(f) if f.meta.is_dir() => self.new_dir_like(&target, &f.meta, &f.host)?,
+                _ => self.new_parent_dir(&target)?,
             }
         }
         let mut target = dest.to_vec();
@@ -600,7 +592,6 @@ impl Copier<'_> {
         target: &[OsString],
         rel: &[OsString],
     ) -> Result<(), SnapshotError> {
-        let path = self.out_path(target);
         let meta = &src.meta;
         let ft = meta.file_type();
         if ft.is_socket() || (ft.is_char_device() && meta.rdev() == 0) {
@@ -608,20 +599,21 @@ impl Copier<'_> {
             self.stats.skipped += 1;
             return Ok(());
         }
-        let existing_dir = clear_target(&path, meta.is_dir())?;
+        let (uid, gid) = self.ids_for(meta);
+        let mode = self.mode_for(meta);
+        let out = out_at(&self.out, target)?;
+        let path = out.display();
+        let existing_dir = clear_target(&out, meta.is_dir())?;
         if meta.is_dir() {
             if !existing_dir {
-                DirBuilder::new()
-                    .mode(0o755)
-                    .create(&path)
-                    .ctx("mkdir", &path)?;
+                out.mkdir(0o755).ctx("mkdir", &path)?;
             }
-            let (uid, gid) = self.ids_for(meta);
-            self.chown.lchown(&path, uid, gid)?;
-            self.copy_xattrs(&src.host, &path)?;
+            self.chown.chown(&out, uid, gid)?;
+            copy_xattrs(&src.host, &out)?;
+            drop(out);
             self.deferred.push((
-                path.clone(),
-                Some(self.mode_for(meta)),
+                target.to_vec(),
+                Some(mode),
                 meta.mtime(),
                 meta.mtime_nsec() as u32,
             ));
@@ -629,103 +621,122 @@ impl Copier<'_> {
             return self.copy_children(src, target, rel);
         }
         if ft.is_file() {
-            self.copy_file(&src.host, &path)?;
+            copy_file(&src.host, &out)?;
             self.stats.files += 1;
             self.stats.bytes += meta.len();
         } else if ft.is_symlink() {
             let link = fs::read_link(&src.host).ctx("read link", &src.host)?;
-            std::os::unix::fs::symlink(&link, &path).ctx("symlink", &path)?;
-            let (uid, gid) = self.ids_for(meta);
-            self.chown.lchown(&path, uid, gid)?;
-            sys::set_times(&path, meta.mtime(), meta.mtime_nsec() as u32)
+            out.symlink(link.as_os_str()).ctx("symlink", &path)?;
+            self.chown.chown(&out, uid, gid)?;
+            out.set_times(meta.mtime(), meta.mtime_nsec() as u32)
                 .ctx("set times of", &path)?;
             self.stats.symlinks += 1;
             return Ok(());
-        } else if !self.make_node(meta, &path)? {
+        } else if !make_node(&mut self.stats, meta, &out)? {
             return Ok(());
         }
-        let (uid, gid) = self.ids_for(meta);
-        self.chown.lchown(&path, uid, gid)?;
-        sys::set_mode(&path, self.mode_for(meta)).ctx("chmod", &path)?;
-        self.copy_xattrs(&src.host, &path)?;
-        sys::set_times(&path, meta.mtime(), meta.mtime_nsec() as u32).ctx("set times of", &path)
+        self.chown.chown(&out, uid, gid)?;
+        out.chmod(mode).ctx("chmod", &path)?;
+        copy_xattrs(&src.host, &out)?;
+        out.set_times(meta.mtime(), meta.mtime_nsec() as u32)
+            .ctx("set times of", &path)
     }
 
-    fn copy_file(&mut self, from: &Path, to: &Path) -> Result<(), SnapshotError> {
-        let mut input = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(from)
-            .ctx("open", from)?;
-        let mut output = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(to)
-            .ctx("create", to)?;
-        io::copy(&mut input, &mut output).ctx("copy to", to)?;
-        Ok(())
-    }
-
-    /// Recreates a device or fifo; false when devices cannot be created here.
-    fn make_node(&mut self, meta: &Metadata, path: &Path) -> Result<bool, SnapshotError> {
-        let ft = meta.file_type();
-        let kind = if ft.is_char_device() {
-            libc::S_IFCHR
-        } else if ft.is_block_device() {
-            libc::S_IFBLK
-        } else {
-            libc::S_IFIFO
-        };
-        let (major, minor) = sys::dev_parts(meta.rdev());
-        match sys::mknod(path, kind, meta.mode(), major, minor) {
-            Ok(()) => {
-                self.stats.nodes += 1;
-                Ok(true)
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                tracing::warn!(path = %path.display(), "skipping device node: creating devices is not permitted here");
-                self.stats.skipped += 1;
-                Ok(false)
-            }
-            Err(e) => Err(SnapshotError::io("mknod", path, e)),
-        }
-    }
-
-    fn copy_xattrs(&self, from: &Path, to: &Path) -> Result<(), SnapshotError> {
-        for (name, value) in sys::layer_xattrs(from)? {
-            if let Err(e) = sys::set_xattr(to, &name, &value) {
-                tracing::debug!(path = %to.display(), xattr = %name, error = %e, "skipping xattr");
-            }
-        }
-        Ok(())
-    }
-
+    /// Sets the deferred directory modes and times. A directory that a later source replaced
+    /// (by a file or a symlink) keeps what that source gave it.
     fn finish(&mut self) -> Result<(), SnapshotError> {
-        for (path, mode, sec, nsec) in std::mem::take(&mut self.deferred) {
-            if let Some(mode) = mode {
-                sys::set_mode(&path, mode).ctx("chmod", &path)?;
+        for (comps, mode, sec, nsec) in std::mem::take(&mut self.deferred) {
+            let target = match self.out.at_components(&comps) {
+                Ok(t) => t,
+                Err(e) if rbuild_fsroot::is_symlink_error(&e) => continue,
+                Err(e) => return Err(SnapshotError::io("open", self.out.path().to_path_buf(), e)),
+            };
+            let path = target.display();
+            match target.stat().ctx("stat", &path)? {
+                Some(st) if st.kind == FileKind::Dir => {}
+                _ => continue,
             }
-            sys::set_times(&path, sec, nsec).ctx("set times of", &path)?;
+            if let Some(mode) = mode {
+                target.chmod(mode).ctx("chmod", &path)?;
+            }
+            target.set_times(sec, nsec).ctx("set times of", &path)?;
         }
         Ok(())
     }
 }
 
-/// Removes whatever stands at `path` in `out` unless it is a directory and a directory is
-/// wanted; returns whether a directory stays.
-fn clear_target(path: &Path, want_dir: bool) -> Result<bool, SnapshotError> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(SnapshotError::io("stat", path, e)),
-        Ok(m) if m.is_dir() && want_dir => Ok(true),
-        Ok(m) if m.is_dir() => {
-            fs::remove_dir_all(path).ctx("remove", path)?;
+/// The entry `comps` names in `out`, reached without following any symlink.
+fn out_at<'r>(out: &'r Root, comps: &[OsString]) -> Result<Target<'r>, SnapshotError> {
+    out.at_components(comps).map_err(|e| {
+        if rbuild_fsroot::is_symlink_error(&e) {
+            SnapshotError::DestNotDirectory {
+                path: abs_display(comps),
+            }
+        } else {
+            SnapshotError::io("open", out.path().to_path_buf(), e)
+        }
+    })
+}
+
+/// Copies a regular file's contents from a source tree into a new file at `to`.
+fn copy_file(from: &Path, to: &Target<'_>) -> Result<(), SnapshotError> {
+    let mut input = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .ctx("open", from)?;
+    let mut output = to.create_file(0o600).ctx("create", &to.display())?;
+    io::copy(&mut input, &mut output).ctx("copy to", &to.display())?;
+    Ok(())
+}
+
+/// Recreates a device or fifo; false when devices cannot be created here.
+fn make_node(
+    stats: &mut CopyStats,
+    meta: &Metadata,
+    out: &Target<'_>,
+) -> Result<bool, SnapshotError> {
+    let ft = meta.file_type();
+    let kind = if ft.is_char_device() {
+        libc::S_IFCHR
+    } else if ft.is_block_device() {
+        libc::S_IFBLK
+    } else {
+        libc::S_IFIFO
+    };
+    let (major, minor) = sys::dev_parts(meta.rdev());
+    match out.mknod(kind, meta.mode(), major, minor) {
+        Ok(()) => {
+            stats.nodes += 1;
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            tracing::warn!(path = %out.display().display(), "skipping device node: creating devices is not permitted here");
+            stats.skipped += 1;
             Ok(false)
         }
-        Ok(_) => {
-            fs::remove_file(path).ctx("remove", path)?;
+        Err(e) => Err(SnapshotError::io("mknod", out.display(), e)),
+    }
+}
+
+/// Copies the layer-relevant xattrs of a source file onto `to`.
+fn copy_xattrs(from: &Path, to: &Target<'_>) -> Result<(), SnapshotError> {
+    for (name, value) in sys::layer_xattrs(from)? {
+        if let Err(e) = to.set_xattr(&name, &value) {
+            tracing::debug!(path = %to.display().display(), xattr = %name, error = %e, "skipping xattr");
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever stands at `out` unless it is a directory and a directory is wanted;
+/// returns whether a directory stays.
+fn clear_target(out: &Target<'_>, want_dir: bool) -> Result<bool, SnapshotError> {
+    match out.stat().ctx("stat", &out.display())? {
+        None => Ok(false),
+        Some(st) if st.kind == FileKind::Dir && want_dir => Ok(true),
+        Some(_) => {
+            out.remove_all().ctx("remove", &out.display())?;
             Ok(false)
         }
     }

@@ -1,5 +1,5 @@
-//! Thin wrappers over the syscalls std does not offer: xattrs, mknod, no-follow timestamps, and
-//! best-effort ownership changes.
+//! Thin wrappers over the syscalls std does not offer for reading xattrs, and best-effort
+//! ownership changes. Every write inside a tree goes through `rbuild-fsroot`.
 
 use std::ffi::CString;
 use std::fs::Metadata;
@@ -94,26 +94,6 @@ pub(crate) fn list_xattrs(path: &Path) -> io::Result<Vec<String>> {
     }
 }
 
-/// Sets one xattr without following a final symlink.
-pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let p = cpath(path)?;
-    let n = cname(name)?;
-    // SAFETY: valid nul-terminated strings and a value slice of the given length.
-    let rc = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The xattrs that belong in a layer: file capabilities and user xattrs other than overlay's own.
 pub(crate) fn is_layer_xattr(name: &str) -> bool {
     name == "security.capability" || (name.starts_with("user.") && !is_overlay_xattr(name))
@@ -138,75 +118,40 @@ pub(crate) fn layer_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, Snapsh
     Ok(out)
 }
 
-/// Creates a device node or fifo. `kind` is `libc::S_IFCHR`, `S_IFBLK` or `S_IFIFO`.
-pub(crate) fn mknod(path: &Path, kind: u32, perm: u32, major: u32, minor: u32) -> io::Result<()> {
-    let p = cpath(path)?;
-    let dev = libc::makedev(major, minor);
-    // SAFETY: valid nul-terminated path.
-    let rc = unsafe { libc::mknod(p.as_ptr(), (kind | (perm & 0o7777)) as libc::mode_t, dev) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Creates an overlay whiteout (a 0:0 character device) at `path`.
-pub(crate) fn make_whiteout(path: &Path) -> io::Result<()> {
-    mknod(path, libc::S_IFCHR, 0, 0, 0)
-}
-
-/// Sets atime and mtime of a path without following a final symlink.
-pub(crate) fn set_times(path: &Path, sec: i64, nsec: u32) -> io::Result<()> {
-    let p = cpath(path)?;
-    let ts = libc::timespec {
-        tv_sec: sec as libc::time_t,
-        tv_nsec: nsec.min(999_999_999) as libc::c_long,
-    };
-    let times = [ts, ts];
-    // SAFETY: valid path and a two-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Sets permission bits (including setuid/setgid/sticky) of a path that is not a symlink.
-pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
-}
-
-/// Changes ownership without following symlinks, tolerating the id-mapping limits of a rootless
-/// user namespace (only uid 0 mapped): such failures are logged once and otherwise ignored.
+/// Changes ownership without following symlinks. An id the user namespace cannot represent
+/// (outside the mapped range in a rootless build, or `4294967295`, which chown(2) reads as
+/// "unchanged") leaves the entry owned by 0:0; that is reported as a warning naming the entry,
+/// once per id pair.
 #[derive(Debug, Default)]
 pub(crate) struct Chowner {
-    warned: bool,
+    warned: std::collections::BTreeSet<(u32, u32)>,
 }
 
 impl Chowner {
-    /// Sets the owner of `path`; EPERM and EINVAL are tolerated.
-    pub(crate) fn lchown(&mut self, path: &Path, uid: u32, gid: u32) -> Result<(), SnapshotError> {
-        match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+    /// Sets the owner of the entry itself (a symlink's own owner, never its target's).
+    pub(crate) fn chown(
+        &mut self,
+        target: &rbuild_fsroot::Target<'_>,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), SnapshotError> {
+        let result = if uid == u32::MAX || gid == u32::MAX {
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        } else {
+            target.chown(uid, gid)
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => {
-                if !self.warned {
-                    self.warned = true;
-                    tracing::debug!(
-                        path = %path.display(), uid, gid, error = %e,
-                        "cannot set file owner (unmapped id?), keeping the current owner"
+                if self.warned.insert((uid, gid)) {
+                    tracing::warn!(
+                        "{}: owner {uid}:{gid} cannot be represented here (unmapped id), keeping 0:0",
+                        target.display().display()
                     );
                 }
                 Ok(())
             }
-            Err(e) => Err(SnapshotError::io("chown", path, e)),
+            Err(e) => Err(SnapshotError::io("chown", target.display(), e)),
         }
     }
 }

@@ -1,16 +1,16 @@
 //! Layer tar -> overlay-format directory.
 //!
-//! The destination is only ever written through paths whose parent components were checked to be
-//! real directories inside it (never symlinks), and final components are created fresh (after
-//! removing whatever was there), so a hostile layer cannot write outside `dest`.
+//! The destination is only ever written through `rbuild-fsroot`: parents are resolved without
+//! following any symlink and final components are acted on without following them, so a hostile
+//! layer cannot create, change or remove anything outside `dest`, whatever order its entries
+//! come in.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rbuild_fsroot::{FileKind, Root, Target};
 use tar::EntryType;
 
 use crate::error::{IoContext, SnapshotError};
@@ -41,6 +41,10 @@ pub struct UnpackStats {
     pub skipped: u64,
     /// Bytes of regular file content written.
     pub bytes: u64,
+    /// The layer has an opaque marker at its root (`.wh..wh..opq`): it hides every entry of
+    /// the layers below, which the caller expresses with whiteouts (see
+    /// [`crate::whiteout_lower_root`]).
+    pub root_opaque: bool,
 }
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -52,11 +56,13 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 ///
 /// Whiteouts become 0:0 character devices and opaque markers the `user.overlay.opaque` xattr.
 /// Ownership is best effort (ids that are not mapped are kept as they are), devices that cannot
-/// be created are skipped with a warning, and paths that would leave `dest` are refused.
+/// be created are skipped with a warning, and paths that would leave `dest` are refused. Every
+/// write goes through [`rbuild_fsroot::Root`], so no entry can act on a file outside `dest`.
 pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, SnapshotError> {
+    let root = Root::open(dest).ctx("open", dest)?;
     let mut archive = tar::Archive::new(tar);
     let mut state = Unpacker {
-        dest: dest.to_path_buf(),
+        root,
         chown: Chowner::default(),
         stats: UnpackStats::default(),
         dirs: Vec::new(),
@@ -81,11 +87,11 @@ struct EntryMeta {
 }
 
 struct Unpacker {
-    dest: PathBuf,
+    root: Root,
     chown: Chowner,
     stats: UnpackStats,
     /// Directories whose mode and mtime are set once all content is in place.
-    dirs: Vec<(PathBuf, u32, i64, u32)>,
+    dirs: Vec<(Vec<OsString>, u32, i64, u32)>,
 }
 
 impl Unpacker {
@@ -141,37 +147,26 @@ impl Unpacker {
         }
     }
 
-    fn target(&self, comps: &[OsString]) -> PathBuf {
-        let mut p = self.dest.clone();
-        p.extend(comps);
-        p
-    }
-
     /// Makes sure every parent of `comps` is a real directory inside dest (creating missing ones),
     /// then clears the final component unless it is a directory and a directory is wanted.
-    /// Returns the target path and whether a directory already stands there.
+    /// Returns whether a directory already stands there.
     fn prepare(
         &mut self,
         comps: &[OsString],
         want_dir: bool,
         shown: &str,
-    ) -> Result<(PathBuf, bool), SnapshotError> {
+    ) -> Result<bool, SnapshotError> {
         if comps.is_empty() {
-            return Ok((self.dest.clone(), true));
+            return Ok(true);
         }
-        ensure_real_dirs(&self.dest, &comps[..comps.len() - 1], true, shown)?;
-        let target = self.target(comps);
-        match fs::symlink_metadata(&target) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((target, false)),
-            Err(e) => Err(SnapshotError::io("stat", target, e)),
-            Ok(m) if m.is_dir() && want_dir => Ok((target, true)),
-            Ok(m) if m.is_dir() => {
-                fs::remove_dir_all(&target).ctx("remove", &target)?;
-                Ok((target, false))
-            }
-            Ok(_) => {
-                fs::remove_file(&target).ctx("remove", &target)?;
-                Ok((target, false))
+        ensure_real_dirs(&self.root, &comps[..comps.len() - 1], true, shown)?;
+        let target = at(&self.root, comps, shown)?;
+        match target.stat().ctx("stat", &target.display())? {
+            None => Ok(false),
+            Some(st) if st.kind == FileKind::Dir && want_dir => Ok(true),
+            Some(_) => {
+                target.remove_all().ctx("remove", &target.display())?;
+                Ok(false)
             }
         }
     }
@@ -183,19 +178,14 @@ impl Unpacker {
         meta: &EntryMeta,
     ) -> Result<(), SnapshotError> {
         let shown = display_of(comps);
-        let (target, _) = self.prepare(comps, false, &shown)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&target)
-            .ctx("create", &target)?;
+        self.prepare(comps, false, &shown)?;
+        let target = at(&self.root, comps, &shown)?;
+        let mut file = target.create_file(0o600).ctx("create", &target.display())?;
         let n = io::copy(entry, &mut file).map_err(SnapshotError::TarRead)?;
         drop(file);
         self.stats.bytes += n;
         self.stats.files += 1;
-        self.apply_meta(&target, meta, true)
+        apply_meta(&mut self.chown, &target, meta, true)
     }
 
     fn dir(&mut self, comps: &[OsString], meta: &EntryMeta) -> Result<(), SnapshotError> {
@@ -203,23 +193,27 @@ impl Unpacker {
         // A directory recreated over a whiteout of the same layer must hide the lower one's
         // contents, which overlay expresses as an opaque directory.
         let over_whiteout = !comps.is_empty()
-            && fs::symlink_metadata(self.target(comps)).is_ok_and(|m| sys::is_whiteout(&m));
-        let (target, exists) = self.prepare(comps, true, &shown)?;
+            && self
+                .root
+                .at_components(comps)
+                .and_then(|t| t.stat())
+                .is_ok_and(|st| st.is_some_and(|st| st.is_whiteout()));
+        let exists = self.prepare(comps, true, &shown)?;
+        let target = at(&self.root, comps, &shown)?;
         if !exists {
-            DirBuilder::new()
-                .mode(0o755)
-                .create(&target)
-                .ctx("mkdir", &target)?;
+            target.mkdir(0o755).ctx("mkdir", &target.display())?;
         }
         if over_whiteout {
-            sys::set_xattr(&target, sys::OPAQUE_XATTR, b"y").ctx("mark opaque", &target)?;
+            target
+                .set_xattr(sys::OPAQUE_XATTR, b"y")
+                .ctx("mark opaque", &target.display())?;
             self.stats.opaque_dirs += 1;
         }
         self.stats.dirs += 1;
-        self.chown.lchown(&target, meta.uid, meta.gid)?;
-        self.set_xattrs(&target, &meta.xattrs);
+        self.chown.chown(&target, meta.uid, meta.gid)?;
+        set_xattrs(&target, &meta.xattrs);
         self.dirs
-            .push((target, meta.mode, meta.mtime, meta.mtime_nsec));
+            .push((comps.to_vec(), meta.mode, meta.mtime, meta.mtime_nsec));
         Ok(())
     }
 
@@ -233,10 +227,13 @@ impl Unpacker {
         if comps.is_empty() {
             return Err(unsafe_path(&shown, "the root cannot be a symlink"));
         }
-        let (target, _) = self.prepare(comps, false, &shown)?;
-        std::os::unix::fs::symlink(OsStr::from_bytes(link), &target).ctx("symlink", &target)?;
+        self.prepare(comps, false, &shown)?;
+        let target = at(&self.root, comps, &shown)?;
+        target
+            .symlink(OsStr::from_bytes(link))
+            .ctx("symlink", &target.display())?;
         self.stats.symlinks += 1;
-        self.apply_meta(&target, meta, false)
+        apply_meta(&mut self.chown, &target, meta, false)
     }
 
     fn hardlink(
@@ -258,18 +255,21 @@ impl Unpacker {
             return Ok(());
         }
         ensure_real_dirs(
-            &self.dest,
+            &self.root,
             &link_comps[..link_comps.len() - 1],
             false,
             shown,
         )?;
-        let source = self.target(&link_comps);
-        match fs::symlink_metadata(&source) {
-            Ok(m) if !m.is_dir() => {}
+        match at(&self.root, &link_comps, shown)?.stat() {
+            Ok(Some(st)) if st.kind != FileKind::Dir => {}
             _ => return Err(bad()),
         }
-        let (target, _) = self.prepare(comps, false, shown)?;
-        fs::hard_link(&source, &target).ctx("hardlink", &target)?;
+        self.prepare(comps, false, shown)?;
+        let source = at(&self.root, &link_comps, shown)?;
+        let target = at(&self.root, comps, shown)?;
+        target
+            .hard_link_to(&source)
+            .ctx("hardlink", &target.display())?;
         self.stats.hardlinks += 1;
         Ok(())
     }
@@ -291,22 +291,23 @@ impl Unpacker {
             EntryType::Block => libc::S_IFBLK,
             _ => libc::S_IFIFO,
         };
-        let (target, _) = self.prepare(comps, false, shown)?;
-        match sys::mknod(&target, ifmt, meta.mode, major, minor) {
+        self.prepare(comps, false, shown)?;
+        let target = at(&self.root, comps, shown)?;
+        match target.mknod(ifmt, meta.mode, major, minor) {
             Ok(()) => {}
             Err(e) if ifmt != libc::S_IFIFO && e.raw_os_error() == Some(libc::EPERM) => {
                 tracing::warn!(path = %shown, "skipping device node: creating devices is not permitted here");
                 self.stats.skipped += 1;
                 return Ok(());
             }
-            Err(e) => return Err(SnapshotError::io("mknod", target, e)),
+            Err(e) => return Err(SnapshotError::io("mknod", target.display(), e)),
         }
         if ifmt == libc::S_IFIFO {
             self.stats.fifos += 1;
         } else {
             self.stats.devices += 1;
         }
-        self.apply_meta(&target, meta, true)
+        apply_meta(&mut self.chown, &target, meta, true)
     }
 
     fn whiteout(
@@ -316,28 +317,34 @@ impl Unpacker {
         meta: &EntryMeta,
         shown: &str,
     ) -> Result<(), SnapshotError> {
-        if hidden.is_empty() || hidden == "." || hidden == ".." {
+        if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
             return Err(unsafe_path(shown, "whiteout of an invalid name"));
         }
         let mut hidden_comps = comps[..comps.len() - 1].to_vec();
         hidden_comps.push(OsString::from(hidden));
-        ensure_real_dirs(&self.dest, &comps[..comps.len() - 1], true, shown)?;
-        let target = self.target(&hidden_comps);
+        ensure_real_dirs(&self.root, &comps[..comps.len() - 1], true, shown)?;
+        let target = at(&self.root, &hidden_comps, shown)?;
+        let path = target.display();
         // A whiteout only hides lower layers: an entry of this layer with the same name stays,
         // and a directory among them becomes opaque.
-        match fs::symlink_metadata(&target) {
-            Ok(m) if m.is_dir() => {
-                sys::set_xattr(&target, sys::OPAQUE_XATTR, b"y").ctx("mark opaque", &target)?;
+        match target.stat().ctx("stat", &path)? {
+            Some(st) if st.kind == FileKind::Dir => {
+                target
+                    .set_xattr(sys::OPAQUE_XATTR, b"y")
+                    .ctx("mark opaque", &path)?;
                 self.stats.opaque_dirs += 1;
                 return Ok(());
             }
-            Ok(m) if !sys::is_whiteout(&m) => return Ok(()),
-            Ok(_) => fs::remove_file(&target).ctx("remove", &target)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(SnapshotError::io("stat", target, e)),
+            Some(st) if !st.is_whiteout() => return Ok(()),
+            Some(_) => target.remove(false).ctx("remove", &path)?,
+            None => {}
         }
-        sys::make_whiteout(&target).ctx("create whiteout", &target)?;
-        sys::set_times(&target, meta.mtime, meta.mtime_nsec).ctx("set times of", &target)?;
+        target
+            .mknod(libc::S_IFCHR, 0, 0, 0)
+            .ctx("create whiteout", &path)?;
+        target
+            .set_times(meta.mtime, meta.mtime_nsec)
+            .ctx("set times of", &path)?;
         self.stats.whiteouts += 1;
         Ok(())
     }
@@ -345,78 +352,113 @@ impl Unpacker {
     fn opaque(&mut self, dir: &[OsString]) -> Result<(), SnapshotError> {
         let shown = display_of(dir);
         if dir.is_empty() {
-            tracing::debug!("ignoring opaque marker on the layer root");
-            self.stats.skipped += 1;
+            // The layer replaces the whole tree below it: its root hides every lower entry.
+            self.stats.root_opaque = true;
+            self.stats.opaque_dirs += 1;
             return Ok(());
         }
-        let (target, exists) = self.prepare(dir, true, &shown)?;
+        let exists = self.prepare(dir, true, &shown)?;
+        let target = at(&self.root, dir, &shown)?;
         if !exists {
-            DirBuilder::new()
-                .mode(0o755)
-                .create(&target)
-                .ctx("mkdir", &target)?;
+            target.mkdir(0o755).ctx("mkdir", &target.display())?;
         }
-        sys::set_xattr(&target, sys::OPAQUE_XATTR, b"y").ctx("mark opaque", &target)?;
+        target
+            .set_xattr(sys::OPAQUE_XATTR, b"y")
+            .ctx("mark opaque", &target.display())?;
         self.stats.opaque_dirs += 1;
         Ok(())
     }
 
-    /// Owner, mode, xattrs and times, in that order (chown clears setuid bits and capabilities).
-    fn apply_meta(
-        &mut self,
-        target: &Path,
-        meta: &EntryMeta,
-        set_mode: bool,
-    ) -> Result<(), SnapshotError> {
-        self.chown.lchown(target, meta.uid, meta.gid)?;
-        if set_mode {
-            sys::set_mode(target, meta.mode).ctx("chmod", target)?;
-        }
-        self.set_xattrs(target, &meta.xattrs);
-        sys::set_times(target, meta.mtime, meta.mtime_nsec).ctx("set times of", target)
-    }
-
-    fn set_xattrs(&self, target: &Path, xattrs: &[(String, Vec<u8>)]) {
-        for (name, value) in xattrs {
-            if let Err(e) = sys::set_xattr(target, name, value) {
-                tracing::debug!(path = %target.display(), xattr = %name, error = %e, "skipping xattr");
-            }
-        }
-    }
-
+    /// Sets the deferred directory modes and times. A directory that a later entry replaced
+    /// (by a file or a symlink) keeps what that entry gave it.
     fn finish_dirs(&mut self) -> Result<(), SnapshotError> {
-        for (path, mode, mtime, nsec) in std::mem::take(&mut self.dirs) {
-            sys::set_mode(&path, mode).ctx("chmod", &path)?;
-            sys::set_times(&path, mtime, nsec).ctx("set times of", &path)?;
+        for (comps, mode, mtime, nsec) in std::mem::take(&mut self.dirs) {
+            let target = match self.root.at_components(&comps) {
+                Ok(t) => t,
+                Err(e) if rbuild_fsroot::is_symlink_error(&e) => continue,
+                Err(e) => {
+                    return Err(SnapshotError::io(
+                        "open",
+                        self.root.display(Path::new("")),
+                        e,
+                    ));
+                }
+            };
+            let path = target.display();
+            match target.stat().ctx("stat", &path)? {
+                Some(st) if st.kind == FileKind::Dir => {}
+                _ => continue,
+            }
+            target.chmod(mode).ctx("chmod", &path)?;
+            target.set_times(mtime, nsec).ctx("set times of", &path)?;
         }
         Ok(())
     }
 }
 
+/// Owner, mode, xattrs and times, in that order (chown clears setuid bits and capabilities).
+fn apply_meta(
+    chown: &mut Chowner,
+    target: &Target<'_>,
+    meta: &EntryMeta,
+    set_mode: bool,
+) -> Result<(), SnapshotError> {
+    let path = target.display();
+    chown.chown(target, meta.uid, meta.gid)?;
+    if set_mode {
+        target.chmod(meta.mode).ctx("chmod", &path)?;
+    }
+    set_xattrs(target, &meta.xattrs);
+    target
+        .set_times(meta.mtime, meta.mtime_nsec)
+        .ctx("set times of", &path)
+}
+
+fn set_xattrs(target: &Target<'_>, xattrs: &[(String, Vec<u8>)]) {
+    for (name, value) in xattrs {
+        if let Err(e) = target.set_xattr(name, value) {
+            tracing::debug!(path = %target.display().display(), xattr = %name, error = %e, "skipping xattr");
+        }
+    }
+}
+
+/// The entry `comps` names, its parents checked to be real directories.
+fn at<'r>(root: &'r Root, comps: &[OsString], shown: &str) -> Result<Target<'r>, SnapshotError> {
+    root.at_components(comps)
+        .map_err(|e| path_error(root, comps, shown, e))
+}
+
+/// Turns a failed parent lookup into the message of the rule it broke.
+fn path_error(root: &Root, comps: &[OsString], shown: &str, e: io::Error) -> SnapshotError {
+    if rbuild_fsroot::is_symlink_error(&e) {
+        return unsafe_path(shown, "a parent directory is a symlink or not a directory");
+    }
+    let mut rel = PathBuf::new();
+    rel.extend(comps);
+    SnapshotError::io("open", root.display(&rel), e)
+}
+
 /// Checks that each prefix of `comps` under `root` is a real directory (not a symlink), creating
 /// missing ones when `create` is set.
 fn ensure_real_dirs(
-    root: &Path,
+    root: &Root,
     comps: &[OsString],
     create: bool,
     shown: &str,
 ) -> Result<(), SnapshotError> {
-    let mut p = root.to_path_buf();
-    for c in comps {
-        p.push(c);
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
+    for i in 0..comps.len() {
+        let prefix = &comps[..=i];
+        let target = root
+            .at_components(prefix)
+            .map_err(|e| path_error(root, prefix, shown, e))?;
+        match target.stat().ctx("stat", &target.display())? {
+            Some(st) if st.kind == FileKind::Dir => {}
+            Some(st) if st.kind == FileKind::Symlink => {
                 return Err(unsafe_path(shown, "a parent directory is a symlink"));
             }
-            Ok(_) => return Err(unsafe_path(shown, "a parent is not a directory")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                DirBuilder::new().mode(0o755).create(&p).ctx("mkdir", &p)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(unsafe_path(shown, "a parent directory is missing"));
-            }
-            Err(e) => return Err(SnapshotError::io("stat", p, e)),
+            Some(_) => return Err(unsafe_path(shown, "a parent is not a directory")),
+            None if create => target.mkdir(0o755).ctx("mkdir", &target.display())?,
+            None => return Err(unsafe_path(shown, "a parent directory is missing")),
         }
     }
     Ok(())

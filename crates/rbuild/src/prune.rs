@@ -42,19 +42,33 @@ fn du(path: &Path) -> u64 {
     meta.blocks() * 512 + children.map(|e| du(&e.path())).sum::<u64>()
 }
 
-/// overlayfs work dirs are left mode 000; let the owner remove what it owns.
+/// overlayfs work dirs are left mode 000; let the owner remove what it owns. What a step left
+/// in a cache mount may hold symlinks, so the tree is walked through `rbuild-fsroot`.
 fn make_writable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
-    if meta.is_dir() {
-        let _ = std::fs::set_permissions(
-            path,
-            std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
-        );
-        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
-            make_writable(&e.path());
-        }
+    if let Ok(root) = rbuild_fsroot::Root::open(parent) {
+        make_entry_writable(&root, Path::new(name));
+    }
+}
+
+/// Gives a directory entry of `root` owner rwx, then does the same for its children.
+fn make_entry_writable(root: &rbuild_fsroot::Root, name: &Path) {
+    let Ok(entry) = root.at(name) else {
+        return;
+    };
+    let Ok(Some(st)) = entry.stat() else {
+        return;
+    };
+    if st.kind != rbuild_fsroot::FileKind::Dir {
+        return;
+    }
+    let _ = entry.chmod(st.mode | 0o700);
+    let Ok(dir) = entry.open_dir() else {
+        return;
+    };
+    for child in dir.list().into_iter().flatten() {
+        make_entry_writable(&dir, Path::new(&child));
     }
 }

@@ -100,19 +100,26 @@ pub fn run(
 }
 
 /// Removes the mountpoints the sandbox had to create, if the step left them empty, so
-/// they do not end up in the layer.
+/// they do not end up in the layer. The step may have replaced a parent with a symlink, so
+/// the upper directory is only reached through `rbuild-fsroot`.
 fn remove_mountpoints(upper: &Path, created: &[PathBuf]) {
+    let Ok(root) = rbuild_fsroot::Root::open(upper) else {
+        return;
+    };
     let mut created: Vec<&PathBuf> = created.iter().collect();
     created.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for rel in created {
-        let path = upper.join(rel.strip_prefix("/").unwrap_or(rel));
-        let Ok(meta) = fs::symlink_metadata(&path) else {
+        let Ok(target) = root.at(rel.strip_prefix("/").unwrap_or(rel)) else {
             continue;
         };
-        if meta.is_dir() {
-            let _ = fs::remove_dir(&path);
-        } else if meta.is_file() && meta.len() == 0 {
-            let _ = fs::remove_file(&path);
+        match target.stat() {
+            Ok(Some(st)) if st.kind == rbuild_fsroot::FileKind::Dir => {
+                let _ = target.remove(true);
+            }
+            Ok(Some(st)) if st.kind == rbuild_fsroot::FileKind::File && st.size == 0 => {
+                let _ = target.remove(false);
+            }
+            _ => {}
         }
     }
 }
