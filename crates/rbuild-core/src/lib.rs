@@ -28,4 +28,46 @@ pub mod media_type {
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     /// A gzip-compressed Docker layer (read for compatibility).
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    /// An uncompressed Docker layer (read for compatibility).
+    pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+    /// A Docker foreign (non-distributable) gzip layer (read for compatibility).
+    pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    /// OCI non-distributable layers (deprecated by the spec, still found in the wild).
+    pub const OCI_NONDIST_LAYER_TAR: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar";
+    /// See [`OCI_NONDIST_LAYER_TAR`].
+    pub const OCI_NONDIST_LAYER_GZIP: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+    /// See [`OCI_NONDIST_LAYER_TAR`].
+    pub const OCI_NONDIST_LAYER_ZSTD: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+}
+
+/// How a layer blob is compressed, as its media type says. Layers are decompressed by this
+/// and nothing else: a media type rbuild does not know is refused, never guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerCodec {
+    /// A plain tar.
+    Tar,
+    /// gzip (one or more members).
+    Gzip,
+    /// zstd (one or more frames).
+    Zstd,
+}
+
+impl LayerCodec {
+    /// The codec of a layer media type; `None` for a type that is not a layer rbuild reads.
+    pub fn from_media_type(media_type: &str) -> Option<LayerCodec> {
+        use media_type::*;
+        match media_type {
+            OCI_LAYER_TAR | DOCKER_LAYER_TAR | OCI_NONDIST_LAYER_TAR => Some(LayerCodec::Tar),
+            OCI_LAYER_GZIP
+            | DOCKER_LAYER_GZIP
+            | DOCKER_FOREIGN_LAYER_GZIP
+            | OCI_NONDIST_LAYER_GZIP => Some(LayerCodec::Gzip),
+            OCI_LAYER_ZSTD | OCI_NONDIST_LAYER_ZSTD => Some(LayerCodec::Zstd),
+            _ => None,
+        }
+    }
 }

@@ -227,11 +227,7 @@ fn write_archive(
         path: dest.to_path_buf(),
         source,
     };
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile_in(dir, dest)?;
+    let tmp = temp_file_beside(dest)?;
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
     append_bytes(&mut tar, "oci-layout", OCI_LAYOUT).map_err(io_err)?;
     append_bytes(&mut tar, "index.json", &index).map_err(io_err)?;
@@ -275,51 +271,126 @@ pub fn write_oci_dir(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(
     }
     let root = root_descriptor(store, image)?;
     let blobs = reachable_blobs(store, &root)?;
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io_err)?;
-    let tmp = parent.join(format!(
-        ".{}.rbuild-{}",
+    let tmp_dir = temp_dir_beside(dest)?;
+    let tmp = tmp_dir.path();
+    let blob_dir = tmp.join("blobs/sha256");
+    fs::create_dir_all(&blob_dir).map_err(io_err)?;
+    fs::write(tmp.join("oci-layout"), OCI_LAYOUT).map_err(io_err)?;
+    fs::write(tmp.join("index.json"), layout_index(&root, &image.tags)).map_err(io_err)?;
+    for d in &blobs {
+        let to = blob_dir.join(d.hex());
+        if fs::hard_link(store.blob_path(d), &to).is_err() {
+            fs::copy(store.blob_path(d), &to).map_err(io_err)?;
+        }
+    }
+    let kept = tmp_dir.keep();
+    fs::rename(&kept, dest).map_err(|e| {
+        let _ = fs::remove_dir_all(&kept);
+        io_err(e)
+    })
+}
+
+/// The name prefix of rbuild's temporary files beside `dest`: `.<name>.<pid>.`.
+fn temp_prefix(dest: &Path) -> String {
+    format!(
+        ".{}.{}.",
         dest.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
         std::process::id()
-    ));
-    let result = (|| -> Result<(), ExportError> {
-        let blob_dir = tmp.join("blobs/sha256");
-        fs::create_dir_all(&blob_dir).map_err(io_err)?;
-        fs::write(tmp.join("oci-layout"), OCI_LAYOUT).map_err(io_err)?;
-        fs::write(tmp.join("index.json"), layout_index(&root, &image.tags)).map_err(io_err)?;
-        for d in &blobs {
-            let to = blob_dir.join(d.hex());
-            if fs::hard_link(store.blob_path(d), &to).is_err() {
-                fs::copy(store.blob_path(d), &to).map_err(io_err)?;
-            }
-        }
-        fs::rename(&tmp, dest).map_err(io_err)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    result
+    )
 }
 
-fn tempfile_in(dir: &Path, dest: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
+/// The suffix every temporary output of rbuild carries.
+const TEMP_SUFFIX: &str = ".rbuild-tmp";
+
+/// Removes what exports to `dest` that were killed (`kill -9`, a crash) left beside it:
+/// entries named `.<name>.<pid>.*.rbuild-tmp` whose process is gone.
+pub fn remove_stale_temps(dest: &Path) {
+    let dir = parent_dir(dest);
+    let Some(name) = dest.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if process_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        if removed.is_ok() {
+            tracing::info!(path = %path.display(), "removed the leftover of an interrupted export");
+        }
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks whether the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn parent_dir(dest: &Path) -> &Path {
+    dest.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// A temporary file beside `dest`, to be renamed onto it when complete. It is created with
+/// mode 0666 less the umask, as the final file should be.
+pub fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = parent_dir(dest);
     fs::create_dir_all(dir).map_err(|source| ExportError::Io {
         path: dir.into(),
         source,
     })?;
+    remove_stale_temps(dest);
     tempfile::Builder::new()
-        .prefix(&format!(
-            ".{}.",
-            dest.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ))
-        .suffix(".rbuild-tmp")
+        .prefix(&temp_prefix(dest))
+        .suffix(TEMP_SUFFIX)
+        .permissions(fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
+        .map_err(|source| ExportError::Io {
+            path: dest.into(),
+            source,
+        })
+}
+
+/// A temporary directory beside `dest`, to be renamed onto it when complete (mode 0777 less
+/// the umask).
+pub fn temp_dir_beside(dest: &Path) -> Result<tempfile::TempDir, ExportError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = parent_dir(dest);
+    fs::create_dir_all(dir).map_err(|source| ExportError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    remove_stale_temps(dest);
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(dest))
+        .suffix(TEMP_SUFFIX)
+        .permissions(fs::Permissions::from_mode(0o777))
+        .tempdir_in(dir)
         .map_err(|source| ExportError::Io {
             path: dest.into(),
             source,

@@ -2,10 +2,10 @@
 //! stacked as overlay lower directories. A directory appears under its final name only
 //! when complete (unpacked or committed in a temporary directory, then renamed).
 
-use crate::{SolveError, Solver};
-use rbuild_core::media_type;
+use crate::{LayerError, SolveError, Solver};
+use rbuild_core::LayerCodec;
 use rbuild_image::{LayerBlob, LayerWriter};
-use rbuild_snapshot::DiffOptions;
+use rbuild_snapshot::{DiffOptions, SnapshotError};
 use std::fs;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -29,33 +29,168 @@ pub fn temp_dir(state: &Path, prefix: &str) -> Result<tempfile::TempDir, SolveEr
         .map_err(io(&tmp))
 }
 
-/// Returns the unpacked directory of `blob`, unpacking it from the store if needed.
+/// Returns the unpacked directory of `blob`, unpacking it from the store if needed. The blob
+/// is decompressed as its media type says; errors name the layer.
 pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, SolveError> {
     let dest = layer_dir(solver.state, blob);
     if dest.is_dir() {
         return Ok(dest);
     }
+    let layer_err = |reason: LayerError| SolveError::Layer {
+        digest: blob.digest.clone(),
+        media_type: blob.media_type.clone(),
+        reason: Box::new(reason),
+    };
+    let codec = LayerCodec::from_media_type(&blob.media_type)
+        .ok_or_else(|| layer_err(LayerError::UnsupportedMediaType))?;
     let tmp = temp_dir(solver.state, "unpack-")?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
     let file = BufReader::with_capacity(1 << 20, solver.store.open_blob(&blob.digest)?);
-    let reader: Box<dyn Read> = match blob.media_type.as_str() {
-        media_type::OCI_LAYER_TAR => Box::new(file),
-        _ => Box::new(flate2::read::MultiGzDecoder::new(file)),
+    let reader: Box<dyn Read> = match codec {
+        LayerCodec::Tar => Box::new(file),
+        LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        LayerCodec::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file)
+                .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
+        ),
     };
-    let mut hashing = HashingReader::new(reader);
-    rbuild_snapshot::unpack_layer(&mut hashing, &target)?;
-    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io(&target))?;
+    let mut hashing = HashingReader::new(SpaceGuard::new(reader, solver.state));
+    let unpacked = rbuild_snapshot::unpack_layer(&mut hashing, &target).and_then(|stats| {
+        std::io::copy(&mut hashing, &mut std::io::sink())
+            .map_err(SnapshotError::TarRead)
+            .map(|_| stats)
+    });
+    let stats = match unpacked {
+        Ok(stats) => stats,
+        Err(e) => return Err(layer_err(hashing.inner.explain(e))),
+    };
     let found = hashing.digest();
     if found != blob.diff_id {
-        return Err(rbuild_store::StoreError::DigestMismatch {
+        return Err(layer_err(LayerError::DiffId {
             expected: blob.diff_id.clone(),
             found,
-        }
-        .into());
+        }));
+    }
+    if stats.root_opaque {
+        mark_root_opaque(&target)?;
     }
     place(&target, &dest)?;
     Ok(dest)
+}
+
+/// The xattr that marks a layer directory whose layer hides everything below it.
+const OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+/// Records that a layer had `.wh..wh..opq` at its root, so that stacking it drops the layers
+/// below (see [`visible_lowers`]).
+fn mark_root_opaque(dir: &Path) -> Result<(), SolveError> {
+    rbuild_fsroot::Root::open(dir)
+        .and_then(|root| root.at(Path::new(""))?.set_xattr(OPAQUE_XATTR, b"y"))
+        .map_err(io(dir))
+}
+
+/// Layer directories (top-most first) as a stack sees them: a layer whose root is opaque
+/// hides every layer below it, as the OCI layer spec says of a root `.wh..wh..opq`.
+pub fn visible_lowers(dirs: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        if out.contains(&dir) {
+            continue;
+        }
+        let opaque = root_is_opaque(&dir);
+        out.push(dir);
+        if opaque {
+            break;
+        }
+    }
+    out
+}
+
+fn root_is_opaque(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut buf = [0u8; 4];
+    // SAFETY: valid nul-terminated strings and a buffer of the given size.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
+/// Stops a decompressing reader before it fills the state directory's file system (a
+/// "gzip bomb" layer): every 16 MiB it checks the free space, and refuses to go below the
+/// larger of 16 MiB and 1% of the file system.
+struct SpaceGuard<R> {
+    inner: R,
+    state: PathBuf,
+    read: u64,
+    next_check: u64,
+    tripped: Option<u64>,
+}
+
+const SPACE_CHECK_EVERY: u64 = 16 << 20;
+
+impl<R: Read> SpaceGuard<R> {
+    fn new(inner: R, state: &Path) -> Self {
+        SpaceGuard {
+            inner,
+            state: state.to_path_buf(),
+            read: 0,
+            next_check: SPACE_CHECK_EVERY,
+            tripped: None,
+        }
+    }
+
+    /// Free bytes, and the reserve that must stay free.
+    fn space(&self) -> Option<(u64, u64)> {
+        let st = nix::sys::statvfs::statvfs(&self.state).ok()?;
+        let frsize = st.fragment_size();
+        let free = st.blocks_available() as u64 * frsize;
+        let total = st.blocks() as u64 * frsize;
+        Some((free, (total / 100).max(16 << 20)))
+    }
+
+    /// The layer error an unpack failure stands for: running out of space gets its own.
+    fn explain(&self, e: SnapshotError) -> LayerError {
+        let enospc = match &e {
+            SnapshotError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            SnapshotError::TarRead(source) => source.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        };
+        if self.tripped.is_some() || enospc {
+            let free = self.space().map(|(f, _)| f).unwrap_or(0);
+            return LayerError::NoSpace {
+                written: self.read,
+                state: self.state.clone(),
+                free,
+            };
+        }
+        LayerError::Unpack(e)
+    }
+}
+
+impl<R: Read> Read for SpaceGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read >= self.next_check {
+            self.next_check = self.read + SPACE_CHECK_EVERY;
+            if let Some((free, reserve)) = self.space()
+                && free < reserve
+            {
+                self.tripped = Some(free);
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// Moves a finished layer directory into place; another build may have placed the same

@@ -9,6 +9,7 @@ mod layers;
 mod resolve;
 mod secrets;
 mod steps;
+mod tail;
 
 pub use rbuild_graph::NetworkMode;
 pub use resolve::Sources;
@@ -61,9 +62,51 @@ pub enum SolveError {
     /// A state-directory operation failed.
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    /// A layer (of a base image or the cache) could not be unpacked.
+    #[error("layer {digest} ({media_type}): {reason}")]
+    Layer {
+        /// The layer blob's digest.
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+        /// What is wrong with it.
+        reason: Box<LayerError>,
+    },
     /// The user interrupted the build.
     #[error("build interrupted")]
     Interrupted,
+}
+
+/// Why a layer could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// The media type names no compression rbuild reads.
+    #[error("unsupported layer media type (rbuild reads tar, tar+gzip and tar+zstd layers)")]
+    UnsupportedMediaType,
+    /// The tar stream is malformed or hostile.
+    #[error("{0}")]
+    Unpack(rbuild_snapshot::SnapshotError),
+    /// The decompressed content does not hash to the diff id the image config names.
+    #[error("content does not match its diff id: expected {expected}, found {found}")]
+    DiffId {
+        /// The config's diff id.
+        expected: Digest,
+        /// What the content hashes to.
+        found: Digest,
+    },
+    /// Unpacking would fill the state directory's file system.
+    #[error(
+        "unpacking stopped after {written} bytes: the file system of {state} would fill up (only {free} bytes free)"
+    )]
+    NoSpace {
+        /// Bytes of decompressed content read so far.
+        written: u64,
+        /// The state directory.
+        state: PathBuf,
+        /// Free bytes left.
+        free: u64,
+    },
 }
 
 /// A RUN step that exited non-zero: where, what, how, and its last output.
@@ -128,13 +171,7 @@ impl StageResult {
     /// its top-most place: overlayfs refuses a directory twice, and the lower copy cannot
     /// change the result because the upper one applies the same changes again above it.
     pub fn lowers(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = Vec::with_capacity(self.dirs.len());
-        for d in self.dirs.iter().rev() {
-            if !out.contains(d) {
-                out.push(d.clone());
-            }
-        }
-        out
+        layers::visible_lowers(self.dirs.iter().rev().cloned())
     }
 }
 

@@ -10,8 +10,6 @@ use crate::{SolveError, Solver, StageResult, cache};
 use rbuild_core::Digest;
 use rbuild_graph::Op;
 use rbuild_image::LayerBlob;
-use std::collections::VecDeque;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// The unpacked layer directories (top-most first) and manifest digest of an image used
@@ -31,11 +29,11 @@ pub(crate) fn image_stack(
         .iter()
         .map(|l| ensure_unpacked(solver, l))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((dirs.into_iter().rev().collect(), image.manifest_digest))
+    Ok((
+        crate::layers::visible_lowers(dirs.into_iter().rev()),
+        image.manifest_digest,
+    ))
 }
-
-/// How many output lines a failed step shows.
-const TAIL_LINES: usize = 20;
 
 /// A step error naming the instruction as well as its location.
 pub(crate) fn step_err(op: &Op, message: impl Into<String>) -> SolveError {
@@ -96,80 +94,11 @@ pub(crate) fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// Streams a step's output with its label and keeps the last lines for error messages.
-pub(crate) struct Tail {
-    label: String,
-    /// Print lines as they come (else only keep them for an error message).
-    echo: bool,
-    partial: Vec<u8>,
-    lines: VecDeque<String>,
-}
-
-impl Tail {
-    pub(crate) fn new(label: &str, echo: bool) -> Tail {
-        Tail {
-            label: label.to_string(),
-            echo,
-            partial: Vec::new(),
-            lines: VecDeque::new(),
-        }
-    }
-
-    pub(crate) fn feed(&mut self, chunk: &[u8]) {
-        self.partial.extend_from_slice(chunk);
-        while let Some(pos) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=pos).collect();
-            self.line(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
-        }
-    }
-
-    pub(crate) fn flush(&mut self) {
-        if !self.partial.is_empty() {
-            let line = String::from_utf8_lossy(&self.partial).into_owned();
-            self.partial.clear();
-            self.line(line);
-        }
-    }
-
-    fn line(&mut self, line: String) {
-        if self.echo {
-            let _ = writeln!(std::io::stderr(), "{} {line}", self.label);
-        }
-        if self.lines.len() == TAIL_LINES {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(line);
-    }
-
-    pub(crate) fn render(&self) -> String {
-        if self.lines.is_empty() {
-            return "    (no output)".into();
-        }
-        self.lines
-            .iter()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
+pub(crate) use crate::tail::Tail;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let mut t = Tail::new("[t]", false);
-        for i in 0..30 {
-            t.feed(format!("line {i}\n").as_bytes());
-        }
-        t.feed(b"partial");
-        t.flush();
-        let r = t.render();
-        assert!(r.starts_with("    line 11\n"));
-        assert!(r.ends_with("    partial"));
-        assert_eq!(r.lines().count(), TAIL_LINES);
-    }
 
     #[test]
     fn shell_words_quote_what_needs_it() {

@@ -32,10 +32,9 @@ struct Request {
 
 fn request(args: &BuildArgs) -> Result<Request> {
     let mut platforms: Vec<Platform> = Vec::new();
-    for p in args.platform.iter().filter(|p| !p.trim().is_empty()) {
-        let p: Platform = p.parse()?;
-        if !platforms.contains(&p) {
-            platforms.push(p);
+    for p in &args.platform {
+        if !platforms.contains(p) {
+            platforms.push(p.clone());
         }
     }
     if platforms.is_empty() {
@@ -64,7 +63,15 @@ fn request(args: &BuildArgs) -> Result<Request> {
         let (name, value) = c
             .split_once('=')
             .with_context(|| format!("--build-context {c:?}: expected NAME=VALUE"))?;
-        named.insert(name.to_string(), NamedContext::parse(value)?);
+        let parsed = match NamedContext::parse(value)? {
+            // A directory named through a symlink is the directory it names.
+            NamedContext::Dir(dir) => NamedContext::Dir(
+                dir.canonicalize()
+                    .with_context(|| format!("--build-context {name}={}", dir.display()))?,
+            ),
+            other => other,
+        };
+        named.insert(name.to_string(), parsed);
     }
     let mut secrets = Secrets::default();
     for s in &args.secrets {
@@ -91,12 +98,17 @@ fn request(args: &BuildArgs) -> Result<Request> {
             args.context.display()
         );
     }
+    // A context given as a symlink to a directory is that directory.
+    let context = args
+        .context
+        .canonicalize()
+        .with_context(|| format!("build context {}", args.context.display()))?;
     let dockerfile = args
         .file
         .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+        .unwrap_or_else(|| context.join("Dockerfile"));
     Ok(Request {
-        context: args.context.clone(),
+        context,
         dockerfile,
         platforms,
         outputs,

@@ -1,6 +1,7 @@
 //! Command-line surface, modelled on `docker buildx build`.
 
 use clap::{Args, Parser, Subcommand};
+use rbuild_core::Platform;
 use std::path::PathBuf;
 
 /// rbuild: a daemonless, rootless builder of multi-architecture OCI images.
@@ -60,8 +61,8 @@ pub struct BuildArgs {
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
     /// Target platforms, e.g. linux/amd64,linux/arm64 (default: the host's).
-    #[arg(long, value_delimiter = ',')]
-    pub platform: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_platform)]
+    pub platform: Vec<Platform>,
     /// Name and optionally a tag (name:tag).
     #[arg(short = 't', long = "tag")]
     pub tags: Vec<String>,
@@ -69,7 +70,7 @@ pub struct BuildArgs {
     #[arg(short = 'o', long = "output")]
     pub output: Vec<String>,
     /// Set a build-time variable (NAME=VALUE, or NAME to take it from the environment).
-    #[arg(long = "build-arg")]
+    #[arg(long = "build-arg", value_parser = parse_build_arg)]
     pub build_args: Vec<String>,
     /// Additional build contexts, NAME=oci-layout://PATH[:TAG|@DIGEST] or NAME=DIR.
     #[arg(long = "build-context")]
@@ -110,4 +111,36 @@ pub struct BuildArgs {
     /// Instead of building: check, outline (build args) or targets (stages).
     #[arg(long)]
     pub call: Option<String>,
+}
+
+/// A `--platform` list element: a known Linux platform (`a,,b` and `bogus/arch` are refused
+/// here, before anything is built).
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty platform in the list".into());
+    }
+    let p: Platform = s.parse().map_err(|e| format!("{e}"))?;
+    if p.os() != "linux" {
+        return Err(format!(
+            "unsupported operating system {:?} in {s:?}: rbuild builds linux images",
+            p.os()
+        ));
+    }
+    if p.uname_machine().is_none() {
+        return Err(format!(
+            "unknown architecture {:?} in {s:?} (known: amd64, arm64, arm/v5, arm/v6, arm/v7, 386, ppc64le, s390x, riscv64, mips64le, loong64)",
+            p.architecture()
+        ));
+    }
+    Ok(p)
+}
+
+/// A `--build-arg`: `NAME=VALUE` or `NAME`, with a non-empty name.
+fn parse_build_arg(s: &str) -> Result<String, String> {
+    let name = s.split_once('=').map_or(s, |(k, _)| k);
+    if name.is_empty() {
+        return Err("a build arg needs a name (NAME=VALUE or NAME)".into());
+    }
+    Ok(s.to_string())
 }

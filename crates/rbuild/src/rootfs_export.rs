@@ -16,14 +16,7 @@ pub fn write_local(state: &Path, store: &Store, image: &BuiltImage, dest: &Path)
     if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
         bail!("destination {} exists and is not empty", dest.display());
     }
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".rbuild-local-")
-        .tempdir_in(parent)?;
+    let tmp = rbuild_export::temp_dir_beside(dest)?;
     materialise(state, store, image, tmp.path())?;
     if dest.exists() {
         std::fs::remove_dir(dest)?;
@@ -39,14 +32,7 @@ pub fn write_tar(state: &Path, store: &Store, image: &BuiltImage, dest: &Path) -
         .prefix("rootfs-")
         .tempdir_in(state.join("tmp"))?;
     materialise(state, store, image, work.path())?;
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let out = tempfile::Builder::new()
-        .prefix(".rbuild-tar-")
-        .tempfile_in(parent)?;
+    let out = rbuild_export::temp_file_beside(dest)?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out.as_file()));
     tar.follow_symlinks(false);
     tar.append_dir_all(".", work.path())
