@@ -149,21 +149,29 @@ impl Store {
     /// Copies a blob from a foreign file (e.g. another OCI layout), verifying its digest
     /// and size while copying.
     pub fn import(&self, src: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        let mismatch = |found| StoreError::SizeMismatch {
+            digest: digest.clone(),
+            expected: size,
+            found,
+        };
         if self.contains(digest) {
-            return Ok(());
+            // The content is known; the descriptor must still describe it truthfully.
+            let path = self.blob_path(digest);
+            let found = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
+            return if found == size {
+                Ok(())
+            } else {
+                Err(mismatch(found))
+            };
         }
         let mut file = File::open(src).map_err(io_err("open", src))?;
         let mut w = self.writer()?;
-        io::copy(&mut file, &mut w).map_err(io_err("copy", src))?;
-        let (_, found_size) = w.commit(Some(digest))?;
-        if found_size != size {
-            let _ = fs::remove_file(self.blob_path(digest));
-            return Err(StoreError::SizeMismatch {
-                digest: digest.clone(),
-                expected: size,
-                found: found_size,
-            });
+        let copied = io::copy(&mut file, &mut w).map_err(io_err("copy", src))?;
+        if copied != size {
+            // Dropping the writer removes its temporary file: nothing enters the store.
+            return Err(mismatch(copied));
         }
+        w.commit(Some(digest))?;
         Ok(())
     }
 

@@ -302,3 +302,48 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Whether a precondition of a test holds. When it does not: under `CI=true` (where every
+/// precondition is installed) the test fails; elsewhere it says loudly that it is skipped.
+pub fn require(holds: bool, what: &str) -> bool {
+    if holds {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("precondition missing in CI: {what}");
+    }
+    eprintln!("\n*** SKIPPED: {what} ***\n");
+    false
+}
+
+/// The unprivileged user the rootless tests run as.
+pub const TEST_USER: &str = "rbuildtest";
+
+/// Creates [`TEST_USER`] (with subordinate id ranges, as `useradd` gives them) if missing;
+/// returns its uid. Needs root.
+pub fn ensure_test_user() -> u32 {
+    if !run(Command::new("id").arg("-u").arg(TEST_USER))
+        .status
+        .success()
+    {
+        run_ok(Command::new("useradd").args(["--no-create-home", "--shell", "/bin/sh", TEST_USER]));
+    }
+    let out = run_ok(Command::new("id").arg("-u").arg(TEST_USER));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A command run as [`TEST_USER`] through `setpriv`, with HOME set to `home`.
+pub fn as_test_user(program: &Path, home: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        TEST_USER,
+        "--regid",
+        TEST_USER,
+        "--clear-groups",
+        "--",
+    ])
+    .arg(program)
+    .env("HOME", home);
+    c
+}

@@ -1,0 +1,287 @@
+//! The hostile-input corpus (`testdata/hostile/*.case`) through every entry point that reads
+//! an untrusted tree: base-layer unpack, `COPY --from` of the stage built on it, `ADD` of the
+//! same tar, and the `type=local` exporter — as root and as an unprivileged user. After every
+//! build a sentinel tree beside the state directory must be exactly what it was.
+
+mod common;
+mod hostile_corpus;
+
+use common::*;
+use hostile_corpus::{Case, Expect};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Every attribute of every entry below `dir`, to compare before and after.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        let content = if m.is_file() {
+            sha256_hex(&fs::read(&p).unwrap())
+        } else if m.file_type().is_symlink() {
+            fs::read_link(&p).unwrap().display().to_string()
+        } else {
+            String::new()
+        };
+        out.insert(
+            p.clone(),
+            format!(
+                "{:o} {}:{} {} {} {content}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.len(),
+                m.mtime()
+            ),
+        );
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap().flatten() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The sentinel: a 0600 file, a 0700 directory with a file, a symlink; owned by `uid`.
+fn make_sentinel(dir: &Path, uid: u32) {
+    fs::create_dir_all(dir.join("dir")).unwrap();
+    fs::write(dir.join("victim"), "keep me\n").unwrap();
+    fs::set_permissions(dir.join("victim"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(dir.join("dir/inside"), "inside\n").unwrap();
+    fs::set_permissions(dir.join("dir"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink("victim", dir.join("link")).unwrap();
+    for p in ["", "victim", "dir", "dir/inside", "link"] {
+        std::os::unix::fs::lchown(dir.join(p), Some(uid), Some(uid)).unwrap();
+    }
+}
+
+/// Who runs rbuild: root, or the unprivileged test user.
+struct Runner {
+    base: PathBuf,
+    rootless: bool,
+}
+
+impl Runner {
+    fn new(base: &Path, rootless: bool) -> Runner {
+        fs::copy(env!("CARGO_BIN_EXE_rbuild"), base.join("rbuild")).unwrap();
+        copy_dir(
+            &repo().join("testdata/images/busybox-amd64"),
+            &base.join("busybox"),
+        );
+        fs::create_dir_all(base.join("home")).unwrap();
+        Runner {
+            base: base.to_path_buf(),
+            rootless,
+        }
+    }
+
+    /// `rbuild build` with `busybox` and `base` bound, writing the final filesystem to `out`.
+    fn build(&self, context: &Path, layout: &Path, out: &Path, extra: &[&str]) -> Output {
+        if self.rootless {
+            run_ok(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg(format!("{TEST_USER}:{TEST_USER}"))
+                    .arg(&self.base),
+            );
+        }
+        let bin = self.base.join("rbuild");
+        let mut c = if self.rootless {
+            as_test_user(&bin, &self.base.join("home"))
+        } else {
+            Command::new(&bin)
+        };
+        c.arg("--root")
+            .arg(self.base.join("state"))
+            .arg("build")
+            .arg("--progress=plain")
+            .arg("--build-context")
+            .arg(format!(
+                "busybox=oci-layout://{}",
+                self.base.join("busybox").display()
+            ))
+            .arg("--build-context")
+            .arg(format!("base=oci-layout://{}", layout.display()))
+            .arg("-o")
+            .arg(format!("type=local,dest={}", out.display()))
+            .args(extra)
+            .arg(context);
+        run(&mut c)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    run_ok(Command::new("cp").arg("-a").arg(from).arg(to));
+}
+
+fn assert_outcome(case: &str, what: &str, expect: &Expect, out: &Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "{case} ({what}): rbuild panicked:\n{stderr}"
+    );
+    match expect {
+        Expect::Ok => assert!(
+            out.status.success(),
+            "{case} ({what}): expected success:\n{stderr}"
+        ),
+        Expect::Error(text) => {
+            assert!(!out.status.success(), "{case} ({what}): expected an error");
+            assert!(
+                stderr.to_lowercase().contains(&text.to_lowercase()),
+                "{case} ({what}): expected an error containing {text:?}:\n{stderr}"
+            );
+            assert_eq!(out.status.code(), Some(1), "{case} ({what}): exit code");
+        }
+        Expect::Skip => {}
+    }
+}
+
+fn check_tree(case: &Case, root: &Path) {
+    for c in &case.checks {
+        let p = root.join(&c.path);
+        let meta = fs::symlink_metadata(&p);
+        let ctx = format!("{}: check {} {} {}", case.name, c.path, c.what, c.arg);
+        match c.what.as_str() {
+            "absent" => assert!(meta.is_err(), "{ctx}"),
+            "dir" => assert!(meta.unwrap().is_dir(), "{ctx}"),
+            "file" => assert_eq!(fs::read_to_string(&p).unwrap(), c.arg, "{ctx}"),
+            "symlink" => assert_eq!(fs::read_link(&p).unwrap(), PathBuf::from(&c.arg), "{ctx}"),
+            "mode" => assert_eq!(
+                meta.unwrap().mode() & 0o7777,
+                u32::from_str_radix(&c.arg, 8).unwrap(),
+                "{ctx}"
+            ),
+            other => panic!("{ctx}: unknown check {other}"),
+        }
+    }
+}
+
+fn run_corpus(rootless: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+    let uid = if rootless { ensure_test_user() } else { 0 };
+    let sentinel = base.join("sentinel");
+    make_sentinel(&sentinel, uid);
+    let runner = Runner::new(base, rootless);
+    let cases = hostile_corpus::load(&repo().join("testdata/hostile"), &sentinel);
+    assert!(cases.len() >= 30, "the corpus has {} cases", cases.len());
+    let before = snapshot(&sentinel);
+    for case in &cases {
+        let dir = base.join("cases").join(&case.name);
+        let layout = dir.join("layout");
+        hostile_corpus::write_layout(case, &layout);
+        let ctx = context(
+            &dir.join("ctx"),
+            "FROM base AS b\nCOPY marker /marker\nFROM busybox\nCOPY --from=b / /from/\n",
+            &[("marker", "m")],
+        );
+        let out = runner.build(&ctx, &layout, &dir.join("out-b"), &["--target", "b"]);
+        assert_outcome(&case.name, "base", &case.expect, &out);
+        assert_eq!(
+            snapshot(&sentinel),
+            before,
+            "{}: the sentinel changed (base)",
+            case.name
+        );
+        if case.expect == Expect::Ok {
+            check_tree(case, &dir.join("out-b"));
+            let out = runner.build(&ctx, &layout, &dir.join("out-from"), &[]);
+            assert_outcome(&case.name, "COPY --from", &Expect::Ok, &out);
+            check_tree(case, &dir.join("out-from/from"));
+            assert_eq!(
+                snapshot(&sentinel),
+                before,
+                "{}: the sentinel changed (COPY --from)",
+                case.name
+            );
+        }
+        if case.add != Expect::Skip {
+            let add = context(&dir.join("add"), "FROM busybox\nADD layer.tar /dst/\n", &[]);
+            fs::write(
+                add.join("layer.tar"),
+                hostile_corpus::tar_bytes(&case.layers[0]),
+            )
+            .unwrap();
+            let out = runner.build(&add, &layout, &dir.join("out-add"), &[]);
+            assert_outcome(&case.name, "ADD", &case.add, &out);
+            assert_eq!(
+                snapshot(&sentinel),
+                before,
+                "{}: the sentinel changed (ADD)",
+                case.name
+            );
+        }
+    }
+    let victim = fs::metadata(sentinel.join("victim")).unwrap();
+    assert_eq!(victim.mode() & 0o7777, 0o600);
+}
+
+#[test]
+fn hostile_corpus_as_root() {
+    if !require(is_root(), "the hostile corpus runs as root (CI does)") {
+        return;
+    }
+    run_corpus(false);
+}
+
+#[test]
+fn hostile_corpus_rootless() {
+    if !require(
+        is_root(),
+        "the rootless corpus needs root to create its user",
+    ) {
+        return;
+    }
+    run_corpus(true);
+}
+
+/// The chmod reproduction from two COPY sources of the context: `a/x` a 0777 directory,
+/// `b/x` a symlink to a host file.
+fn two_copy_sources(rootless: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+    let uid = if rootless { ensure_test_user() } else { 0 };
+    let sentinel = base.join("sentinel");
+    make_sentinel(&sentinel, uid);
+    let runner = Runner::new(base, rootless);
+    let ctx = context(
+        &base.join("ctx"),
+        "FROM busybox\nCOPY a b /dst/\n",
+        &[("a/x/f", "f")],
+    );
+    fs::set_permissions(ctx.join("a/x"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::create_dir(ctx.join("b")).unwrap();
+    std::os::unix::fs::symlink(sentinel.join("victim"), ctx.join("b/x")).unwrap();
+    let before = snapshot(&sentinel);
+    let out = runner.build(&ctx, &base.join("busybox"), &base.join("out"), &[]);
+    assert!(out.status.success());
+    assert_eq!(snapshot(&sentinel), before, "the sentinel changed");
+    assert_eq!(
+        fs::read_link(base.join("out/dst/x")).unwrap(),
+        sentinel.join("victim")
+    );
+}
+
+#[test]
+fn two_copy_sources_cannot_chmod_a_host_file_as_root() {
+    if !require(is_root(), "runs as root (CI does)") {
+        return;
+    }
+    two_copy_sources(false);
+}
+
+#[test]
+fn two_copy_sources_cannot_chmod_a_host_file_rootless() {
+    if !require(is_root(), "needs root to create its user") {
+        return;
+    }
+    two_copy_sources(true);
+}
