@@ -65,6 +65,7 @@ pub fn run(
         platform: platform.clone(),
         scratch_dir: scratch,
         mounts: prepared.mounts.clone(),
+        security: rbuild_sandbox::Security::Sandbox,
     };
     let mut tail = Tail::new(label, solver.show_progress);
     let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk))
