@@ -302,3 +302,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Whether a test's precondition holds. When it does not, the test fails under `CI=true`
+/// and otherwise prints a loud skip message (the caller then returns).
+pub fn precondition(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "precondition missing in CI: {what}"
+        );
+        eprintln!("=== SKIPPED: {what} ===");
+    }
+    ok
+}
