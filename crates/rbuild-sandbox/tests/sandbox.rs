@@ -1365,3 +1365,41 @@ fn chown_su_and_ping_work_under_the_default_confinement() {
         p.stderr
     );
 }
+
+/// A busybox rootfs with a setuid-root copy of busybox at /bin/suid-busybox.
+fn suid_fixture() -> Fixture {
+    let fx = fixture(&host_busybox(), true);
+    let suid = fx.lower.join("bin/suid-busybox");
+    std::fs::copy(host_busybox(), &suid).unwrap();
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    fx
+}
+
+/// `no_new_privs` means a setuid-root program run by another user stays that user (busybox
+/// `su` says so); insecure steps have no `no_new_privs`, so there `su` gets as far as
+/// asking for root's password.
+#[test]
+fn setuid_bits_do_not_elevate_under_no_new_privs() {
+    require_root!();
+    let fx = suid_fixture();
+    let script = "(exec -a su /bin/suid-busybox -c 'id -u' root </dev/null) 2>&1; true";
+    let confined = probe(&fx, &["--user", "65534"], &["sh", "-c", script], None);
+    assert_eq!(
+        confined.stdout, "su: must be suid to work properly\n",
+        "{}",
+        confined.stderr
+    );
+    let fx = suid_fixture();
+    let insecure = probe(
+        &fx,
+        &["--user", "65534", "--security", "insecure"],
+        &["sh", "-c", script],
+        None,
+    );
+    assert!(
+        insecure.stdout.ends_with("su: incorrect password\n"),
+        "{}{}",
+        insecure.stdout,
+        insecure.stderr
+    );
+}
