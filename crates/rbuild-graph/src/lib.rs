@@ -19,7 +19,7 @@ mod run_flags;
 
 pub use lint::{Lint, LintConfig, check, render as render_lints};
 pub use lower::{DEFAULT_PATH, clean_path, lower};
-pub use run_flags::{NetworkMode, RunMount, Sharing};
+pub use run_flags::{NetworkMode, RunMount, SecurityMode, Sharing};
 
 use rbuild_core::Platform;
 use rbuild_dockerfile::Diagnostic;
@@ -235,6 +235,9 @@ pub struct RunOp {
     pub mounts: Vec<RunMount>,
     /// `--network`.
     pub network: NetworkMode,
+    /// `--security`; part of the cache key when not the default.
+    #[serde(skip_serializing_if = "SecurityMode::is_sandbox")]
+    pub security: SecurityMode,
 }
 
 /// A COPY step.

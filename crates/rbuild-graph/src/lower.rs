@@ -3,7 +3,14 @@
 use crate::args::{ArgUse, PROXY_ARGS, platform_args};
 use crate::gofmt;
 use crate::lint::{self, Lint};
-use crate::run_flags::{NetworkMode, RunMount, parse_mount};
+use crate::run_flags::{NetworkMode, RunMount, SecurityMode, parse_mount};
+
+/// The flags of one RUN, parsed.
+struct RunFlags {
+    mounts: Vec<RunMount>,
+    network: NetworkMode,
+    security: SecurityMode,
+}
 use crate::{
     Base, BaseResolver, BuildGraph, CopyChmod, CopyFrom, CopyOp, InlineFile, Location, LowerError,
     LowerOptions, MkdirOp, Op, OpKind, RunOp, Stage,
@@ -720,7 +727,7 @@ impl<'a> Lowerer<'a> {
                 "keep-git-dir",
                 "unpack",
             ],
-            Keyword::Run => &["mount", "network"],
+            Keyword::Run => &["mount", "network", "security"],
             Keyword::Healthcheck => &[
                 "interval",
                 "timeout",
@@ -732,7 +739,7 @@ impl<'a> Lowerer<'a> {
         };
         // Flags BuildKit knows but rbuild does not implement get their own message.
         let known_elsewhere: &[&str] = match inst.keyword {
-            Keyword::Run => &["security", "device"],
+            Keyword::Run => &["device"],
             _ => &[],
         };
         for f in &inst.flags {
@@ -1073,7 +1080,11 @@ impl<'a> Lowerer<'a> {
                 prefix.join(" ")
             )
         };
-        let (mounts, network) = self.run_flags(st, inst);
+        let RunFlags {
+            mounts,
+            network,
+            security,
+        } = self.run_flags(st, inst);
         let mut env = st.run_env();
         for (k, v) in &self.opts.build_args {
             let declared = st.args.iter().any(|(a, _)| a == k);
@@ -1091,6 +1102,7 @@ impl<'a> Lowerer<'a> {
             cwd: st.cwd(),
             mounts,
             network,
+            security,
         };
         Some((OpKind::Run(op), created_by))
     }
@@ -1166,7 +1178,7 @@ impl<'a> Lowerer<'a> {
         Some((vec!["/bin/sh".into(), "-c".into(), script], shown))
     }
 
-    fn run_flags(&mut self, st: &StageState, inst: &Instruction) -> (Vec<RunMount>, NetworkMode) {
+    fn run_flags(&mut self, st: &StageState, inst: &Instruction) -> RunFlags {
         let lookup_env = st.lookup_map();
         let lookup = move |k: &str| lookup_env.get(k).cloned();
         let names = st.names.clone();
@@ -1176,18 +1188,24 @@ impl<'a> Lowerer<'a> {
         };
         let mut mounts = Vec::new();
         let mut network = NetworkMode::Default;
+        let mut security = SecurityMode::Sandbox;
         for f in &inst.flags {
             let value = self.expand_word(inst, f.value.as_deref().unwrap_or(""), &lookup);
             let parsed = match f.name.as_str() {
                 "mount" => parse_mount(&value, &resolve_from).map(|m| mounts.push(m)),
                 "network" => NetworkMode::parse(&value).map(|n| network = n),
+                "security" => SecurityMode::parse(&value).map(|s| security = s),
                 _ => Ok(()),
             };
             if let Err(e) = parsed {
                 self.error(inst, format!("RUN --{}: {e}", f.name));
             }
         }
-        (mounts, network)
+        RunFlags {
+            mounts,
+            network,
+            security,
+        }
     }
 
     fn copy(

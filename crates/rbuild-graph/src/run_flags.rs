@@ -1,4 +1,4 @@
-//! `RUN --mount=...` and `RUN --network=...`: parsed into typed values during lowering so
+//! `RUN --mount=...`, `RUN --network=...` and `RUN --security=...`: parsed into typed values during lowering so
 //! a bad flag is a Dockerfile error with a location, not a failure in the middle of a build.
 
 use crate::CopyFrom;
@@ -113,6 +113,34 @@ impl NetworkMode {
                 "unsupported network mode {v:?} (use default, none or host)"
             )),
         }
+    }
+}
+
+/// `RUN --security`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum SecurityMode {
+    /// Docker's default confinement: its capabilities, `no_new_privs`, its seccomp profile.
+    #[default]
+    Sandbox,
+    /// Every capability and no seccomp filter; needs `--allow security.insecure`.
+    Insecure,
+}
+
+impl SecurityMode {
+    /// Parses `sandbox|insecure`.
+    pub fn parse(v: &str) -> Result<SecurityMode, String> {
+        match v {
+            "sandbox" => Ok(SecurityMode::Sandbox),
+            "insecure" => Ok(SecurityMode::Insecure),
+            _ => Err(format!(
+                "unsupported security mode {v:?} (use sandbox or insecure)"
+            )),
+        }
+    }
+
+    /// Whether this is the default mode (which cache keys leave out, so they stay as before).
+    pub fn is_sandbox(&self) -> bool {
+        *self == SecurityMode::Sandbox
     }
 }
 

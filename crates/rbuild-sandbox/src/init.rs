@@ -4,6 +4,7 @@
 //! step's command as a tiny init.
 
 use crate::binfmt::elf_architecture;
+use crate::confine::Confinement;
 use crate::idmap::{IdMaps, describe_map, id_maps, is_mapped};
 use crate::mounts::{Kind, ensure, fd_path, mkdir_in, open_in_root, symlink_in, touch_in};
 use crate::plan::{DEFAULT_PATH, env_value, find_in_path, overlay_data, step_env};
@@ -75,19 +76,13 @@ impl Reporter {
 pub fn init_main() -> ! {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).map(|a| a.as_bytes()) != Some(INIT_ARG.as_bytes()) || args.len() != 3 {
-        eprintln!("rbuild: {INIT_ARG} expects exactly one argument (the step description)");
+        eprintln!("rbuild: {INIT_ARG} expects exactly one argument (the step description's pipe)");
         std::process::exit(125);
     }
-    let spec: WireSpec = match std::fs::read(&args[2])
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let spec = match read_spec(&args[2]) {
         Ok(spec) => spec,
         Err(e) => {
-            eprintln!(
-                "rbuild: cannot read the step description {}: {e}",
-                Path::new(&args[2]).display()
-            );
+            eprintln!("rbuild: cannot read the step description: {e}");
             std::process::exit(125);
         }
     };
@@ -96,6 +91,21 @@ pub fn init_main() -> ! {
     unsafe { libc::fcntl(spec.report_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     let reporter = Reporter(spec.report_fd);
     std::process::exit(outer(&spec, &reporter))
+}
+
+/// Reads the step description from the pipe whose descriptor number is `arg`, to its end.
+fn read_spec(arg: &std::ffi::OsStr) -> Result<WireSpec, String> {
+    let fd: RawFd = arg
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|fd| *fd > 2)
+        .ok_or_else(|| format!("{arg:?} is not a descriptor number"))?;
+    // SAFETY: `run` hands the helper this descriptor and nothing else owns it here.
+    let mut pipe =
+        std::fs::File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut pipe, &mut json).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
 
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
@@ -182,13 +192,19 @@ struct Prepared {
     user: ResolvedUser,
     set_groups: bool,
     cwd: String,
+    confinement: Confinement,
 }
 
 /// Pid 1 of the step's pid namespace.
 fn pid1(spec: &WireSpec, reporter: &Reporter) -> i32 {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     match setup(spec, reporter) {
-        Ok(prepared) => supervise(spec, &prepared, reporter),
+        Ok(prepared) => {
+            // The step runs as the same user as pid 1; with pid 1 not dumpable, it cannot
+            // read pid 1's memory or /proc/1/environ even where ptrace rules would allow it.
+            let _ = nix::sys::prctl::set_dumpable(false);
+            supervise(spec, &prepared, reporter)
+        }
         Err(failure) => {
             reporter.error(failure);
             125
@@ -695,6 +711,8 @@ fn prepare_command(spec: &WireSpec) -> Result<Prepared, Failure> {
         user,
         set_groups,
         cwd: spec.cwd.clone(),
+        confinement: Confinement::new(spec.security)
+            .map_err(|e| (ErrorKind::Setup, e.to_string()))?,
     })
 }
 
@@ -820,6 +838,9 @@ fn exec_command(spec: &WireSpec, p: &Prepared) -> Failure {
             );
         }
     }
+    if let Err(e) = p.confinement.before_user_change() {
+        return (ErrorKind::Setup, e.to_string());
+    }
     if let Err(failure) = become_user(p) {
         return failure;
     }
@@ -842,6 +863,9 @@ fn exec_command(spec: &WireSpec, p: &Prepared) -> Failure {
     let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
         return (ErrorKind::Exec, format!("exec {name:?}: invalid path"));
     };
+    if let Err(e) = p.confinement.before_exec(p.user.uid) {
+        return (ErrorKind::Setup, e.to_string());
+    }
     let err = match nix::unistd::execve(&cpath, &p.argv, &p.env) {
         Err(e) => e,
         Ok(never) => match never {},

@@ -12,12 +12,15 @@
 //! Every namespace and mount system call of the project lives here.
 
 mod binfmt;
+mod confine;
 mod error;
 mod idmap;
 mod init;
 mod mounts;
 mod plan;
 mod run;
+mod seccomp;
+mod syscall_table;
 mod user;
 mod userns;
 
@@ -26,6 +29,7 @@ pub use binfmt::{
     PlatformLine, PlatformState, PlatformSupport, QEMU_PATH_ENV, classify_platforms,
     elf_architecture, find_emulator, platform_report, register_line,
 };
+pub use confine::{DEFAULT_CAPABILITIES, Security};
 pub use error::SandboxError;
 pub use idmap::{
     IdMap, IdMaps, SUBID_MAPPED, SUBID_MIN_RANGE, SubidRange, describe_map, format_map, id_maps,

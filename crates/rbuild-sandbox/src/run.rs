@@ -2,14 +2,15 @@
 //! fresh namespaces, stream its output and collect its outcome.
 
 use crate::binfmt::{Emulation, PlatformSupport};
+use crate::confine::Security;
 use crate::error::{SandboxError, sys};
 use nix::sched::CloneFlags;
 use rbuild_core::Platform;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// `argv[1]` with which the program re-executes itself as the sandbox helper; the
@@ -103,6 +104,8 @@ pub struct RunSpec {
     pub scratch_dir: PathBuf,
     /// Extra mounts (`RUN --mount`), made in this order.
     pub mounts: Vec<Mount>,
+    /// Capabilities, `no_new_privs` and seccomp of the step's process.
+    pub security: Security,
 }
 
 /// How the step's process ended.
@@ -151,6 +154,7 @@ pub(crate) struct WireSpec {
     /// The host user the build runs as, for hints in error messages.
     pub host_user: String,
     pub report_fd: i32,
+    pub security: Security,
 }
 
 /// What the helper reports on its report pipe, one JSON line each.
@@ -178,7 +182,6 @@ pub(crate) const RESOLV_FILE: &str = "resolv.conf";
 pub(crate) const HOSTNAME_FILE: &str = "hostname";
 pub(crate) const ROOT_DIR: &str = "root";
 pub(crate) const EMPTY_LOWER_DIR: &str = "empty-lower";
-const SPEC_FILE: &str = "spec.json";
 
 /// Runs one step's process to completion, handing its combined stdout and stderr to
 /// `on_output` as it arrives. A non-zero exit is an `Ok` outcome; failing to set the
@@ -216,13 +219,14 @@ pub fn run(
         mounts,
         host_user: host_user(),
         report_fd: report_w.as_raw_fd(),
+        security: spec.security,
     };
-    let spec_path = spec.scratch_dir.join(SPEC_FILE);
     let json = serde_json::to_vec(&wire).map_err(|e| SandboxError::Helper(e.to_string()))?;
-    std::fs::write(&spec_path, json).map_err(sys(format!("write {}", spec_path.display())))?;
-
-    let mut child = spawn_helper(&spec_path, spec.network, out_w, &report_w)?;
+    let (spec_r, spec_w) = cloexec_pipe()?;
+    let mut child = spawn_helper(&spec_r, spec.network, out_w, &report_w)?;
     drop(report_w);
+    drop(spec_r);
+    send_spec(spec_w, &json);
     pump_output(out_r, on_output)?;
     let helper_status = child.wait().map_err(sys("wait for the sandbox helper"))?;
     let mut reports = String::new();
@@ -375,8 +379,21 @@ fn namespace_flags(network: Network) -> CloneFlags {
     flags
 }
 
+/// Writes the step description into the helper's spec pipe. A helper that died before
+/// reading it reports nothing, which [`outcome`] turns into an error, so a failed write
+/// needs no handling of its own.
+fn send_spec(spec_w: OwnedFd, json: &[u8]) {
+    if let Err(e) = std::fs::File::from(spec_w).write_all(json) {
+        tracing::debug!("the sandbox helper did not read the step description: {e}");
+    }
+}
+
+/// Starts the helper in new namespaces. It gets no environment at all: nothing of the
+/// caller's environment may be visible to the step (pid 1 is this helper's child, and
+/// `/proc/1/environ` shows what the helper was started with). The step description comes
+/// through the pipe `spec_r`, whose descriptor number is the helper's only argument.
 fn spawn_helper(
-    spec_path: &Path,
+    spec_r: &OwnedFd,
     network: Network,
     out_w: OwnedFd,
     report_w: &OwnedFd,
@@ -385,18 +402,22 @@ fn spawn_helper(
         .try_clone()
         .map_err(sys("duplicate the output pipe"))?;
     let report_fd = report_w.as_raw_fd();
+    let spec_fd = spec_r.as_raw_fd();
     let flags = namespace_flags(network);
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(INIT_ARG)
-        .arg(spec_path)
+        .arg(spec_fd.to_string())
+        .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(out_w2));
     // SAFETY: only async-signal-safe system calls run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::fcntl(report_fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            for fd in [report_fd, spec_fd] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,

@@ -14,8 +14,17 @@ const DEB_DIR: &str = "/tmp/rbuild-sandbox-test-debs";
 const APPLETS: &[&str] = &[
     "sh", "echo", "id", "cat", "ls", "uname", "pwd", "env", "ip", "kill", "true", "sleep", "touch",
     "chown", "stat", "wc", "head", "grep", "mkdir", "readlink", "test", "printf", "tr", "sort",
-    "dirname",
+    "dirname", "unshare", "mount", "ping", "su", "cp", "chmod", "tail",
 ];
+
+/// Reports a missing precondition: a failure when `CI=true`, a loud skip otherwise.
+fn skip(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "precondition missing in CI: {why}"
+    );
+    eprintln!("=== SKIPPED: {why} ===");
+}
 
 fn is_root() -> bool {
     nix::unistd::getuid().is_root()
@@ -251,6 +260,18 @@ fn host_uid(user: &str) -> u32 {
 }
 
 fn probe(fx: &Fixture, opts: &[&str], argv: &[&str], as_user: Option<&str>) -> Probe {
+    probe_with_env(fx, opts, argv, as_user, &Default::default())
+}
+
+/// `probe` with extra variables in the probe's own environment (the caller's, which the
+/// step must not see).
+fn probe_with_env(
+    fx: &Fixture,
+    opts: &[&str],
+    argv: &[&str],
+    as_user: Option<&str>,
+    env: &std::collections::BTreeMap<&str, &str>,
+) -> Probe {
     let mut cmd = match as_user {
         Some(user) => {
             let mut c = Command::new("setpriv");
@@ -273,7 +294,7 @@ fn probe(fx: &Fixture, opts: &[&str], argv: &[&str], as_user: Option<&str>) -> P
             .arg("--work")
             .arg(&fx.work);
     }
-    cmd.args(opts).arg("--").args(argv);
+    cmd.envs(env).args(opts).arg("--").args(argv);
     let out = cmd.output().unwrap();
     Probe {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -300,7 +321,7 @@ fn host_binfmt_state() -> (Vec<String>, usize) {
 macro_rules! require_root {
     () => {
         if !is_root() {
-            eprintln!("skipped: this test needs to run as root");
+            skip("this test needs to run as root");
             return;
         }
     };
@@ -544,7 +565,7 @@ fn rootless_with_subids_maps_the_full_range() {
 
 fn arm64_children_are_emulated(as_user: Option<&str>) {
     let Some(busybox) = foreign_busybox("arm64") else {
-        eprintln!("skipped: cannot download busybox-static:arm64");
+        skip("cannot download busybox-static:arm64");
         return;
     };
     let fx = fixture(&busybox, true);
@@ -552,14 +573,14 @@ fn arm64_children_are_emulated(as_user: Option<&str>) {
         prepare_rootless_as(&fx, user);
     }
     let before = host_binfmt_state();
-    let script = r#"sh -c "uname -m"; exec -a echo /bin/busybox argv0 kept"#;
+    let script = r#"grep -c '^Seccomp:.2' /proc/self/status; sh -c "uname -m"; exec -a echo /bin/busybox argv0 kept"#;
     let p = probe(
         &fx,
         &["--platform", "linux/arm64"],
         &["sh", "-c", script],
         as_user,
     );
-    assert_eq!(p.stdout, "aarch64\nargv0 kept\n", "{}", p.stderr);
+    assert_eq!(p.stdout, "1\naarch64\nargv0 kept\n", "{}", p.stderr);
     assert!(p.stderr.contains("emulation: linux/arm64 emulated by /usr/bin/qemu-aarch64-static (private handler: true)"), "{}", p.stderr);
     assert_eq!(
         host_binfmt_state(),
@@ -587,23 +608,27 @@ fn arm64_children_are_emulated_rootless_without_subids() {
 }
 
 #[test]
-fn i386_reports_i686() {
+fn i386_runs_natively_under_the_filter() {
     if std::env::consts::ARCH != "x86_64" {
         eprintln!("skipped: linux/386 runs natively only on amd64 hosts");
         return;
     }
     let Some(busybox) = foreign_busybox("i386") else {
-        eprintln!("skipped: cannot download busybox-static:i386");
+        skip("cannot download busybox-static:i386");
         return;
     };
     let fx = fixture(&busybox, true);
     let p = probe(
         &fx,
         &["--platform", "linux/386"],
-        &["sh", "-c", "uname -m"],
+        &[
+            "sh",
+            "-c",
+            "uname -m; grep -c '^Seccomp:.2' /proc/self/status; sh -c 'echo hi'",
+        ],
         None,
     );
-    assert_eq!(p.stdout, "i686\n", "{}", p.stderr);
+    assert_eq!(p.stdout, "i686\n1\nhi\n", "{}", p.stderr);
 }
 
 #[test]
@@ -615,7 +640,7 @@ fn foreign_binary_without_emulator_names_its_platform() {
         return;
     }
     let Some(busybox) = foreign_busybox("arm64") else {
-        eprintln!("skipped: cannot download busybox-static:arm64");
+        skip("cannot download busybox-static:arm64");
         return;
     };
     let fx = fixture(&busybox, true);
@@ -775,7 +800,9 @@ fn mount_points(mountinfo: &str) -> Vec<String> {
         .collect()
 }
 
-fn isolation(as_user: Option<&str>) {
+/// What a step sees of the host. `insecure` steps may look at pid 1's root (it is theirs);
+/// confined ones lack the capabilities to look into pid 1 at all.
+fn isolation(as_user: Option<&str>, insecure: bool) {
     let marker_dir = tempfile::tempdir().unwrap();
     let marker = marker_dir.path().join("host-secret");
     std::fs::write(&marker, "host secret\n").unwrap();
@@ -787,12 +814,17 @@ fn isolation(as_user: Option<&str>) {
     let script = format!(
         "cat /proc/self/mountinfo; echo ==; \
          cat /../../../{m} /proc/1/root/{m} /proc/1/root/../../{m} /proc/self/root/../{m} /proc/1/cwd/../../{m} 2>/dev/null; \
-         ls /proc/1/root/ | grep -c . ; ls / | grep -c . ; \
+         ls /proc/1/root/ 2>/dev/null | grep -c . ; ls / | grep -c . ; \
          test -e /proc/1/root/work && echo host-work-visible; \
          ls /proc | grep -c '^[0-9]'",
         m = marker_rel
     );
-    let p = probe(&fx, &[], &["sh", "-c", &script], as_user);
+    let opts: &[&str] = if insecure {
+        &["--security", "insecure"]
+    } else {
+        &[]
+    };
+    let p = probe(&fx, opts, &["sh", "-c", &script], as_user);
     let (mountinfo, rest) = p
         .stdout
         .split_once("==\n")
@@ -819,10 +851,14 @@ fn isolation(as_user: Option<&str>) {
     assert!(!rest.contains("host-work-visible"), "{rest}");
     let counts: Vec<&str> = rest.lines().collect();
     assert_eq!(counts.len(), 3, "{rest}\n{}", p.stderr);
-    assert_eq!(
-        counts[0], counts[1],
-        "/proc/1/root is the step's root: {rest}"
-    );
+    if insecure {
+        assert_eq!(
+            counts[0], counts[1],
+            "/proc/1/root is the step's root: {rest}"
+        );
+    } else {
+        assert_eq!(counts[0], "0", "pid 1's root is out of reach: {rest}");
+    }
     assert!(
         counts[2].parse::<u32>().unwrap() <= 4,
         "only the step's processes are visible: {rest}"
@@ -831,14 +867,16 @@ fn isolation(as_user: Option<&str>) {
 
 #[test]
 fn steps_cannot_see_the_host_as_root() {
-    isolation(None);
+    isolation(None, false);
+    isolation(None, true);
 }
 
 #[test]
 fn steps_cannot_see_the_host_rootless() {
     require_root!();
-    isolation(Some(TEST_USER));
-    isolation(Some(NOSUB_USER));
+    isolation(Some(TEST_USER), false);
+    isolation(Some(NOSUB_USER), false);
+    isolation(Some(TEST_USER), true);
 }
 
 fn masks_and_dev(as_user: Option<&str>) {
@@ -1161,5 +1199,207 @@ fn platform_report_matches_the_machine() {
         with.lines().count(),
         rbuild_sandbox::KNOWN_PLATFORMS.len(),
         "{with}"
+    );
+}
+
+/// `Key:\tvalue` lines of /proc/self/status as the step printed them.
+fn status_field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+}
+
+/// The capability set with every capability this kernel knows.
+fn full_capabilities() -> String {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    format!("{:016x}", (1u64 << (last + 1)) - 1)
+}
+
+const CONFINEMENT_SCRIPT: &str = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; \
+     mount -t tmpfs x /mnt 2>/dev/null && echo mount-ok; \
+     unshare -U true 2>/dev/null && echo unshare-ok; \
+     unshare -m true 2>/dev/null && echo unshare-mnt-ok; \
+     echo end";
+
+fn default_confinement(as_user: Option<&str>) {
+    let fx = fixture(&host_busybox(), true);
+    std::fs::create_dir_all(fx.lower.join("mnt")).unwrap();
+    if let Some(user) = as_user {
+        prepare_rootless_as(&fx, user);
+    }
+    let p = probe(&fx, &[], &["sh", "-c", CONFINEMENT_SCRIPT], as_user);
+    assert_eq!(p.stdout.lines().last(), Some("end"), "{}", p.stderr);
+    for key in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(status_field(&p.stdout, key), "00000000a80425fb", "{key}");
+    }
+    assert_eq!(status_field(&p.stdout, "CapInh"), "0000000000000000");
+    assert_eq!(status_field(&p.stdout, "CapAmb"), "0000000000000000");
+    assert_eq!(status_field(&p.stdout, "NoNewPrivs"), "1");
+    assert_eq!(status_field(&p.stdout, "Seccomp"), "2");
+    for refused in ["mount-ok", "unshare-ok", "unshare-mnt-ok"] {
+        assert!(!p.stdout.contains(refused), "{refused}:\n{}", p.stdout);
+    }
+    // Another user gets no capabilities at all, and the same bounding set.
+    let p = probe(
+        &fx,
+        &["--user", "65534"],
+        &["sh", "-c", CONFINEMENT_SCRIPT],
+        as_user,
+    );
+    assert_eq!(status_field(&p.stdout, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&p.stdout, "CapBnd"), "00000000a80425fb");
+    assert_eq!(status_field(&p.stdout, "Seccomp"), "2");
+}
+
+#[test]
+fn steps_get_dockers_default_confinement_as_root() {
+    default_confinement(None);
+}
+
+#[test]
+fn steps_get_dockers_default_confinement_rootless() {
+    require_root!();
+    default_confinement(Some(TEST_USER));
+}
+
+fn insecure_confinement(as_user: Option<&str>) {
+    let fx = fixture(&host_busybox(), true);
+    std::fs::create_dir_all(fx.lower.join("mnt")).unwrap();
+    if let Some(user) = as_user {
+        prepare_rootless_as(&fx, user);
+    }
+    let p = probe(
+        &fx,
+        &["--security", "insecure"],
+        &["sh", "-c", CONFINEMENT_SCRIPT],
+        as_user,
+    );
+    assert_eq!(p.stdout.lines().last(), Some("end"), "{}", p.stderr);
+    let full = full_capabilities();
+    assert_eq!(status_field(&p.stdout, "CapEff"), full);
+    assert_eq!(status_field(&p.stdout, "CapBnd"), full);
+    assert_eq!(status_field(&p.stdout, "NoNewPrivs"), "0");
+    assert_eq!(status_field(&p.stdout, "Seccomp"), "0");
+    for allowed in ["mount-ok", "unshare-ok", "unshare-mnt-ok"] {
+        assert!(p.stdout.contains(allowed), "{allowed}:\n{}", p.stdout);
+    }
+}
+
+#[test]
+fn insecure_steps_keep_every_capability_and_no_filter_as_root() {
+    insecure_confinement(None);
+}
+
+#[test]
+fn insecure_steps_keep_every_capability_and_no_filter_rootless() {
+    require_root!();
+    insecure_confinement(Some(TEST_USER));
+}
+
+/// Every process a step can see carries nothing of the caller's environment, in both
+/// security modes (insecure steps may read pid 1's environment, so that is where it shows).
+fn no_caller_environment(as_user: Option<&str>) {
+    const CANARY: &str = "canary-7f3a91c2-of-the-caller";
+    for opts in [&[][..], &["--security", "insecure"][..]] {
+        let fx = fixture(&host_busybox(), true);
+        if let Some(user) = as_user {
+            prepare_rootless_as(&fx, user);
+        }
+        let mut all = opts.to_vec();
+        all.extend(["--env", "STEP_OWN=visible-to-the-step"]);
+        let script = "for f in /proc/[0-9]*/environ; do echo \"== $f\"; tr '\\0' '\\n' < $f; done 2>&1; \
+                      tr '\\0' '\\n' < /proc/1/environ | wc -c; echo end";
+        let mut cmd_env = std::collections::BTreeMap::new();
+        cmd_env.insert("RBUILD_TEST_CANARY", CANARY);
+        let p = probe_with_env(&fx, &all, &["sh", "-c", script], as_user, &cmd_env);
+        assert_eq!(p.stdout.lines().last(), Some("end"), "{}", p.stderr);
+        assert!(!p.stdout.contains(CANARY), "{opts:?}: {}", p.stdout);
+        assert!(
+            !p.stdout.contains("RBUILD_IN_USERNS"),
+            "{opts:?}: {}",
+            p.stdout
+        );
+        assert!(
+            p.stdout.contains("STEP_OWN=visible-to-the-step"),
+            "{opts:?}: {}",
+            p.stdout
+        );
+        if !opts.is_empty() {
+            let lines: Vec<&str> = p.stdout.lines().collect();
+            assert_eq!(
+                lines[lines.len() - 2],
+                "0",
+                "pid 1 has an empty environment"
+            );
+        }
+    }
+}
+
+#[test]
+fn steps_see_nothing_of_the_callers_environment_as_root() {
+    no_caller_environment(None);
+}
+
+#[test]
+fn steps_see_nothing_of_the_callers_environment_rootless() {
+    require_root!();
+    no_caller_environment(Some(TEST_USER));
+}
+
+#[test]
+fn chown_su_and_ping_work_under_the_default_confinement() {
+    let fx = fixture(&host_busybox(), true);
+    let script = "chown 65534:65534 /tmp && stat -c %u:%g /tmp; \
+                  su -s /bin/sh -c 'id -u' nobody; \
+                  ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok; \
+                  cp /bin/busybox /tmp/bb && chmod 4755 /tmp/bb && stat -c %a /tmp/bb";
+    let p = probe(&fx, &["--network", "none"], &["sh", "-c", script], None);
+    assert_eq!(
+        p.stdout, "65534:65534\n65534\nping-ok\n4755\n",
+        "{}",
+        p.stderr
+    );
+}
+
+/// A busybox rootfs with a setuid-root copy of busybox at /bin/suid-busybox.
+fn suid_fixture() -> Fixture {
+    let fx = fixture(&host_busybox(), true);
+    let suid = fx.lower.join("bin/suid-busybox");
+    std::fs::copy(host_busybox(), &suid).unwrap();
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    fx
+}
+
+/// `no_new_privs` means a setuid-root program run by another user stays that user (busybox
+/// `su` says so); insecure steps have no `no_new_privs`, so there `su` gets as far as
+/// asking for root's password.
+#[test]
+fn setuid_bits_do_not_elevate_under_no_new_privs() {
+    require_root!();
+    let fx = suid_fixture();
+    let script = "(exec -a su /bin/suid-busybox -c 'id -u' root </dev/null) 2>&1; true";
+    let confined = probe(&fx, &["--user", "65534"], &["sh", "-c", script], None);
+    assert_eq!(
+        confined.stdout, "su: must be suid to work properly\n",
+        "{}",
+        confined.stderr
+    );
+    let fx = suid_fixture();
+    let insecure = probe(
+        &fx,
+        &["--user", "65534", "--security", "insecure"],
+        &["sh", "-c", script],
+        None,
+    );
+    assert!(
+        insecure.stdout.ends_with("su: incorrect password\n"),
+        "{}{}",
+        insecure.stdout,
+        insecure.stderr
     );
 }

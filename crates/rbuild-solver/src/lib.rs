@@ -5,12 +5,14 @@
 //! lower layer.
 
 mod cache;
+mod entitlements;
 mod layers;
 mod resolve;
 mod secrets;
 mod steps;
 mod tail;
 
+pub use entitlements::Entitlements;
 pub use rbuild_graph::NetworkMode;
 pub use resolve::Sources;
 pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
@@ -75,6 +77,18 @@ pub enum SolveError {
     /// The user interrupted the build.
     #[error("build interrupted")]
     Interrupted,
+    /// A step asks for an entitlement the build was not granted.
+    #[error(
+        "{location}: {what} needs the {entitlement} entitlement, which this build was not granted; pass --allow {entitlement} to rbuild build to grant it"
+    )]
+    NotEntitled {
+        /// The instruction.
+        location: Location,
+        /// The entitlement, as `--allow` names it.
+        entitlement: &'static str,
+        /// What asked for it.
+        what: &'static str,
+    },
 }
 
 /// Why a layer could not be unpacked.
@@ -153,6 +167,8 @@ pub struct Solver<'a> {
     pub show_progress: bool,
     /// `--label` values added to the final image's config.
     pub labels: BTreeMap<String, String>,
+    /// `--allow`: what steps may ask for beyond the default sandbox.
+    pub entitlements: Entitlements,
 }
 
 /// The result of building one stage: its layers (bottom first) and their directories.
@@ -205,6 +221,9 @@ impl Solver<'_> {
         &self,
         jobs: &[(&BuildGraph, &Platform)],
     ) -> Result<Vec<ImageManifestBlob>, SolveError> {
+        for (graph, _) in jobs {
+            self.entitlements.check(graph)?;
+        }
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -249,6 +268,7 @@ impl Solver<'_> {
         graph: &BuildGraph,
         platform: &Platform,
     ) -> Result<ImageManifestBlob, SolveError> {
+        self.entitlements.check(graph)?;
         let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
         for stage in graph.build_order().into_iter().map(|i| &graph.stages[i]) {
             let result = self.build_stage(graph, stage, &results)?;

@@ -8,7 +8,7 @@ use rbuild_core::Platform;
 use rbuild_export::BuiltImage;
 use rbuild_graph::LowerOptions;
 use rbuild_sandbox::Emulation;
-use rbuild_solver::{INTERRUPTED, NetworkMode, Secrets, Solver, Sources};
+use rbuild_solver::{Entitlements, INTERRUPTED, NetworkMode, Secrets, Solver, Sources};
 use rbuild_source::NamedContext;
 use rbuild_store::Store;
 use std::collections::BTreeMap;
@@ -28,6 +28,7 @@ struct Request {
     network: NetworkMode,
     labels: BTreeMap<String, String>,
     quiet: bool,
+    entitlements: Entitlements,
 }
 
 fn request(args: &BuildArgs) -> Result<Request> {
@@ -92,6 +93,8 @@ fn request(args: &BuildArgs) -> Result<Request> {
     let quiet = args.quiet || args.progress == "quiet";
     let network =
         NetworkMode::parse(&args.network).map_err(|e| anyhow::anyhow!("--network: {e}"))?;
+    let entitlements =
+        Entitlements::parse(&args.allow).map_err(|e| anyhow::anyhow!("--allow: {e}"))?;
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
@@ -118,6 +121,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         network,
         labels,
         quiet,
+        entitlements,
     })
 }
 
@@ -221,6 +225,9 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         graphs.push(rbuild_solver::lower_for(&df, &opts, &sources, &store)?);
     }
     crate::check::print_build_lints(&graphs);
+    for g in &graphs {
+        req.entitlements.check(g)?;
+    }
     let mut run_platforms: Vec<Platform> = Vec::new();
     for g in &graphs {
         for p in rbuild_solver::run_platforms(g) {
@@ -246,6 +253,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         network: req.network,
         show_progress: !req.quiet,
         labels: req.labels.clone(),
+        entitlements: req.entitlements,
     };
     let jobs: Vec<_> = graphs.iter().zip(&req.platforms).collect();
     let manifests = solver.build_all(&jobs)?;

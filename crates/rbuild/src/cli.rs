@@ -105,6 +105,11 @@ pub struct BuildArgs {
     /// Network for RUN steps: default (the host's, as rootless BuildKit), none or host.
     #[arg(long, default_value = "default")]
     pub network: String,
+    /// Grant an entitlement: security.insecure (lets RUN --security=insecure run with every
+    /// capability and no seccomp filter) or network.host (accepted; steps use the host's
+    /// network already).
+    #[arg(long = "allow", value_delimiter = ',')]
+    pub allow: Vec<String>,
     /// Run the Dockerfile lint rules and report, without building (= --call=check).
     #[arg(long)]
     pub check: bool,

@@ -225,7 +225,7 @@ fn run_corpus(rootless: bool) {
 
 #[test]
 fn hostile_corpus_as_root() {
-    if !require(is_root(), "the hostile corpus runs as root (CI does)") {
+    if !precondition(is_root(), "the hostile corpus runs as root (CI does)") {
         return;
     }
     run_corpus(false);
@@ -233,7 +233,7 @@ fn hostile_corpus_as_root() {
 
 #[test]
 fn hostile_corpus_rootless() {
-    if !require(
+    if !precondition(
         is_root(),
         "the rootless corpus needs root to create its user",
     ) {
@@ -272,7 +272,7 @@ fn two_copy_sources(rootless: bool) {
 
 #[test]
 fn two_copy_sources_cannot_chmod_a_host_file_as_root() {
-    if !require(is_root(), "runs as root (CI does)") {
+    if !precondition(is_root(), "runs as root (CI does)") {
         return;
     }
     two_copy_sources(false);
@@ -280,7 +280,7 @@ fn two_copy_sources_cannot_chmod_a_host_file_as_root() {
 
 #[test]
 fn two_copy_sources_cannot_chmod_a_host_file_rootless() {
-    if !require(is_root(), "needs root to create its user") {
+    if !precondition(is_root(), "needs root to create its user") {
         return;
     }
     two_copy_sources(true);

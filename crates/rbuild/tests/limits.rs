@@ -14,7 +14,11 @@ use std::process::{Command, Stdio};
 /// 64 KiB of it, peak RSS of rbuild's process tree in KiB).
 fn build_draining(state: &Path, ctx: &Path) -> (bool, u64, String, i64) {
     let mut cmd = build_command(state, ctx, "linux/amd64", None, &["--progress=plain"]);
-    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut err = child.stderr.take().unwrap();
     let mut total = 0u64;
     let mut tail: Vec<u8> = Vec::new();
@@ -34,7 +38,12 @@ fn build_draining(state: &Path, ctx: &Path) -> (bool, u64, String, i64) {
     // SAFETY: getrusage fills the struct; RUSAGE_CHILDREN covers the waited-for rbuild tree.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    (status.success(), total, String::from_utf8_lossy(&tail).into_owned(), ru.ru_maxrss)
+    (
+        status.success(),
+        total,
+        String::from_utf8_lossy(&tail).into_owned(),
+        ru.ru_maxrss,
+    )
 }
 
 #[test]
@@ -61,12 +70,22 @@ fn a_failing_step_with_a_huge_line_shows_a_bounded_tail() {
     );
     let (ok, bytes, tail, _) = build_draining(&tmp.path().join("state"), &ctx);
     assert!(!ok);
-    assert!(bytes >= 20_000_000 && bytes < 20_100_000, "the output is shown once: {bytes} bytes");
+    assert!(
+        bytes >= 20_000_000 && bytes < 20_100_000,
+        "the output is shown once: {bytes} bytes"
+    );
     let message = &tail[tail.find("error:").expect("an error message")..];
     assert!(message.contains("exit code 4"), "{message}");
     assert!(message.contains("[line cut]"), "{message}");
-    assert!(message.contains("    100%"), "a redrawn line keeps its last state: {message}");
-    assert!(message.len() < 16 * 1024, "the message is bounded: {} bytes", message.len());
+    assert!(
+        message.contains("    100%"),
+        "a redrawn line keeps its last state: {message}"
+    );
+    assert!(
+        message.len() < 16 * 1024,
+        "the message is bounded: {} bytes",
+        message.len()
+    );
 }
 
 fn sha(data: &[u8]) -> String {
@@ -103,7 +122,12 @@ fn bomb_layout(dir: &Path, size: u64) {
     let diff_id = format!("sha256:{}", hex::encode(tar_hash.finalize()));
     let blob = gz.finish().unwrap();
     let put = |d: &str, data: &[u8]| {
-        std::fs::write(dir.join("blobs/sha256").join(d.trim_start_matches("sha256:")), data).unwrap()
+        std::fs::write(
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+            data,
+        )
+        .unwrap()
     };
     put(&sha(&blob), &blob);
     let config = serde_json::to_vec(&serde_json::json!({
@@ -136,13 +160,20 @@ fn bomb_layout(dir: &Path, size: u64) {
 
 #[test]
 fn a_layer_that_would_fill_the_disk_stops_with_a_clear_error() {
-    if !require(is_root(), "mounting a small tmpfs as the state directory needs root") {
+    if !precondition(
+        is_root(),
+        "mounting a small tmpfs as the state directory needs root",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     std::fs::create_dir(&state).unwrap();
-    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"]).arg(&state));
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
+            .arg(&state),
+    );
     struct Unmount<'a>(&'a Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
@@ -152,22 +183,36 @@ fn a_layer_that_would_fill_the_disk_stops_with_a_clear_error() {
     let _guard = Unmount(&state);
     let layout = tmp.path().join("bomb");
     bomb_layout(&layout, 1 << 30);
-    let ctx = context(&tmp.path().join("ctx"), "FROM bomb\nCOPY f /f\n", &[("f", "f")]);
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM bomb\nCOPY f /f\n",
+        &[("f", "f")],
+    );
     let mut c = rbuild(&state);
     c.arg("build")
         .arg("--build-context")
         .arg(format!("bomb=oci-layout://{}", layout.display()))
         .arg("-o")
-        .arg(format!("type=local,dest={}", tmp.path().join("out").display()))
+        .arg(format!(
+            "type=local,dest={}",
+            tmp.path().join("out").display()
+        ))
         .arg(&ctx);
     let out = run(&mut c);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("would fill up"), "{stderr}");
-    assert!(stderr.contains("layer sha256:"), "the layer is named: {stderr}");
-    let layers = std::fs::read_dir(state.join("layers")).map(|d| d.count()).unwrap_or(0);
+    assert!(
+        stderr.contains("layer sha256:"),
+        "the layer is named: {stderr}"
+    );
+    let layers = std::fs::read_dir(state.join("layers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(layers, 0, "no half-written layer is left");
-    let tmp_left = std::fs::read_dir(state.join("tmp")).map(|d| d.count()).unwrap_or(0);
+    let tmp_left = std::fs::read_dir(state.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(tmp_left, 0, "the unpack directory is removed");
     assert!(!tmp.path().join("out").exists());
 }

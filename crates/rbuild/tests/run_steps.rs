@@ -641,3 +641,243 @@ fn private_cache_gives_a_concurrent_user_its_own_directory() {
         assert_eq!(seen, format!("{who}\n"));
     }
 }
+
+/// What a step reports about its own confinement, and whether privileged calls work.
+const CONFINEMENT_PROBE: &str = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status > /status; \
+     (mount -t tmpfs x /mnt 2>/dev/null && echo mount-ok || echo mount-refused) >> /status; \
+     (unshare -U true 2>/dev/null && echo unshare-ok || echo unshare-refused) >> /status";
+
+fn status_lines(layout: &OciLayout, platform: &str) -> Vec<String> {
+    let m = layout.manifest_for(platform);
+    let text = String::from_utf8(layout.file(&m, "status").expect("/status")).unwrap();
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn run_steps_get_dockers_default_confinement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        &format!(
+            "FROM busybox\nRUN mkdir -p /mnt && {CONFINEMENT_PROBE}\n\
+             RUN touch /owned && chown 1000:1000 /owned && stat -c %u:%g /owned > /chown\n\
+             RUN --network=none ping -c1 -W2 127.0.0.1 > /dev/null && echo ping-ok > /ping\n"
+        ),
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    let res = build(&tmp.path().join("state"), &ctx, "linux/amd64", &out, &[]);
+    assert!(res.status.success());
+    let layout = OciLayout::open_tar(&out);
+    assert_eq!(
+        status_lines(&layout, "linux/amd64"),
+        [
+            "CapEff: 00000000a80425fb",
+            "CapBnd: 00000000a80425fb",
+            "NoNewPrivs: 1",
+            "Seccomp: 2",
+            "mount-refused",
+            "unshare-refused"
+        ]
+    );
+    let m = layout.manifest_for("linux/amd64");
+    assert_eq!(layout.file(&m, "chown").unwrap(), b"1000:1000\n");
+    assert_eq!(layout.file(&m, "ping").unwrap(), b"ping-ok\n");
+}
+
+#[test]
+fn security_insecure_needs_the_entitlement_and_lifts_the_confinement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        &format!(
+            "FROM busybox\nRUN echo before > /before\nRUN --security=insecure mkdir -p /mnt && {CONFINEMENT_PROBE}\n"
+        ),
+        &[],
+    );
+    let state = tmp.path().join("state");
+    let out = tmp.path().join("out.tar");
+    let refused = build(&state, &ctx, "linux/amd64", &out, &[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "Dockerfile:3:1: RUN --security=insecure needs the security.insecure entitlement"
+        ) && stderr.contains("pass --allow security.insecure"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&refused.stdout).contains("echo before")
+            && !stderr.contains("echo before"),
+        "no step may run before the refusal"
+    );
+    assert!(!out.exists());
+    let res = build(
+        &state,
+        &ctx,
+        "linux/amd64",
+        &out,
+        &["--allow", "security.insecure"],
+    );
+    assert!(res.status.success());
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let full = format!("{:016x}", (1u64 << (last_cap + 1)) - 1);
+    assert_eq!(
+        status_lines(&OciLayout::open_tar(&out), "linux/amd64"),
+        [
+            format!("CapEff: {full}"),
+            format!("CapBnd: {full}"),
+            "NoNewPrivs: 0".into(),
+            "Seccomp: 0".into(),
+            "mount-ok".into(),
+            "unshare-ok".into()
+        ]
+    );
+    // The same command in the default sandbox is another step: no cache hit across modes.
+    let ctx2 = context(
+        &tmp.path().join("ctx2"),
+        &format!(
+            "FROM busybox\nRUN echo before > /before\nRUN mkdir -p /mnt && {CONFINEMENT_PROBE}\n"
+        ),
+        &[],
+    );
+    let out2 = tmp.path().join("out2.tar");
+    assert!(
+        build(&state, &ctx2, "linux/amd64", &out2, &[])
+            .status
+            .success()
+    );
+    assert_eq!(
+        status_lines(&OciLayout::open_tar(&out2), "linux/amd64")[3],
+        "Seccomp: 2"
+    );
+}
+
+const CANARY: &str = "canary-0d9b5e-of-rbuilds-environment";
+const ENV_SECRET: &str = "env-secret-value-51c0aa";
+
+/// A build whose steps dump every environment they can see, with a canary in rbuild's
+/// environment and an env secret no step mounts.
+fn environment_dump_context(dir: &Path) -> std::path::PathBuf {
+    context(
+        dir,
+        "FROM busybox\nENV OWN=step-own-value\n\
+         RUN cat /proc/[0-9]*/environ > /seen 2>/dev/null; true\n\
+         RUN --security=insecure cat /proc/[0-9]*/environ > /seen-insecure 2>/dev/null; \
+             tr '\\0' '\\n' < /proc/1/environ | wc -c > /pid1-env-size\n",
+        &[],
+    )
+}
+
+fn assert_no_caller_environment(out: &Path) {
+    let layout = OciLayout::open_tar(out);
+    let m = layout.manifest_for("linux/amd64");
+    for file in ["seen", "seen-insecure"] {
+        let seen = layout.file(&m, file).unwrap();
+        assert!(
+            !contains(&seen, CANARY.as_bytes()),
+            "{file}: canary visible"
+        );
+        assert!(
+            !contains(&seen, ENV_SECRET.as_bytes()),
+            "{file}: unmounted secret visible"
+        );
+        assert!(!contains(&seen, b"RBUILD_IN_USERNS"), "{file}");
+        assert!(
+            contains(&seen, b"OWN=step-own-value"),
+            "{file}: own ENV missing"
+        );
+    }
+    assert_eq!(layout.file(&m, "pid1-env-size").unwrap(), b"0\n");
+}
+
+#[test]
+fn steps_see_nothing_of_rbuilds_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = environment_dump_context(&tmp.path().join("ctx"));
+    let out = tmp.path().join("out.tar");
+    let mut c = build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64",
+        Some(&out),
+        &[
+            "--allow",
+            "security.insecure",
+            "--secret",
+            "id=e,env=S3C_ENV",
+        ],
+    );
+    c.env("RBUILD_TEST_CANARY", CANARY)
+        .env("S3C_ENV", ENV_SECRET);
+    run_ok(&mut c);
+    assert_no_caller_environment(&out);
+}
+
+#[test]
+fn steps_see_nothing_of_rbuilds_environment_rootless() {
+    if !precondition(is_root(), "creates a user: run as root") {
+        return;
+    }
+    ensure_subid_user();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    environment_dump_context(&base.join("ctx"));
+    let mut c = as_user(base);
+    c.env("RBUILD_TEST_CANARY", CANARY)
+        .env("S3C_ENV", ENV_SECRET)
+        .arg("build")
+        .args(["--platform", "linux/amd64"])
+        .args([
+            "--allow",
+            "security.insecure",
+            "--secret",
+            "id=e,env=S3C_ENV",
+        ])
+        .arg("--build-context")
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            base.join("busybox").display()
+        ))
+        .arg("-o")
+        .arg(format!("type=oci,dest={}", base.join("out.tar").display()))
+        .arg(base.join("ctx"));
+    run_ok(&mut c);
+    assert_no_caller_environment(&base.join("out.tar"));
+}
+
+#[test]
+fn every_fixture_platform_runs_under_the_filter() {
+    let platforms = fixture_platforms();
+    if !precondition(
+        platforms.iter().any(|p| p == "linux/386"),
+        "the busybox fixture has no linux/386 image: run `cargo xtask fixtures`",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN sh -c 'echo hi' > /hi && grep -c '^Seccomp:.2' /proc/self/status > /filtered\n",
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    let list = platforms.join(",");
+    assert!(
+        build(&tmp.path().join("state"), &ctx, &list, &out, &[])
+            .status
+            .success()
+    );
+    let layout = OciLayout::open_tar(&out);
+    for p in &platforms {
+        let m = layout.manifest_for(p);
+        assert_eq!(layout.file(&m, "hi").unwrap(), b"hi\n", "{p}");
+        assert_eq!(layout.file(&m, "filtered").unwrap(), b"1\n", "{p}");
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! Usage: rbuild-sandbox-probe --scratch DIR (--lower DIR... --upper DIR --work DIR | --dir DIR)
 //!        [--platform P] [--run-dir DIR] [--user U] [--cwd C] [--env K=V]... [--hostname H]
-//!        [--hosts TEXT] [--resolv TEXT] [--network none|host] [--no-emulation]
+//!        [--hosts TEXT] [--resolv TEXT] [--network none|host] [--no-emulation] [--security sandbox|insecure]
 //!        [--bind SRC:TARGET[:ro]]... [--tmpfs TARGET[:SIZE]]... -- CMD ARGS...
 //!        rbuild-sandbox-probe --platforms
 //!
@@ -12,7 +12,9 @@
 //! `outcome: {"status":...,"created":[...]}` or `error: MESSAGE` (exit status 2).
 
 use rbuild_core::Platform;
-use rbuild_sandbox::{Emulation, INIT_ARG, Mount, Network, PlatformSupport, Rootfs, RunSpec};
+use rbuild_sandbox::{
+    Emulation, INIT_ARG, Mount, Network, PlatformSupport, Rootfs, RunSpec, Security,
+};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
     let mut env = Vec::new();
     let mut network = Network::Host;
     let mut no_emulation = false;
+    let mut security = Security::Sandbox;
     let mut argv = Vec::new();
     let mut mounts = Vec::new();
     while let Some(a) = args.next() {
@@ -61,6 +64,13 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--no-emulation" => no_emulation = true,
+            "--security" => {
+                security = match value()?.as_str() {
+                    "sandbox" => Security::Sandbox,
+                    "insecure" => Security::Insecure,
+                    other => return Err(format!("unknown security mode {other}")),
+                }
+            }
             "--bind" => {
                 let v = value()?;
                 let mut parts = v.split(':');
@@ -112,6 +122,7 @@ fn parse_args() -> Result<Args, String> {
             platform: spec_platform,
             scratch_dir: scratch,
             mounts,
+            security,
         },
         run_dir,
         no_emulation,

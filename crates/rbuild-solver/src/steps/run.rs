@@ -3,9 +3,10 @@
 use super::{Tail, push_layer, shell_words, step_err, try_cache};
 use crate::layers::{commit, temp_dir};
 use crate::{SolveError, Solver, StageResult, cache};
+use rbuild_core::Digest;
 use rbuild_core::Platform;
-use rbuild_graph::{NetworkMode, Op, RunOp};
-use rbuild_sandbox::{ExitStatus, Network, Rootfs, RunSpec};
+use rbuild_graph::{NetworkMode, Op, RunOp, SecurityMode};
+use rbuild_sandbox::{ExitStatus, Network, Rootfs, RunSpec, Security};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,11 +23,7 @@ pub fn run(
     platform: &Platform,
     label: &str,
 ) -> Result<(), SolveError> {
-    let spec_key = serde_json::to_vec(run).unwrap_or_default();
-    let key = cache::chain(
-        &result.key,
-        &[b"run", &spec_key, platform.to_string().as_bytes()],
-    );
+    let key = run_key(&result.key, run, platform);
     if try_cache(solver, result, &key, op)? {
         return Ok(());
     }
@@ -65,6 +62,10 @@ pub fn run(
         platform: platform.clone(),
         scratch_dir: scratch,
         mounts: prepared.mounts.clone(),
+        security: match run.security {
+            SecurityMode::Sandbox => Security::Sandbox,
+            SecurityMode::Insecure => Security::Insecure,
+        },
     };
     let mut tail = Tail::new(label, solver.show_progress);
     let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk))
@@ -99,6 +100,16 @@ pub fn run(
     Ok(())
 }
 
+/// The cache key of a RUN: the parent's key, the whole op (command, env, user, cwd, mounts,
+/// network and, when not the default, the security mode) and the platform.
+fn run_key(parent: &Digest, run: &RunOp, platform: &Platform) -> Digest {
+    let spec_key = serde_json::to_vec(run).unwrap_or_default();
+    cache::chain(
+        parent,
+        &[b"run", &spec_key, platform.to_string().as_bytes()],
+    )
+}
+
 /// Removes the mountpoints the sandbox had to create, if the step left them empty, so
 /// they do not end up in the layer. The step may have replaced a parent with a symlink, so
 /// the upper directory is only reached through `rbuild-fsroot`.
@@ -128,4 +139,27 @@ fn remove_mountpoints(upper: &Path, created: &[PathBuf]) {
 fn make_removable(work: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = fs::set_permissions(work.join("work"), fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_security_mode_is_part_of_the_key() {
+        let parent = Digest::sha256(b"parent");
+        let platform: Platform = "linux/amd64".parse().unwrap();
+        let mut op = RunOp {
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            user: String::new(),
+            cwd: "/".into(),
+            mounts: Vec::new(),
+            network: NetworkMode::Default,
+            security: SecurityMode::Sandbox,
+        };
+        let sandboxed = run_key(&parent, &op, &platform);
+        op.security = SecurityMode::Insecure;
+        assert_ne!(run_key(&parent, &op, &platform), sandboxed);
+    }
 }
