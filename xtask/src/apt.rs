@@ -18,6 +18,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "runc",
     "docker-registry",
     "time",
+    // The Debian fixture: mmdebstrap, which needs arch-test for foreign architectures
+    // and the archive keyring to verify what it downloads.
+    "mmdebstrap",
+    "arch-test",
+    "debian-archive-keyring",
 ];
 
 /// `cargo xtask deps`: installs whichever of [`TEST_PACKAGES`] are missing.

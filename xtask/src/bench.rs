@@ -55,7 +55,7 @@ pub fn run(root: &Path) -> Result<()> {
     // buildah needs host binfmt_misc handlers for foreign platforms; rbuild does not.
     let _handlers = match &buildah {
         Some(_) => {
-            let h = crate::hostbinfmt::HostHandlers::register(&platforms)?;
+            let h = crate::hostbinfmt::HostHandlers::register(&platforms, "bench")?;
             if h.count() > 0 {
                 util::info(&format!(
                     "registered {} host binfmt_misc handlers for buildah (removed afterwards)",

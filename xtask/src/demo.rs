@@ -157,6 +157,7 @@ mod tests {
             platform: Platform::linux("arm64", None),
             layer_tar: rootfs::tar_bytes(&entries).unwrap(),
             created_by: "test".into(),
+            cmd: vec!["sh".to_string()],
         };
         let image = Image::build(&input).unwrap();
         let dir = tmp.path().join("layout");

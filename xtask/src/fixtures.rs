@@ -324,6 +324,7 @@ fn build(paths: &Paths, debs: &[Deb]) -> Result<Vec<Platform>> {
                 "Debian {PACKAGE} {version} ({}), minimal rootfs",
                 deb.arch.deb
             ),
+            cmd: vec!["sh".to_string()],
         };
         images.push(Image::build(&input)?);
     }

@@ -1,7 +1,8 @@
-//! For the benchmark only: buildah runs foreign-platform steps through the host's
-//! binfmt_misc handlers, which this machine does not have. While the guard lives, QEMU
-//! handlers are registered on the host (as root) for the platforms that lack one, and
-//! they are removed again on drop. rbuild itself never needs or touches these.
+//! For tools other than rbuild that run foreign binaries through the host's binfmt_misc
+//! handlers, which this machine does not have: buildah in the benchmark, mmdebstrap for
+//! the Debian fixture. While the guard lives, QEMU handlers are registered on the host
+//! (as root) for the platforms that lack one, and they are removed again on drop.
+//! rbuild itself never needs or touches these.
 
 use std::path::{Path, PathBuf};
 
@@ -12,18 +13,22 @@ use crate::util;
 
 const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 
-/// Host handlers registered for the benchmark, removed on drop.
+/// Host handlers registered for one xtask command, removed on drop.
 pub struct HostHandlers {
     registered: Vec<PathBuf>,
     mounted: bool,
+    label: &'static str,
 }
 
 impl HostHandlers {
-    /// Registers what `platforms` need and the host lacks. Without root, registers nothing.
-    pub fn register(platforms: &[Platform]) -> Result<HostHandlers> {
+    /// Registers what `platforms` need and the host lacks, as `rbuild-<label>-<qemu>`
+    /// (a label per command, so two commands never remove each other's handlers).
+    /// Without root, registers nothing.
+    pub fn register(platforms: &[Platform], label: &'static str) -> Result<HostHandlers> {
         let mut guard = HostHandlers {
             registered: Vec::new(),
             mounted: false,
+            label,
         };
         if !util::is_root() {
             return Ok(guard);
@@ -54,7 +59,8 @@ impl HostHandlers {
 
     fn register_one(&mut self, qemu: &str) -> Result<()> {
         let existing = Path::new(BINFMT).join(format!("qemu-{qemu}"));
-        let ours = Path::new(BINFMT).join(format!("rbuild-bench-{qemu}"));
+        let name = format!("rbuild-{}-{qemu}", self.label);
+        let ours = Path::new(BINFMT).join(&name);
         if existing.exists() || ours.exists() {
             return Ok(());
         }
@@ -64,12 +70,7 @@ impl HostHandlers {
         ) else {
             return Ok(());
         };
-        let line = format!(
-            ":rbuild-bench-{qemu}:M:0:{}:{}:{}:F",
-            m.magic,
-            m.mask,
-            interp.display()
-        );
+        let line = format!(":{name}:M:0:{}:{}:{}:F", m.magic, m.mask, interp.display());
         std::fs::write(Path::new(BINFMT).join("register"), line)
             .with_context(|| format!("registering a host handler for {qemu}"))?;
         self.registered.push(ours);

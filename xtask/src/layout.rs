@@ -124,6 +124,8 @@ pub struct ImageInput {
     pub layer_tar: Vec<u8>,
     /// The history entry's `created_by`.
     pub created_by: String,
+    /// The config's `Cmd`.
+    pub cmd: Vec<String>,
 }
 
 /// One platform's image: layer, config and manifest blobs.
@@ -145,7 +147,7 @@ impl Image {
         let diff_id = format!("sha256:{}", util::sha256_hex(&input.layer_tar));
         let layer = Blob::new(LAYER_GZIP, crate::rootfs::gzip(&input.layer_tar)?);
         let mut config = input.platform.to_json();
-        config["config"] = json!({ "Env": [DEFAULT_PATH], "Cmd": ["sh"] });
+        config["config"] = json!({ "Env": [DEFAULT_PATH], "Cmd": input.cmd });
         config["rootfs"] = json!({ "type": "layers", "diff_ids": [diff_id] });
         config["history"] = json!([{ "created_by": input.created_by }]);
         let config = Blob::json(CONFIG, &config)?;
@@ -484,6 +486,7 @@ mod tests {
                     platform: Platform::linux(arch, *variant),
                     layer_tar: rootfs::tar_bytes(&entries).unwrap(),
                     created_by: format!("test {arch}"),
+                    cmd: vec!["sh".to_string()],
                 }
             })
             .collect()

@@ -5,6 +5,7 @@
 
 mod apt;
 mod bench;
+mod debian;
 mod demo;
 mod fixtures;
 mod hostbinfmt;
@@ -19,7 +20,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   deps                 install the system packages the test suite needs (apt, as root)
-  fixtures [--force]   build the offline busybox base images under testdata/images/
+  fixtures [--force]   build the busybox and Debian base images under testdata/images/
   test [-- ARGS]       deps + fixtures + `cargo test --workspace ARGS` (what CI runs)
   demo                 build Dockerfiles/hello for every fixture platform and show the result
   bench                time rbuild (and buildah, when installed) on Dockerfiles/bench/*/
@@ -51,7 +52,7 @@ fn run() -> Result<()> {
                 [flag] if flag == "--force" => true,
                 _ => bail!("usage: cargo xtask fixtures [--force]"),
             };
-            fixtures::run(&root, force).map(|_| ())
+            all_fixtures(&root, force)
         }
         "test" => test(rest),
         "demo" => {
@@ -80,6 +81,12 @@ fn no_extra_args(command: &str, rest: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Every fixture image: the busybox ones (which `demo` and `bench` use alone) and Debian.
+fn all_fixtures(root: &std::path::Path, force: bool) -> Result<()> {
+    fixtures::run(root, force)?;
+    debian::run(root, force)
+}
+
 /// The whole test suite: system packages, fixtures, then every crate's tests.
 fn test(rest: &[String]) -> Result<()> {
     let extra: &[String] = match rest.split_first() {
@@ -90,7 +97,7 @@ fn test(rest: &[String]) -> Result<()> {
     util::step("1/3 system packages (cargo xtask deps)");
     apt::deps()?;
     util::step("2/3 fixture images (cargo xtask fixtures)");
-    fixtures::run(&util::repo_root()?, false)?;
+    all_fixtures(&util::repo_root()?, false)?;
     util::step("3/3 cargo test --workspace");
     let mut cmd = util::cargo();
     cmd.arg("test").arg("--workspace").args(extra);
