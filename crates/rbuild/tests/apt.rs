@@ -38,16 +38,18 @@ fn status_stanza<'a>(status: &'a str, package: &str) -> Option<&'a str> {
 fn apt_get_install(test: &str, platform: &str, machine: &str, elf: u16, deb_arch: &str) {
     if !precondition(
         is_root(),
-        test,
-        "must run as root (apt switches to its _apt user, which needs the full id map)",
+        &format!(
+            "{test}: must run as root (apt switches to its _apt user, which needs the full id map)"
+        ),
     ) {
         return;
     }
     let layout = debian_layout();
     if !precondition(
         layout.is_some(),
-        test,
-        "fixture testdata/images/debian is missing: run `cargo xtask fixtures` as root",
+        &format!(
+            "{test}: fixture testdata/images/debian is missing: run `cargo xtask fixtures` as root"
+        ),
     ) {
         return;
     }

@@ -35,26 +35,6 @@ pub fn debian_layout() -> Option<PathBuf> {
     p.join("index.json").is_file().then_some(p)
 }
 
-/// Whether a test's precondition holds. When it does not, the test fails under CI
-/// (`CI=true`, where every precondition must hold) and otherwise returns `false` after
-/// a loud message, so the caller returns early and the skip is seen in the log.
-pub fn precondition(holds: bool, test: &str, what: &str) -> bool {
-    if holds {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
-        panic!("{test}: precondition failed under CI=true: {what}");
-    }
-    // Straight to the stderr handle: the test harness captures `eprintln!` of tests
-    // that pass, and a skip must be seen.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! SKIPPED {test}: {what}\n!!!!!!!! (with CI=true this fails the test)\n"
-    );
-    false
-}
-
 /// Every platform the busybox fixture has, as `os/arch[/variant]`.
 pub fn fixture_platforms() -> Vec<String> {
     let layout = OciLayout::open_dir(&busybox_layout());
