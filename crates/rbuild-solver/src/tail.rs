@@ -47,7 +47,7 @@ impl Tail {
             self.echo_chunk(chunk);
         }
         let mut rest = chunk;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             self.keep(&rest[..pos]);
             self.end_line();
             rest = &rest[pos + 1..];
@@ -74,7 +74,7 @@ impl Tail {
                 let _ = write!(err, "{} ", self.label);
                 self.at_line_start = false;
             }
-            match rest.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', rest) {
                 Some(pos) => {
                     let _ = err.write_all(&rest[..=pos]);
                     self.at_line_start = true;
@@ -90,7 +90,7 @@ impl Tail {
 
     /// Adds bytes of the current line; a `\r` starts it over, as a terminal shows it.
     fn keep(&mut self, mut bytes: &[u8]) {
-        if let Some(pos) = bytes.iter().rposition(|&b| b == b'\r') {
+        if let Some(pos) = memchr::memrchr(b'\r', bytes) {
             self.partial.clear();
             self.cut = false;
             bytes = &bytes[pos + 1..];
