@@ -218,6 +218,24 @@ impl<'r> Target<'r> {
         .map(drop)
     }
 
+    /// Makes this entry a hard link to the file at `existing`, a path outside any untrusted
+    /// tree (a file of the build context); a final symlink there is linked as itself.
+    pub fn hard_link_to_path(&self, existing: &std::path::Path) -> io::Result<()> {
+        let name = self.require_name()?;
+        let from = sys::cstr(existing.as_os_str())?;
+        // SAFETY: valid descriptors and names; flags 0 never follows `from`.
+        cvt(unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                self.dirfd().as_raw_fd(),
+                name.as_ptr(),
+                0,
+            )
+        })
+        .map(drop)
+    }
+
     /// Creates a device node or fifo; `kind` is `libc::S_IFCHR`, `S_IFBLK` or `S_IFIFO`.
     pub fn mknod(&self, kind: u32, perm: u32, major: u32, minor: u32) -> io::Result<()> {
         let name = self.require_name()?;

@@ -6,7 +6,9 @@
 use crate::error::{IoContext, SnapshotError};
 use crate::pattern::Excludes;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use rbuild_fsroot::{Root, Target};
 use std::path::{Path, PathBuf};
 
 /// The ignore file of a build: `<Dockerfile>.dockerignore` beside the Dockerfile wins over
@@ -74,14 +76,15 @@ pub fn filtered_context(
     dest: &Path,
 ) -> Result<FilterStats, SnapshotError> {
     let rules = Excludes::new(patterns).map_err(|pattern| SnapshotError::BadPattern { pattern })?;
+    let out = Root::open(dest).ctx("open", dest)?;
     let mut stats = FilterStats::default();
-    walk(context, dest, &mut Vec::new(), &rules, &mut stats)?;
+    walk(context, &out, &mut Vec::new(), &rules, &mut stats)?;
     Ok(stats)
 }
 
 fn walk(
     src: &Path,
-    dest: &Path,
+    out: &Root,
     rel: &mut Vec<String>,
     rules: &Excludes,
     stats: &mut FilterStats,
@@ -102,16 +105,18 @@ fn walk(
         rel.push(name_str.to_string());
         let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
         let excluded = rules.excluded(&parts);
-        let (from, to) = (src.join(&name), dest.join(&name));
+        let from = src.join(&name);
         let meta = fs::symlink_metadata(&from).ctx("stat", &from)?;
+        let to_path = out.display(Path::new(&rel.join("/")));
         let kept = if meta.is_dir() {
             if excluded && !rules.has_exceptions() {
                 false
             } else {
-                fs::create_dir(&to).ctx("create", &to)?;
-                let inner = walk(&from, &to, rel, rules, stats)?;
+                let to = out.at_components(rel).ctx("open", &to_path)?;
+                to.mkdir(0o755).ctx("create", &to_path)?;
+                let inner = walk(&from, out, rel, rules, stats)?;
                 if excluded && !inner {
-                    fs::remove_dir(&to).ctx("remove", &to)?;
+                    to.remove(true).ctx("remove", &to_path)?;
                     false
                 } else {
                     copy_meta(&meta, &to)?;
@@ -121,6 +126,7 @@ fn walk(
         } else if excluded {
             false
         } else {
+            let to = out.at_components(rel).ctx("open", &to_path)?;
             carry(&from, &to, &meta)?;
             true
         };
@@ -135,29 +141,34 @@ fn walk(
     Ok(kept_any)
 }
 
-fn carry(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), SnapshotError> {
+fn carry(from: &Path, to: &Target<'_>, meta: &fs::Metadata) -> Result<(), SnapshotError> {
+    let to_path = to.display();
     if meta.file_type().is_symlink() {
         let target = fs::read_link(from).ctx("read link", from)?;
-        return std::os::unix::fs::symlink(&target, to).ctx("symlink", to);
+        return to.symlink(target.as_os_str()).ctx("symlink", &to_path);
     }
     if !meta.is_file() {
         // Sockets, fifos and devices are not part of a build context.
         return Ok(());
     }
-    if fs::hard_link(from, to).is_ok() {
+    if to.hard_link_to_path(from).is_ok() {
         return Ok(());
     }
-    fs::copy(from, to).ctx("copy", from)?;
+    let mut input = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .ctx("open", from)?;
+    let mut output = to.create_file(0o600).ctx("create", &to_path)?;
+    std::io::copy(&mut input, &mut output).ctx("copy", from)?;
     copy_meta(meta, to)
 }
 
-fn copy_meta(meta: &fs::Metadata, to: &Path) -> Result<(), SnapshotError> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777)).ctx("chmod", to)?;
-    let mtime = std::time::UNIX_EPOCH
-        + std::time::Duration::new(meta.mtime().max(0) as u64, meta.mtime_nsec() as u32);
-    let f = fs::File::open(to).ctx("open", to)?;
-    f.set_modified(mtime).ctx("set mtime", to)
+fn copy_meta(meta: &fs::Metadata, to: &Target<'_>) -> Result<(), SnapshotError> {
+    let to_path = to.display();
+    to.chmod(meta.mode() & 0o7777).ctx("chmod", &to_path)?;
+    to.set_times(meta.mtime(), meta.mtime_nsec() as u32)
+        .ctx("set mtime", &to_path)
 }
 
 #[cfg(test)]

@@ -52,9 +52,23 @@ pub fn rbuild(state: &Path) -> Command {
     c
 }
 
+/// `cmd.output()`, retried while the program is "text file busy": a binary a test just
+/// copied can still be open for writing in a child another test thread forked meanwhile.
+fn spawn_output(cmd: &mut Command) -> Output {
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.expect("spawn"),
+        }
+    }
+    panic!("{cmd:?}: text file busy");
+}
+
 /// Runs a command and returns its output, printing it for test logs.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
+    let out = spawn_output(cmd);
     eprintln!(
         "--- {:?}\n{}{}",
         cmd,
