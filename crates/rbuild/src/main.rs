@@ -108,3 +108,31 @@ fn debug_parse(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::render_error;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("chmod /x: {source}")]
+    struct WithSource {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_the_message_already_shows_is_not_repeated() {
+        let inner = WithSource {
+            source: std::io::Error::from_raw_os_error(libc_eacces()),
+        };
+        let e = anyhow::Error::new(inner).context("exporting");
+        assert_eq!(
+            render_error(&e),
+            "exporting: chmod /x: Permission denied (os error 13)"
+        );
+    }
+
+    fn libc_eacces() -> i32 {
+        13
+    }
+}

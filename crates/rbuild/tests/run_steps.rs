@@ -626,12 +626,17 @@ fn private_cache_gives_a_concurrent_user_its_own_directory() {
                 Some(out),
                 &["--build-arg", &who],
             );
-            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
             c.spawn().unwrap()
         })
         .collect();
-    for c in &mut children {
-        assert!(c.wait().unwrap().success());
+    for c in children.drain(..) {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Each build saw only its own line: the second got a fresh directory.
     for (who, out) in ["a", "b"].iter().zip(&outs) {
