@@ -137,6 +137,21 @@ fn bad_path(rel: &Path) -> io::Error {
     )
 }
 
+/// `openat2(root, rel, flags)` resolving `rel` inside `root` as if it were `/`: symlinks are
+/// followed but can never lead out (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`). This is how
+/// a path *inside a container* is meant (a mount target, a `WORKDIR`), unlike [`Root::at`],
+/// which refuses symlinks altogether. `O_CREAT` creates files with mode 0644.
+pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let mode = if flags & libc::O_CREAT != 0 { 0o644 } else { 0 };
+    sys::openat2_mode(
+        root,
+        rel,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        mode,
+    )
+}
+
 /// Whether an error means a symlink (or a non-directory) stood where a directory was needed.
 pub fn is_symlink_error(e: &io::Error) -> bool {
     matches!(

@@ -61,10 +61,22 @@ pub(crate) fn openat2(
     flags: libc::c_int,
     resolve: u64,
 ) -> io::Result<OwnedFd> {
+    openat2_mode(dir, rel, flags, resolve, 0)
+}
+
+/// [`openat2`] with the mode a created file gets.
+pub(crate) fn openat2_mode(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: libc::c_int,
+    resolve: u64,
+    mode: u64,
+) -> io::Result<OwnedFd> {
     let c = cstr(rel.as_os_str())?;
     // SAFETY: open_how is plain data; zero is a valid value for every field.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = mode;
     how.resolve = resolve;
     for _ in 0..64 {
         // SAFETY: valid pointers and the size of the struct passed.

@@ -2,10 +2,9 @@
 //! resolved with `openat2(RESOLVE_IN_ROOT)` so that symlinks in the rootfs can never
 //! lead a mount or a created file out of it.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 /// Whether a mountpoint is a directory or a file.
@@ -15,45 +14,10 @@ pub(crate) enum Kind {
     File,
 }
 
-fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-/// `openat2(dir, path, flags)` resolving inside `dir` as if it were `/`.
+/// `openat2(dir, path, flags)` resolving inside `dir` as if it were `/` (see
+/// [`rbuild_fsroot::open_in_root`]).
 pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
-    let c = cstring(path)?;
-    // SAFETY: open_how is plain data; zero is a valid value for every field.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    if flags & libc::O_CREAT != 0 {
-        how.mode = 0o644;
-    }
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // The kernel answers EAGAIN when a rename or mount anywhere on the system raced with a
-    // `..` in the lookup; openat2(2) says to retry.
-    let mut attempts = 0;
-    loop {
-        // SAFETY: valid pointers and the size of the struct passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a new descriptor we own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        }
-        let err = io::Error::last_os_error();
-        attempts += 1;
-        if err.raw_os_error() != Some(libc::EAGAIN) || attempts >= 64 {
-            return Err(err);
-        }
-    }
+    rbuild_fsroot::open_in_root(root, path, flags)
 }
 
 /// The `/proc/self/fd/N` path that names `fd`, for mount(2) sources and targets.
