@@ -31,6 +31,9 @@ pub struct FuzzOptions {
     pub in_flight: Option<PathBuf>,
     /// Largest number of inputs kept in the in-memory corpus.
     pub max_corpus: usize,
+    /// Go on after a panic (saving the first input of each distinct panic) instead of
+    /// stopping at the first one. A hang always stops the run.
+    pub keep_going: bool,
 }
 
 /// What went wrong with one input.
@@ -72,8 +75,8 @@ pub struct Report {
     pub corpus: usize,
     /// Distinct outcome fingerprints seen.
     pub outcomes: usize,
-    /// The crash that ended the run, if one did.
-    pub crash: Option<Crash>,
+    /// The distinct crashes found (without `keep_going`, at most the one that ended the run).
+    pub crashes: Vec<Crash>,
 }
 
 impl std::fmt::Display for Report {
@@ -92,10 +95,17 @@ impl std::fmt::Display for Report {
             "corpus:     {} entries ({} seeds, {} distinct outcomes)",
             self.corpus, self.seeds, self.outcomes
         )?;
-        match &self.crash {
-            None => write!(f, "crashes:    0"),
-            Some(c) => write!(f, "crashes:    1 ({:?}: {})", c.kind, c.path.display()),
+        write!(f, "crashes:    {}", self.crashes.len())?;
+        for c in &self.crashes {
+            write!(
+                f,
+                "\n  {:?}: {}\n    {}",
+                c.kind,
+                c.path.display(),
+                c.message
+            )?;
         }
+        Ok(())
     }
 }
 
@@ -276,11 +286,13 @@ struct Shared {
 
 enum Event {
     Done(Box<Report>),
+    /// A new distinct panic; the run goes on.
+    Found(Vec<u8>, String),
     Panicked(Vec<u8>, String, Box<Report>),
 }
 
 /// Fuzzes `target` until the CPU budget is used or an input fails. A panic or hang is
-/// written to `crash_dir` and returned in [`Report::crash`].
+/// written to `crash_dir` and listed in [`Report::crashes`].
 pub fn fuzz(target: &'static Target, opts: &FuzzOptions) -> Result<Report, FuzzError> {
     install_panic_hook();
     let seeds = load_files(&opts.corpus_dirs)?;
@@ -305,22 +317,36 @@ pub fn fuzz(target: &'static Target, opts: &FuzzOptions) -> Result<Report, FuzzE
         .name(format!("fuzz-{}", target.name))
         .stack_size(64 << 20)
         .spawn(move || {
-            let event = executor(target, &exec_opts, seeds, &exec_shared, in_flight);
+            let event = executor(target, &exec_opts, seeds, &exec_shared, in_flight, &tx);
             let _ = tx.send(event);
         })
         .map_err(|e| FuzzError::Worker(format!("cannot start the fuzz thread: {e}")))?;
 
     let hang_ms = opts.hang_after.as_millis() as u64;
+    let mut found = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Done(report)) => return Ok(*report),
-            Ok(Event::Panicked(input, message, mut report)) => {
+            Ok(Event::Done(mut report)) => {
+                report.crashes = found;
+                return Ok(*report);
+            }
+            Ok(Event::Found(input, message)) => {
                 let path = save_crash(&opts.crash_dir, &input)?;
-                report.crash = Some(Crash {
+                eprintln!("crash: panic: {message}\n  input: {}", path.display());
+                found.push(Crash {
                     kind: CrashKind::Panic,
                     message,
                     path,
                 });
+            }
+            Ok(Event::Panicked(input, message, mut report)) => {
+                let path = save_crash(&opts.crash_dir, &input)?;
+                found.push(Crash {
+                    kind: CrashKind::Panic,
+                    message,
+                    path,
+                });
+                report.crashes = found;
                 return Ok(*report);
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -337,6 +363,14 @@ pub fn fuzz(target: &'static Target, opts: &FuzzOptions) -> Result<Report, FuzzE
                         .clone();
                     let path = save_crash(&opts.crash_dir, &input)?;
                     let (user, sys) = cpu_time();
+                    found.push(Crash {
+                        kind: CrashKind::Hang,
+                        message: format!(
+                            "input ran for more than {:.1} s",
+                            opts.hang_after.as_secs_f64()
+                        ),
+                        path,
+                    });
                     return Ok(Report {
                         target: target.name,
                         iterations: 0,
@@ -345,14 +379,7 @@ pub fn fuzz(target: &'static Target, opts: &FuzzOptions) -> Result<Report, FuzzE
                         seeds: 0,
                         corpus: 0,
                         outcomes: 0,
-                        crash: Some(Crash {
-                            kind: CrashKind::Hang,
-                            message: format!(
-                                "input ran for more than {:.1} s",
-                                opts.hang_after.as_secs_f64()
-                            ),
-                            path,
-                        }),
+                        crashes: found,
                     });
                 }
             }
@@ -366,6 +393,7 @@ fn executor(
     seeds: Vec<(PathBuf, Vec<u8>)>,
     shared: &Shared,
     mut in_flight: Option<InFlight>,
+    tx: &std::sync::mpsc::Sender<Event>,
 ) -> Event {
     let mutator = Mutator::new(target.dictionary, target.max_len, target.block);
     let mut rng = Rng::new(opts.seed);
@@ -386,10 +414,11 @@ fn executor(
             seeds: n_seeds,
             corpus: corpus.len(),
             outcomes: outcomes.len(),
-            crash: None,
+            crashes: Vec::new(),
         })
     };
     let mut next_seed = 0usize;
+    let mut seen_panics = HashSet::new();
     loop {
         let input = if next_seed < n_seeds {
             next_seed += 1;
@@ -427,6 +456,13 @@ fn executor(
                     }
                 }
             }
+            Err(message) if opts.keep_going => {
+                if seen_panics.insert(panic_site(&message))
+                    && tx.send(Event::Found(input, message)).is_err()
+                {
+                    return Event::Done(report(iterations, &corpus, &outcomes));
+                }
+            }
             Err(message) => {
                 return Event::Panicked(input, message, report(iterations, &corpus, &outcomes));
             }
@@ -438,4 +474,17 @@ fn executor(
             }
         }
     }
+}
+
+/// What makes two panics the same for `keep_going`: the panic location when the message
+/// has one, else the message up to its first quote or digit.
+fn panic_site(message: &str) -> String {
+    if let Some(i) = message.rfind(" (at ") {
+        return message[i..].to_string();
+    }
+    message
+        .chars()
+        .take_while(|c| !matches!(c, '"' | '\'') && !c.is_ascii_digit())
+        .take(60)
+        .collect()
 }

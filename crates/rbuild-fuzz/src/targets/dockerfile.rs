@@ -103,7 +103,7 @@ impl BaseResolver for FixedBases {
                     "ONBUILD RUN nested".into(),
                 ]);
             }
-            other => return Err(format!("{other}: image not found")),
+            other => return Err(format!("image not found: {other}")),
         }
         Ok(c)
     }
@@ -146,12 +146,10 @@ pub fn dockerfile_parse(data: &[u8]) -> u64 {
             assert_eq!(ja.ok(), jb.ok(), "lowering is not deterministic");
             let _ = a.build_order();
             let _ = rbuild_graph::render_lints(&a.lints);
-            (
-                1u8,
-                a.stages.len().min(8),
-                a.lints.len().min(8),
-                String::new(),
-            )
+            let mut rules: Vec<&str> = a.lints.iter().map(|l| l.rule).collect();
+            rules.sort_unstable();
+            rules.dedup();
+            (1u8, a.stages.len().min(4), rules.join(","))
         }
         (Err(a), Err(b)) => {
             assert_eq!(
@@ -159,7 +157,7 @@ pub fn dockerfile_parse(data: &[u8]) -> u64 {
                 b.to_string(),
                 "lowering errors are not deterministic"
             );
-            (2u8, a.0.len().min(8), 0, first_words(&a.to_string()))
+            (2u8, a.0.len().min(2), first_words(&a.to_string()))
         }
         _ => panic!("lowering the same Dockerfile twice gave different results"),
     };
@@ -168,16 +166,16 @@ pub fn dockerfile_parse(data: &[u8]) -> u64 {
     for e in &errors {
         let _ = e.to_string();
     }
-    crate::fingerprint((outcome, df.instructions.len().min(16), lints.len().min(8)))
+    crate::fingerprint((outcome, lints.is_empty()))
 }
 
-/// The start of a message's first line up to anything quoted, digits dropped, so that
+/// The start of a message's first line up to anything quoted or a colon, digits dropped, so that
 /// errors of one kind share a fingerprint whatever names they mention.
 fn first_words(message: &str) -> String {
     let line = message.lines().next().unwrap_or_default();
     let text = line.split_once(": ").map_or(line, |(_, rest)| rest);
     text.chars()
-        .take_while(|c| !matches!(c, '"' | '\'' | '`'))
+        .take_while(|c| !matches!(c, '"' | '\'' | '`' | ':'))
         .filter(|c| !c.is_ascii_digit())
         .take(32)
         .collect()
