@@ -59,3 +59,26 @@ fn every_target_has_seeds() {
         assert!(!files.is_empty(), "no seeds for {}", t.name);
     }
 }
+
+/// Known, not yet fixed crashes live in `fuzz/regressions/<target>/open/` (the replay above
+/// and the fuzzer's seeds skip them). Run with `--ignored`: once one stops failing, move it
+/// up into `fuzz/regressions/<target>/` so it is replayed on every test run.
+#[test]
+#[ignore = "known open crashes; see fuzz/README.md"]
+fn open_regressions_still_fail() {
+    for dir in dirs("regressions") {
+        let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let t = rbuild_fuzz::target(name).expect("regression dirs are named after targets");
+        for (path, data) in runner::load_files(&[dir.join("open")]).unwrap() {
+            assert!(
+                runner::run_one(t, &data).is_err(),
+                "{} no longer fails: move it to {}",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    rbuild_fuzz::targets::shutdown_tar_worker();
+}
