@@ -476,15 +476,17 @@ fn executor(
     }
 }
 
-/// What makes two panics the same for `keep_going`: the panic location when the message
-/// has one, else the message up to its first quote or digit.
+/// What makes two panics the same for `keep_going`: the message up to its first quote or
+/// digit (names and numbers vary between inputs) and the panic location, if any.
 fn panic_site(message: &str) -> String {
-    if let Some(i) = message.rfind(" (at ") {
-        return message[i..].to_string();
-    }
-    message
+    let (text, location) = match message.rfind(" (at ") {
+        Some(i) => message.split_at(i),
+        None => (message, ""),
+    };
+    let kind: String = text
         .chars()
         .take_while(|c| !matches!(c, '"' | '\'') && !c.is_ascii_digit())
         .take(60)
-        .collect()
+        .collect();
+    kind + location
 }
