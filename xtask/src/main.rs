@@ -1,6 +1,6 @@
 //! Project automation for rbuild, run as `cargo xtask <command>`.
 //!
-//! Commands: `deps`, `fixtures`, `test`, `demo`, `bench`. Each prints what it runs, and
+//! Commands: `deps`, `fixtures`, `test`, `demo`, `bench`, `fuzz`. Each prints what it runs, and
 //! exits nonzero when something it needs is missing or fails.
 
 mod apt;
@@ -24,6 +24,9 @@ commands:
   test [-- ARGS]       deps + fixtures + `cargo test --workspace ARGS` (what CI runs)
   demo                 build Dockerfiles/hello for every fixture platform and show the result
   bench                time rbuild (and buildah, when installed) on Dockerfiles/bench/*/
+  fuzz <target> [--seconds N] [--seed S]
+                       fuzz one target for N CPU seconds (release build of rbuild-fuzz);
+                       also: fuzz --list, fuzz --make-seeds, fuzz --replay <target|all> FILE...
 ";
 
 fn main() {
@@ -63,6 +66,7 @@ fn run() -> Result<()> {
             no_extra_args(command, rest)?;
             bench::run(&root)
         }
+        "fuzz" => fuzz(&root, rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -103,5 +107,27 @@ fn test(rest: &[String]) -> Result<()> {
     cmd.arg("test").arg("--workspace").args(extra);
     util::run(&mut cmd)?;
     util::step("all tests passed");
+    Ok(())
+}
+
+/// Builds the fuzz driver in release mode and runs it with `rest`; its exit code is ours.
+fn fuzz(root: &std::path::Path, rest: &[String]) -> Result<()> {
+    if rest.is_empty() {
+        bail!("usage: cargo xtask fuzz <target> [--seconds N] [--seed S] | --list | --make-seeds");
+    }
+    let mut build = util::cargo();
+    build.args(["build", "--release", "--quiet", "-p", "rbuild-fuzz"]);
+    util::run(&mut build)?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let exe = target_dir.join("release/rbuild-fuzz");
+    let status = std::process::Command::new(&exe)
+        .args(rest)
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
     Ok(())
 }
