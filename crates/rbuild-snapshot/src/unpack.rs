@@ -106,6 +106,17 @@ impl Unpacker {
         self.stats.entries += 1;
         let meta = entry_meta(entry, &shown)?;
         let comps = clean_path(&raw_path, &shown)?;
+        // A directory named like a whiteout would be written back as one: refuse it.
+        if let Some((_, parents)) = comps.split_last()
+            && parents
+                .iter()
+                .any(|c| c.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()))
+        {
+            return Err(unsafe_path(
+                &shown,
+                "a parent directory has a whiteout name",
+            ));
+        }
 
         if let Some(name) = comps.last().and_then(|n| n.to_str()) {
             if name == OPAQUE_MARKER {
