@@ -547,7 +547,16 @@ mod tests {
     fn generated_fixture_has_a_busybox_per_platform() {
         let paths = Paths::new(&util::repo_root().unwrap());
         if !paths.stamp.exists() {
-            eprintln!("no fixture yet (run `cargo xtask fixtures`); skipping");
+            // Under CI the fixtures are always built first: a missing one is a failure.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "the busybox fixture is missing under CI=true"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "=== SKIPPED: no fixture yet (run `cargo xtask fixtures`) ==="
+            );
             return;
         }
         let images = layout::read_layout(&paths.multi).unwrap();
