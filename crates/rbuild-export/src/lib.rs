@@ -358,27 +358,22 @@ fn parent_dir(dest: &Path) -> &Path {
 /// A temporary file beside `dest`, to be renamed onto it when complete. It is created with
 /// mode 0666 less the umask, as the final file should be.
 pub fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = parent_dir(dest);
-    fs::create_dir_all(dir).map_err(|source| ExportError::Io {
-        path: dir.into(),
-        source,
-    })?;
-    remove_stale_temps(dest);
-    tempfile::Builder::new()
-        .prefix(&temp_prefix(dest))
-        .suffix(TEMP_SUFFIX)
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(|source| ExportError::Io {
-            path: dest.into(),
-            source,
-        })
+    temp_beside(dest, 0o666, |b, dir| b.tempfile_in(dir))
 }
 
 /// A temporary directory beside `dest`, to be renamed onto it when complete (mode 0777 less
 /// the umask).
 pub fn temp_dir_beside(dest: &Path) -> Result<tempfile::TempDir, ExportError> {
+    temp_beside(dest, 0o777, |b, dir| b.tempdir_in(dir))
+}
+
+/// Makes the parent of `dest`, removes what killed exports left there, and creates a
+/// temporary named `.<name>.<pid>.*.rbuild-tmp` with `mode` (less the umask).
+fn temp_beside<T>(
+    dest: &Path,
+    mode: u32,
+    create: impl FnOnce(&tempfile::Builder<'_, '_>, &Path) -> io::Result<T>,
+) -> Result<T, ExportError> {
     use std::os::unix::fs::PermissionsExt;
     let dir = parent_dir(dest);
     fs::create_dir_all(dir).map_err(|source| ExportError::Io {
@@ -386,15 +381,16 @@ pub fn temp_dir_beside(dest: &Path) -> Result<tempfile::TempDir, ExportError> {
         source,
     })?;
     remove_stale_temps(dest);
-    tempfile::Builder::new()
-        .prefix(&temp_prefix(dest))
+    let prefix = temp_prefix(dest);
+    let mut builder = tempfile::Builder::new();
+    builder
+        .prefix(&prefix)
         .suffix(TEMP_SUFFIX)
-        .permissions(fs::Permissions::from_mode(0o777))
-        .tempdir_in(dir)
-        .map_err(|source| ExportError::Io {
-            path: dest.into(),
-            source,
-        })
+        .permissions(fs::Permissions::from_mode(mode));
+    create(&builder, dir).map_err(|source| ExportError::Io {
+        path: dest.into(),
+        source,
+    })
 }
 
 fn file_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {

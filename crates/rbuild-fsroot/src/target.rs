@@ -312,6 +312,16 @@ impl<'r> Target<'r> {
         }
     }
 
+    /// Removes whatever stands here unless it is a directory and `keep_dir` is set; returns
+    /// whether a directory stays. What a new entry of a layer or a copy does to the old one.
+    pub fn clear(&self, keep_dir: bool) -> io::Result<bool> {
+        match self.stat()? {
+            None => Ok(false),
+            Some(st) if st.kind == FileKind::Dir && keep_dir => Ok(true),
+            Some(_) => self.remove_all().map(|()| false),
+        }
+    }
+
     /// Renames this entry to `to` (both in trees rbuild owns; `to` is replaced if it exists).
     pub fn rename_to(&self, to: &Target<'_>) -> io::Result<()> {
         let from = self.require_name()?;

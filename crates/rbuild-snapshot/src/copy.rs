@@ -603,7 +603,7 @@ impl Copier<'_> {
         let mode = self.mode_for(meta);
         let out = out_at(&self.out, target)?;
         let path = out.display();
-        let existing_dir = clear_target(&out, meta.is_dir())?;
+        let existing_dir = out.clear(meta.is_dir()).ctx("remove", &path)?;
         if meta.is_dir() {
             if !existing_dir {
                 out.mkdir(0o755).ctx("mkdir", &path)?;
@@ -727,19 +727,6 @@ fn copy_xattrs(from: &Path, to: &Target<'_>) -> Result<(), SnapshotError> {
         }
     }
     Ok(())
-}
-
-/// Removes whatever stands at `out` unless it is a directory and a directory is wanted;
-/// returns whether a directory stays.
-fn clear_target(out: &Target<'_>, want_dir: bool) -> Result<bool, SnapshotError> {
-    match out.stat().ctx("stat", &out.display())? {
-        None => Ok(false),
-        Some(st) if st.kind == FileKind::Dir && want_dir => Ok(true),
-        Some(_) => {
-            out.remove_all().ctx("remove", &out.display())?;
-            Ok(false)
-        }
-    }
 }
 
 #[cfg(test)]

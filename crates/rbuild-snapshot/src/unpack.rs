@@ -172,14 +172,7 @@ impl Unpacker {
         }
         ensure_real_dirs(&self.root, &comps[..comps.len() - 1], true, shown)?;
         let target = at(&self.root, comps, shown)?;
-        match target.stat().ctx("stat", &target.display())? {
-            None => Ok(false),
-            Some(st) if st.kind == FileKind::Dir && want_dir => Ok(true),
-            Some(_) => {
-                target.remove_all().ctx("remove", &target.display())?;
-                Ok(false)
-            }
-        }
+        target.clear(want_dir).ctx("remove", &target.display())
     }
 
     fn file<R: Read>(
