@@ -123,16 +123,13 @@ mod tests {
     #[test]
     fn a_cause_the_message_already_shows_is_not_repeated() {
         let inner = WithSource {
-            source: std::io::Error::from_raw_os_error(libc_eacces()),
+            // EACCES
+            source: std::io::Error::from_raw_os_error(13),
         };
         let e = anyhow::Error::new(inner).context("exporting");
         assert_eq!(
             render_error(&e),
             "exporting: chmod /x: Permission denied (os error 13)"
         );
-    }
-
-    fn libc_eacces() -> i32 {
-        13
     }
 }
