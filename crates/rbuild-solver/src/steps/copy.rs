@@ -195,8 +195,11 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
     let passwd = read("/etc/passwd");
     let (uid, primary) = match user.parse::<u32>() {
         Ok(n) => (n, None),
-        Err(_) => lookup(&passwd, user, 2)
-            .ok_or_else(|| format!("--chown: user {user:?} is not in the image's /etc/passwd"))?,
+        // A name the image does not know resolves to 0, with a warning, as in BuildKit.
+        Err(_) => lookup(&passwd, user, 2).unwrap_or_else(|| {
+            tracing::warn!("user {user:?} is not in the image's /etc/passwd; using uid 0");
+            (0, None)
+        }),
     };
     let gid = match group {
         None => primary.unwrap_or(uid),
@@ -204,7 +207,10 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
             Ok(n) => n,
             Err(_) => lookup(&read("/etc/group"), g, 2)
                 .map(|x| x.0)
-                .ok_or_else(|| format!("--chown: group {g:?} is not in the image's /etc/group"))?,
+                .unwrap_or_else(|| {
+                    tracing::warn!("group {g:?} is not in the image's /etc/group; using gid 0");
+                    0
+                }),
         },
     };
     Ok((uid, gid))
