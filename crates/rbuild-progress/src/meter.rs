@@ -50,6 +50,12 @@ impl<'a> Meter<'a> {
         }
     }
 
+    /// Sets the bytes done and in all; reports when the last report is old enough.
+    pub fn set(&mut self, current: u64, total: Option<u64>) {
+        self.status.total = total;
+        self.add(current.saturating_sub(self.status.current));
+    }
+
     /// Reports the work complete.
     pub fn finish(mut self) {
         let now = SystemTime::now();
@@ -62,7 +68,8 @@ impl<'a> Meter<'a> {
     }
 }
 
-/// A reader that counts the bytes read through it on a [`Meter`].
+/// A reader that counts the bytes read through it on a [`Meter`], and reports the work
+/// complete when it reaches the end.
 pub struct MeteredRead<'a, R> {
     inner: R,
     meter: Option<Meter<'a>>,
@@ -85,7 +92,11 @@ impl<'a, R: Read> MeteredRead<'a, R> {
 impl<R: Read> Read for MeteredRead<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(m) = &mut self.meter {
+        if n == 0 && !buf.is_empty() {
+            if let Some(m) = self.meter.take() {
+                m.finish();
+            }
+        } else if let Some(m) = &mut self.meter {
             m.add(n as u64);
         }
         Ok(n)
