@@ -12,7 +12,8 @@ use crate::summary::{PlatformTally, Tally};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// How many output lines a running step shows.
@@ -24,10 +25,15 @@ const REDRAW: Duration = Duration::from_millis(100);
 
 /// The live terminal view.
 pub struct Tty {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     multi: MultiProgress,
     header: ProgressBar,
     state: Mutex<State>,
     began: Instant,
+    finished: AtomicBool,
 }
 
 struct Running {
@@ -35,6 +41,8 @@ struct Running {
     tail: LineTail,
     status: Option<String>,
     redrawn: Instant,
+    /// Output came since the last redraw.
+    dirty: bool,
 }
 
 struct Vtx {
@@ -86,14 +94,37 @@ impl Tty {
         header.set_style(style("[+] Building {secs} ({msg})"));
         header.set_message("0/0");
         header.enable_steady_tick(REDRAW);
-        Tty {
+        let inner = Arc::new(Inner {
             multi,
             header,
             state: Mutex::new(State::default()),
             began: Instant::now(),
+            finished: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::spawn(move || redraw_dirty_until_finished(weak));
+        Tty { inner }
+    }
+}
+
+/// Redraws steps whose output came too soon after their last redraw to be shown then.
+fn redraw_dirty_until_finished(inner: Weak<Inner>) {
+    loop {
+        std::thread::sleep(REDRAW);
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut s = inner.lock();
+        for r in s.vertices.values_mut().filter_map(|v| v.running.as_mut()) {
+            if r.dirty {
+                redraw(r);
+            }
         }
     }
+}
 
+impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -118,6 +149,7 @@ impl Tty {
             tail: LineTail::new(KEPT_LINES),
             status: None,
             redrawn: Instant::now(),
+            dirty: false,
         });
     }
 
@@ -145,6 +177,7 @@ impl Tty {
             return;
         };
         r.tail.feed(data);
+        r.dirty = true;
         if r.redrawn.elapsed() >= REDRAW {
             redraw(r);
         }
@@ -185,6 +218,7 @@ impl Default for Tty {
 /// Sets a running step's shown lines: its byte progress and last output lines.
 fn redraw(r: &mut Running) {
     r.redrawn = Instant::now();
+    r.dirty = false;
     let max = width().saturating_sub(6);
     let mut msg = String::new();
     if let Some(st) = &r.status {
@@ -202,6 +236,19 @@ fn redraw(r: &mut Running) {
 }
 
 impl EventSink for Tty {
+    fn event(&self, event: &Event<'_>) {
+        self.inner.event(event);
+    }
+}
+
+impl Renderer for Tty {
+    fn finish(&self, success: bool) {
+        self.inner.finished.store(true, Ordering::SeqCst);
+        self.inner.finish(success);
+    }
+}
+
+impl Inner {
     fn event(&self, event: &Event<'_>) {
         let mut s = self.lock();
         s.tally.record(event);
@@ -221,7 +268,7 @@ impl EventSink for Tty {
                 }
             }
             Event::Started { vertex, .. } => self.start(&mut s, vertex),
-            Event::Output { vertex, data, .. } => Tty::output(&mut s, vertex, data),
+            Event::Output { vertex, data, .. } => Inner::output(&mut s, vertex, data),
             Event::Cached { vertex, .. } | Event::Done { vertex, .. } => {
                 self.complete(&mut s, vertex, None)
             }
@@ -229,12 +276,12 @@ impl EventSink for Tty {
                 vertex, message, ..
             } => self.complete(&mut s, vertex, Some(message)),
             Event::Warning(w) => self.warning(w),
-            Event::Progress(st) => Tty::status(&mut s, st),
+            Event::Progress(st) => Inner::status(&mut s, st),
         }
     }
 }
 
-impl Renderer for Tty {
+impl Inner {
     fn finish(&self, success: bool) {
         let s = self.lock();
         for v in s.vertices.values() {

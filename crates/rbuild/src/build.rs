@@ -358,7 +358,7 @@ fn export(
         ));
     }
     for o in outputs {
-        let vertex = crate::progress::Export::start(events, export_kind(o), o.dest());
+        let vertex = crate::progress::Export::start(events, export_kind(o));
         let r = write_output(root, store, image, o, &vertex);
         if r.is_ok() {
             vertex.say(&format!("wrote {}", o.dest().display()));

@@ -53,15 +53,12 @@ pub struct Export<'a> {
 }
 
 impl<'a> Export<'a> {
-    /// Announces and starts the export vertex for an output of kind `what`.
-    pub fn start(sink: &'a dyn EventSink, what: &str, dest: &std::path::Path) -> Export<'a> {
+    /// Announces and starts the export vertex for an output of kind `what` (a build has
+    /// one output, so the name identifies it).
+    pub fn start(sink: &'a dyn EventSink, what: &str) -> Export<'a> {
         let name = format!("exporting to {what}");
         let vertex = Vertex {
-            id: VertexId::of(&[
-                b"export",
-                name.as_bytes(),
-                dest.as_os_str().as_encoded_bytes(),
-            ]),
+            id: VertexId::of(&[b"export", name.as_bytes()]),
             name,
             stage: None,
             platform: None,
