@@ -32,6 +32,16 @@ pub fn temp_dir(state: &Path, prefix: &str) -> Result<tempfile::TempDir, SolveEr
 /// Returns the unpacked directory of `blob`, unpacking it from the store if needed. The blob
 /// is decompressed as its media type says; errors name the layer.
 pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, SolveError> {
+    ensure_unpacked_with(solver, blob, None)
+}
+
+/// [`ensure_unpacked`], reporting the bytes of the blob read while unpacking as byte
+/// progress of `vertex`.
+pub fn ensure_unpacked_with(
+    solver: &Solver,
+    blob: &LayerBlob,
+    vertex: Option<rbuild_progress::VertexId>,
+) -> Result<PathBuf, SolveError> {
     let dest = layer_dir(solver.state, blob);
     if dest.is_dir() {
         return Ok(dest);
@@ -46,8 +56,13 @@ pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, Sol
     let tmp = temp_dir(solver.state, "unpack-")?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
-    let file = BufReader::with_capacity(1 << 20, solver.store.open_blob(&blob.digest)?);
-    let reader: Box<dyn Read> = match codec {
+    let meter = vertex.map(|v| {
+        let id = format!("extracting {}", blob.digest);
+        rbuild_progress::Meter::start(solver.events, v, id, Some(blob.size))
+    });
+    let metered = rbuild_progress::MeteredRead::new(solver.store.open_blob(&blob.digest)?, meter);
+    let file = BufReader::with_capacity(1 << 20, metered);
+    let reader: Box<dyn Read + '_> = match codec {
         LayerCodec::Tar => Box::new(file),
         LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
         LayerCodec::Zstd => Box::new(

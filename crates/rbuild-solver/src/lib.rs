@@ -7,6 +7,7 @@
 mod cache;
 mod entitlements;
 mod layers;
+mod progress;
 mod resolve;
 mod secrets;
 mod steps;
@@ -163,8 +164,8 @@ pub struct Solver<'a> {
     pub secrets: &'a Secrets,
     /// `--network` of the build: what `RUN --network=default` means.
     pub network: NetworkMode,
-    /// Print step progress and step output (`--progress=plain`), or nothing (`quiet`).
-    pub show_progress: bool,
+    /// Where steps, their output, warnings and byte progress are reported.
+    pub events: &'a dyn rbuild_progress::EventSink,
     /// `--label` values added to the final image's config.
     pub labels: BTreeMap<String, String>,
     /// `--allow`: what steps may ask for beyond the default sandbox.
@@ -179,6 +180,8 @@ pub(crate) struct StageResult {
     pub history: Vec<History>,
     pub config: ImageConfig,
     pub key: Digest,
+    /// The last step's layer came from the cache.
+    pub cached: bool,
 }
 
 impl StageResult {
@@ -289,46 +292,28 @@ impl Solver<'_> {
         stage: &rbuild_graph::Stage,
         done: &BTreeMap<usize, StageResult>,
     ) -> Result<StageResult, SolveError> {
-        let mut result = self.stage_base(stage, done)?;
-        let total = stage.ops.len();
+        let vertices = progress::StageVertices::new(self, stage);
+        vertices.announce(self);
+        let mut result = self.stage_base(stage, done, vertices.from.as_ref())?;
         for (n, op) in stage.ops.iter().enumerate() {
             if INTERRUPTED.load(Ordering::SeqCst) {
                 return Err(SolveError::Interrupted);
             }
-            let label = format!(
-                "[{} {}{}/{}]",
-                stage.platform,
-                stage
-                    .name
-                    .as_deref()
-                    .map(|n| format!("{n} "))
-                    .unwrap_or_default(),
-                n + 1,
-                total
-            );
+            let v = &vertices.ops[n];
             match &op.kind {
                 OpKind::Meta => {
                     result.key = cache::chain(&result.key, &[b"meta", op.created_by.as_bytes()]);
                     result.history.push(self.history(&op.created_by, true));
                 }
-                OpKind::Run(run) => {
-                    self.say(&format!(
-                        "{label} {}",
-                        op.created_by.trim_end_matches(" # buildkit")
-                    ));
-                    steps::run::run(self, &mut result, run, op, done, &stage.platform, &label)?;
-                }
-                OpKind::Copy(copy) => {
-                    self.say(&format!(
-                        "{label} {}",
-                        op.created_by.trim_end_matches(" # buildkit")
-                    ));
-                    steps::copy::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
-                }
-                OpKind::Mkdir(mkdir) => {
-                    self.say(&format!("{label} {}", op.created_by));
-                    steps::mkdir::mkdir(self, &mut result, mkdir, op)?;
-                }
+                OpKind::Run(run) => self.step(v, &mut result, |result| {
+                    steps::run::run(self, result, run, op, done, &stage.platform, v.id)
+                })?,
+                OpKind::Copy(copy) => self.step(v, &mut result, |result| {
+                    steps::copy::copy(self, result, copy, op, done, &stage.platform, graph)
+                })?,
+                OpKind::Mkdir(mkdir) => self.step(v, &mut result, |result| {
+                    steps::mkdir::mkdir(self, result, mkdir, op)
+                })?,
             }
         }
         result.config = stage.config.clone();
@@ -339,6 +324,7 @@ impl Solver<'_> {
         &self,
         stage: &rbuild_graph::Stage,
         done: &BTreeMap<usize, StageResult>,
+        from: Option<&rbuild_progress::Vertex>,
     ) -> Result<StageResult, SolveError> {
         let platform_key = stage.platform.to_string();
         match &stage.base {
@@ -348,40 +334,69 @@ impl Solver<'_> {
                 history: Vec::new(),
                 config: stage.config.clone(),
                 key: cache::chain(&Digest::sha256(b"scratch"), &[platform_key.as_bytes()]),
+                cached: false,
             }),
             Base::Stage(i) => done.get(i).cloned().ok_or_else(|| SolveError::Step {
                 location: stage.location.clone(),
                 message: format!("stage {i} was not built before its use"),
             }),
-            Base::Image(r) => {
-                let image =
-                    self.sources
-                        .image(r, &stage.platform, self.store)
-                        .map_err(|message| SolveError::Step {
-                            location: stage.location.clone(),
-                            message,
-                        })?;
-                let dirs = image
-                    .layers
-                    .iter()
-                    .map(|l| layers::ensure_unpacked(self, l))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(StageResult {
-                    layers: image.layers.clone(),
-                    dirs,
-                    history: image.config.history.clone(),
-                    config: image.config.clone(),
-                    key: cache::chain(&image.manifest_digest, &[platform_key.as_bytes()]),
-                })
-            }
+            Base::Image(r) => match from {
+                Some(v) => {
+                    self.started(v.id);
+                    let mut cached = false;
+                    let base = self.image_base(stage, r, v.id, &mut cached);
+                    self.finished(v.id, &base, cached);
+                    base
+                }
+                None => self.image_base(stage, r, rbuild_progress::VertexId::of(&[]), &mut false),
+            },
         }
     }
 
-    /// Prints a progress line unless the build is quiet.
-    pub(crate) fn say(&self, line: &str) {
-        if self.show_progress {
-            eprintln!("{line}");
+    /// The result a stage starts from when its base is image `r`: the image resolved, its
+    /// layers unpacked with byte progress on vertex `vertex`; `cached` tells whether every
+    /// layer was unpacked already.
+    fn image_base(
+        &self,
+        stage: &rbuild_graph::Stage,
+        r: &str,
+        vertex: rbuild_progress::VertexId,
+        cached: &mut bool,
+    ) -> Result<StageResult, SolveError> {
+        let platform_key = stage.platform.to_string();
+        let image = self
+            .sources
+            .image(r, &stage.platform, self.store)
+            .map_err(|message| SolveError::Step {
+                location: stage.location.clone(),
+                message,
+            })?;
+        if !stage.platform.matches(&image.platform) {
+            self.warn(
+                vertex,
+                format!(
+                    "InvalidBaseImagePlatform: Base image {r} was pulled with platform \"{}\", expected \"{}\" for current build",
+                    image.platform, stage.platform
+                ),
+            );
         }
+        *cached = image
+            .layers
+            .iter()
+            .all(|l| layers::layer_dir(self.state, l).is_dir());
+        let dirs = image
+            .layers
+            .iter()
+            .map(|l| layers::ensure_unpacked_with(self, l, Some(vertex)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StageResult {
+            layers: image.layers.clone(),
+            dirs,
+            history: image.config.history.clone(),
+            config: image.config.clone(),
+            key: cache::chain(&image.manifest_digest, &[platform_key.as_bytes()]),
+            cached: *cached,
+        })
     }
 
     pub(crate) fn history(&self, created_by: &str, empty_layer: bool) -> History {

@@ -70,12 +70,6 @@ impl Sources {
             }
             None => return Err(self.not_found(reference, platform)),
         };
-        if !platform.matches(&resolved.platform) {
-            tracing::warn!(
-                "base image {reference} is {} but {platform} was requested",
-                resolved.platform
-            );
-        }
         self.memo().insert(key, resolved.clone());
         Ok(resolved)
     }

@@ -59,7 +59,7 @@ pub(crate) fn try_cache(
     };
     let dir = ensure_unpacked(solver, &blob)?;
     push_layer(solver, result, blob, dir, key, op);
-    solver.say("  CACHED");
+    result.cached = true;
     Ok(true)
 }
 
@@ -75,6 +75,16 @@ pub(crate) fn push_layer(
     result.dirs.push(dir);
     result.history.push(solver.history(&op.created_by, false));
     result.key = key.clone();
+}
+
+/// Reports a chunk of a step's (combined) output.
+pub(crate) fn output(solver: &Solver, vertex: rbuild_progress::VertexId, data: &[u8]) {
+    solver.events.event(&rbuild_progress::Event::Output {
+        vertex,
+        stream: rbuild_progress::Stream::Stdout,
+        data,
+        at: std::time::SystemTime::now(),
+    });
 }
 
 /// A command line as a user would type it, for messages.

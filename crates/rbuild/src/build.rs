@@ -188,7 +188,10 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     install_signal_handlers();
     let _lock = lock_for_build(&root)?;
-    match build(&req, &root, args) {
+    let renderer = crate::progress::renderer(&args.progress, req.quiet)?;
+    let result = build(&req, &root, args, renderer.as_ref());
+    renderer.finish(result.is_ok());
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(_) if INTERRUPTED.load(Ordering::SeqCst) => {
             eprintln!("error: build interrupted; partial results were discarded");
@@ -199,7 +202,12 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     }
 }
 
-fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
+fn build(
+    req: &Request,
+    root: &Path,
+    args: &BuildArgs,
+    events: &dyn rbuild_progress::EventSink,
+) -> Result<()> {
     let store = Store::open(&root.join("store"))?;
     let src = std::fs::read(&req.dockerfile)
         .with_context(|| format!("reading Dockerfile {}", req.dockerfile.display()))?;
@@ -210,7 +218,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         .unwrap_or_else(|| "Dockerfile".into());
     let df = rbuild_dockerfile::parse(&name, &src).map_err(|d| anyhow::anyhow!("{d}"))?;
     for w in &df.warnings {
-        eprintln!("{w}");
+        crate::progress::diagnostic(events, &w.to_string(), None);
     }
     let (context, _filtered) = apply_dockerignore(req, root)?;
     let sources = Sources::new(context, req.named.clone());
@@ -218,13 +226,15 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         let opts = lower_options(req, args, &req.platforms[0]);
         return crate::check::check(&df, &opts, &mut sources.resolver(&store));
     }
-    crate::check::note_syntax(&df);
+    if !req.quiet {
+        crate::check::note_syntax(&df);
+    }
     let mut graphs = Vec::new();
     for p in &req.platforms {
         let opts = lower_options(req, args, p);
         graphs.push(rbuild_solver::lower_for(&df, &opts, &sources, &store)?);
     }
-    crate::check::print_build_lints(&graphs);
+    crate::progress::lints(events, &graphs);
     for g in &graphs {
         req.entitlements.check(g)?;
     }
@@ -251,7 +261,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
             .and_then(|v| v.parse().ok()),
         secrets: &req.secrets,
         network: req.network,
-        show_progress: !req.quiet,
+        events,
         labels: req.labels.clone(),
         entitlements: req.entitlements,
     };
@@ -262,7 +272,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         manifests,
         tags: args.tags.clone(),
     };
-    export(root, &store, &image, &req.outputs, req.quiet)?;
+    export(root, &store, &image, &req.outputs, events)?;
     report(&store, &image, args, req.quiet)
 }
 
@@ -335,22 +345,66 @@ fn export(
     store: &Store,
     image: &BuiltImage,
     outputs: &[Output],
-    quiet: bool,
+    events: &dyn rbuild_progress::EventSink,
 ) -> Result<()> {
-    if outputs.is_empty() && !quiet {
-        eprintln!("warning: no --output given; the result stays only in rbuild's cache");
+    if outputs.is_empty() {
+        events.event(&rbuild_progress::Event::Warning(
+            &rbuild_progress::Warning {
+                vertex: None,
+                short: "no --output given; the result stays only in rbuild's cache".into(),
+                detail: Vec::new(),
+                url: None,
+            },
+        ));
     }
     for o in outputs {
-        match o {
-            Output::Oci { dest, tar: true } => rbuild_export::write_oci_tar(store, image, dest)?,
-            Output::Oci { dest, tar: false } => rbuild_export::write_oci_dir(store, image, dest)?,
-            Output::Docker { dest } => rbuild_export::write_docker_tar(store, image, dest)?,
-            Output::Local { dest } => crate::rootfs_export::write_local(root, store, image, dest)?,
-            Output::Tar { dest } => crate::rootfs_export::write_tar(root, store, image, dest)?,
+        let vertex = crate::progress::Export::start(events, export_kind(o));
+        let r = write_output(root, store, image, o, &vertex);
+        if r.is_ok() {
+            vertex.say(&format!("wrote {}", o.dest().display()));
         }
-        if !quiet {
-            eprintln!("wrote {}", o.dest().display());
+        vertex.finish(r.as_ref().err());
+        r?;
+    }
+    Ok(())
+}
+
+/// What an output is, as the export vertex names it (BuildKit's wording).
+fn export_kind(o: &Output) -> &'static str {
+    match o {
+        Output::Oci { .. } => "oci image format",
+        Output::Docker { .. } => "docker image format",
+        Output::Local { .. } => "client directory",
+        Output::Tar { .. } => "client tarball",
+    }
+}
+
+fn write_output(
+    root: &Path,
+    store: &Store,
+    image: &BuiltImage,
+    o: &Output,
+    vertex: &crate::progress::Export<'_>,
+) -> Result<()> {
+    let mut meter = None;
+    let mut on_bytes = |done: u64, total: u64| {
+        meter
+            .get_or_insert_with(|| vertex.meter())
+            .set(done, Some(total))
+    };
+    match o {
+        Output::Oci { dest, tar: true } => {
+            rbuild_export::write_oci_tar_with(store, image, dest, &mut on_bytes)?
         }
+        Output::Oci { dest, tar: false } => rbuild_export::write_oci_dir(store, image, dest)?,
+        Output::Docker { dest } => {
+            rbuild_export::write_docker_tar_with(store, image, dest, &mut on_bytes)?
+        }
+        Output::Local { dest } => crate::rootfs_export::write_local(root, store, image, dest)?,
+        Output::Tar { dest } => crate::rootfs_export::write_tar(root, store, image, dest)?,
+    }
+    if let Some(m) = meter {
+        m.finish();
     }
     Ok(())
 }

@@ -81,8 +81,9 @@ pub struct BuildArgs {
     /// Do not use the cache when building.
     #[arg(long)]
     pub no_cache: bool,
-    /// Progress output: auto, plain or tty (step lines and output), or quiet.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
+    /// Progress output: auto (tty on a terminal, else plain), plain (BuildKit's step lines),
+    /// tty (a live view), rawjson (BuildKit's SolveStatus JSON lines) or quiet.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "rawjson", "quiet"])]
     pub progress: String,
     /// Print nothing but errors and, at the end, the image digest (as --progress=quiet).
     #[arg(short = 'q', long)]

@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod cli;
 mod output;
+mod progress;
 mod prune;
 mod rootfs_export;
 

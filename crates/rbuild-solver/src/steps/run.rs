@@ -21,7 +21,7 @@ pub fn run(
     op: &Op,
     done: &BTreeMap<usize, StageResult>,
     platform: &Platform,
-    label: &str,
+    vertex: rbuild_progress::VertexId,
 ) -> Result<(), SolveError> {
     let key = run_key(&result.key, run, platform);
     if try_cache(solver, result, &key, op)? {
@@ -67,9 +67,11 @@ pub fn run(
             SecurityMode::Insecure => Security::Insecure,
         },
     };
-    let mut tail = Tail::new(label, solver.show_progress);
-    let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| tail.feed(chunk))
-    {
+    let mut tail = Tail::new();
+    let outcome = match rbuild_sandbox::run(&spec, solver.emulation, &mut |chunk| {
+        super::output(solver, vertex, chunk);
+        tail.feed(chunk)
+    }) {
         Ok(o) => o,
         Err(rbuild_sandbox::SandboxError::Interrupted(_)) => return Err(SolveError::Interrupted),
         Err(e) => return Err(step_err(op, e.to_string())),
