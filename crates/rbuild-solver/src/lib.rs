@@ -9,6 +9,7 @@ mod entitlements;
 mod layers;
 mod resolve;
 mod secrets;
+mod state;
 mod steps;
 mod tail;
 
@@ -16,6 +17,7 @@ pub use entitlements::Entitlements;
 pub use rbuild_graph::NetworkMode;
 pub use resolve::Sources;
 pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
+pub use state::{StateDir, StateError, StateLock};
 
 use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::Dockerfile;
@@ -24,7 +26,7 @@ use rbuild_image::{Compression, History, ImageConfig, ImageManifestBlob, LayerBl
 use rbuild_sandbox::Emulation;
 use rbuild_store::Store;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set from a signal handler when the user interrupts the build; checked between steps
@@ -64,6 +66,9 @@ pub enum SolveError {
     /// A state-directory operation failed.
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    /// The state directory's layout could not be set up.
+    #[error(transparent)]
+    State(#[from] StateError),
     /// A layer (of a base image or the cache) could not be unpacked.
     #[error("layer {digest} ({media_type}): {reason}")]
     Layer {
@@ -148,7 +153,7 @@ pub struct Solver<'a> {
     /// The blob store.
     pub store: &'a Store,
     /// rbuild's state directory (layers, cache, temporary step directories).
-    pub state: &'a Path,
+    pub state: &'a StateDir,
     /// Where base images and `COPY --from` sources come from.
     pub sources: &'a Sources,
     /// The emulators registered for the build.

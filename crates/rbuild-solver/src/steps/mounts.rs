@@ -4,7 +4,7 @@
 //! cache key or the log.
 
 use super::step_err;
-use crate::{SolveError, Solver, StageResult};
+use crate::{SolveError, Solver, StageResult, StateDir};
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::{CopyFrom, Op, RunMount, Sharing};
 use rbuild_sandbox::Mount;
@@ -142,15 +142,13 @@ fn write_private(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std
 }
 
 /// The directory of a cache mount: one per id, and per platform when no id was given.
-fn cache_dir(state: &Path, id: &str, target: &str, platform: &Platform) -> PathBuf {
+fn cache_dir(state: &StateDir, id: &str, target: &str, platform: &Platform) -> PathBuf {
     let key = if id == target {
         format!("{id}\0{platform}")
     } else {
         id.to_string()
     };
-    state
-        .join("cache-mounts")
-        .join(Digest::sha256(key.as_bytes()).hex())
+    state.cache_mount(Digest::sha256(key.as_bytes()).hex())
 }
 
 fn cache_mount(
@@ -177,7 +175,7 @@ fn cache_mount(
     };
     let dir = cache_dir(solver.state, id, target, platform);
     let io = |e: std::io::Error| SolveError::Io(dir.clone(), e);
-    fs::create_dir_all(dir.parent().unwrap_or(solver.state)).map_err(io)?;
+    fs::create_dir_all(solver.state.cache_mounts()).map_err(io)?;
     let lock_file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -394,7 +392,7 @@ mod tests {
 
     #[test]
     fn cache_dirs_split_by_platform_unless_named() {
-        let st = Path::new("/s");
+        let st = &StateDir::at("/s".into());
         let amd: Platform = "linux/amd64".parse().unwrap();
         let arm: Platform = "linux/arm64".parse().unwrap();
         assert_ne!(
