@@ -259,6 +259,11 @@ pub struct CopyOp {
     /// `--parents`: sources keep their paths (from the root or a `/./` pivot) below `dest`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub parents: bool,
+    /// `--link`: the files become a layer of their own, independent of the stage below
+    /// (missing parent directories get default metadata), so it stays cached when the
+    /// stage below changes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
     /// WORKDIR at this point.
     pub workdir: String,
     /// ADD: local tar archives (plain or gzip) are extracted into the destination.

@@ -1252,6 +1252,7 @@ impl<'a> Lowerer<'a> {
             .map(|c| self.expand_word(inst, c, lookup))
             .filter(|c| !c.is_empty());
         let parents = self.bool_flag(inst, "parents")?;
+        let link = self.bool_flag(inst, "link")?;
         let exclude: Vec<String> = inst
             .flags
             .iter()
@@ -1316,6 +1317,7 @@ impl<'a> Lowerer<'a> {
             chmod,
             exclude,
             parents,
+            link,
             workdir: st.cwd(),
             add: add && flag(inst, "unpack") != Some("false"),
             contents,

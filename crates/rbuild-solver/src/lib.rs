@@ -160,6 +160,8 @@ pub struct Solver<'a> {
     pub emulation: &'a Emulation,
     /// Skip cache look-ups (results are still recorded).
     pub no_cache: bool,
+    /// `--no-cache-filter`: stages (by name) whose steps skip cache look-ups.
+    pub no_cache_filter: Vec<String>,
     /// Layer compression.
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`, when set: the image's created time and clamp for new files.
@@ -276,7 +278,7 @@ impl Solver<'_> {
         self.entitlements.check(graph)?;
         let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
         for stage in graph.build_order().into_iter().map(|i| &graph.stages[i]) {
-            let result = self.build_stage(graph, stage, &results)?;
+            let result = self.build_stage(stage, &results)?;
             results.insert(stage.index, result);
         }
         let target = results
@@ -290,11 +292,11 @@ impl Solver<'_> {
 
     fn build_stage(
         &self,
-        graph: &BuildGraph,
         stage: &rbuild_graph::Stage,
         done: &BTreeMap<usize, StageResult>,
     ) -> Result<StageResult, SolveError> {
         let mut result = self.stage_base(stage, done)?;
+        let no_cache = self.ignores_cache(stage);
         let total = stage.ops.len();
         for (n, op) in stage.ops.iter().enumerate() {
             if INTERRUPTED.load(Ordering::SeqCst) {
@@ -311,33 +313,60 @@ impl Solver<'_> {
                 n + 1,
                 total
             );
-            match &op.kind {
+            // A config-only instruction (ENV, LABEL, CMD, ...) changes no layer; what it
+            // does to later steps (env, user, cwd) is part of their own ops, so it is in no key.
+            let step: &dyn steps::Step = match &op.kind {
                 OpKind::Meta => {
-                    result.key = cache::chain(&result.key, &[b"meta", op.created_by.as_bytes()]);
                     result.history.push(self.history(&op.created_by, true));
+                    continue;
                 }
                 OpKind::Run(run) => {
                     self.say(&format!(
                         "{label} {}",
                         op.created_by.trim_end_matches(" # buildkit")
                     ));
-                    steps::run::run(self, &mut result, run, op, done, &stage.platform, &label)?;
+                    run
                 }
                 OpKind::Copy(copy) => {
                     self.say(&format!(
                         "{label} {}",
                         op.created_by.trim_end_matches(" # buildkit")
                     ));
-                    steps::copy::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
+                    copy
                 }
                 OpKind::Mkdir(mkdir) => {
                     self.say(&format!("{label} {}", op.created_by));
-                    steps::mkdir::mkdir(self, &mut result, mkdir, op)?;
+                    mkdir
                 }
-            }
+            };
+            let cx = steps::StepContext {
+                solver: self,
+                op,
+                done,
+                platform: &stage.platform,
+                label: &label,
+            };
+            steps::solve(step, &cx, &mut result, no_cache)?;
         }
         result.config = stage.config.clone();
         Ok(result)
+    }
+
+    /// Whether the cache is ignored for a stage's steps (`--no-cache`, or
+    /// `--no-cache-filter` naming the stage).
+    fn ignores_cache(&self, stage: &rbuild_graph::Stage) -> bool {
+        self.no_cache
+            || stage.name.as_ref().is_some_and(|n| {
+                self.no_cache_filter
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(n))
+            })
+    }
+
+    /// The key parts every stage's base carries: the platform and what shapes stored blobs.
+    fn base_key(&self, base: &Digest, platform: &Platform) -> Digest {
+        let platform = platform.to_string();
+        cache::chain(base, &[platform.as_bytes(), &steps::blob_shape(self)])
     }
 
     fn stage_base(
@@ -345,14 +374,13 @@ impl Solver<'_> {
         stage: &rbuild_graph::Stage,
         done: &BTreeMap<usize, StageResult>,
     ) -> Result<StageResult, SolveError> {
-        let platform_key = stage.platform.to_string();
         match &stage.base {
             Base::Scratch => Ok(StageResult {
                 layers: Vec::new(),
                 dirs: Vec::new(),
                 history: Vec::new(),
                 config: stage.config.clone(),
-                key: cache::chain(&Digest::sha256(b"scratch"), &[platform_key.as_bytes()]),
+                key: self.base_key(&Digest::sha256(b"scratch"), &stage.platform),
             }),
             Base::Stage(i) => done.get(i).cloned().ok_or_else(|| SolveError::Step {
                 location: stage.location.clone(),
@@ -376,7 +404,7 @@ impl Solver<'_> {
                     dirs,
                     history: image.config.history.clone(),
                     config: image.config.clone(),
-                    key: cache::chain(&image.manifest_digest, &[platform_key.as_bytes()]),
+                    key: self.base_key(&image.manifest_digest, &stage.platform),
                 })
             }
         }

@@ -1,7 +1,7 @@
 //! Where base images and named contexts come from: the `--build-context` map and the
 //! build context directory. Resolved images are memoised per (reference, platform).
 
-use rbuild_core::Platform;
+use rbuild_core::{Digest, Platform};
 use rbuild_graph::BaseResolver;
 use rbuild_image::ImageConfig;
 use rbuild_source::{NamedContext, ResolvedImage};
@@ -16,6 +16,7 @@ pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
+    hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), Digest>>,
 }
 
 impl Sources {
@@ -25,6 +26,7 @@ impl Sources {
             context,
             named,
             resolved: Mutex::new(HashMap::new()),
+            hashes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -36,6 +38,19 @@ impl Sources {
     /// The build context directory.
     pub fn context(&self) -> &Path {
         &self.context
+    }
+
+    /// The content hash of the named paths below a context directory `dir`, memoised for
+    /// the build (context directories do not change while it runs).
+    pub(crate) fn content_hash(&self, dir: &Path, rels: &[PathBuf]) -> std::io::Result<Digest> {
+        let key = (dir.to_path_buf(), rels.to_vec());
+        let memo = || self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = memo().get(&key) {
+            return Ok(d.clone());
+        }
+        let digest = crate::cache::hash_paths(dir, rels)?;
+        memo().insert(key, digest.clone());
+        Ok(digest)
     }
 
     /// The named context a reference stands for, trying the forms users write

@@ -244,6 +244,7 @@ fn build(req: &Request, state: &StateDir, args: &BuildArgs) -> Result<()> {
         sources: &sources,
         emulation: &emulation,
         no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
         compression: Default::default(),
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()

@@ -81,6 +81,9 @@ pub struct BuildArgs {
     /// Do not use the cache when building.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not use the cache for these stages (by name; comma-separated or repeated).
+    #[arg(long = "no-cache-filter", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
     /// Progress output: auto, plain or tty (step lines and output), or quiet.
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
     pub progress: String,

@@ -3,7 +3,7 @@
 //! becomes a generic sandbox mount; secret values never reach a layer, the history, a
 //! cache key or the log.
 
-use super::step_err;
+use super::{StepContext, step_err};
 use crate::{SolveError, Solver, StageResult, StateDir};
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::{CopyFrom, Op, RunMount, Sharing};
@@ -27,14 +27,12 @@ pub struct Prepared {
 
 /// Turns the step's `--mount`s into sandbox mounts. `scratch` is the step's private
 /// temporary directory (removed after the step).
-pub fn prepare(
-    solver: &Solver,
+pub(crate) fn prepare(
+    cx: &StepContext,
     mounts: &[RunMount],
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
     scratch: &Path,
 ) -> Result<Prepared, SolveError> {
+    let (solver, op, done, platform) = (cx.solver, cx.op, cx.done, cx.platform);
     let mut out = Prepared::default();
     for (n, m) in mounts.iter().enumerate() {
         match m {
@@ -131,6 +129,74 @@ pub fn prepare(
         }
     }
     Ok(out)
+}
+
+/// What a step's mounts read, as one digest for its cache key: for every bind source and
+/// every cache mount's seeding source, a context path's content (symlinks resolved as the
+/// mount resolves them), a stage's key or an image's manifest digest, with the path. Mount
+/// definitions are in the op itself; secret and SSH values are never read here.
+pub(crate) fn inputs_key(cx: &StepContext, mounts: &[RunMount]) -> Result<Digest, SolveError> {
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for m in mounts {
+        let (from, source) = match m {
+            RunMount::Bind { from, source, .. } => (from, source.as_str()),
+            RunMount::Cache {
+                from: Some(from),
+                source,
+                ..
+            } => (from, source.as_deref().unwrap_or("/")),
+            _ => continue,
+        };
+        let identity = source_identity(cx, from, source)?;
+        parts.push(format!("{identity}\0{source}").into_bytes());
+    }
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Ok(crate::cache::chain(&Digest::sha256(b"mounts"), &parts))
+}
+
+/// The identity of what a mount reads at `source` of `from` (see [`inputs_key`]).
+fn source_identity(cx: &StepContext, from: &CopyFrom, source: &str) -> Result<Digest, SolveError> {
+    let (solver, op) = (cx.solver, cx.op);
+    if let Some(dir) = context_dir(solver, from) {
+        let root = dir
+            .canonicalize()
+            .map_err(|e| step_err(op, format!("{}: {e}", dir.display())))?;
+        let real = inside(&root, source).map_err(|m| step_err(op, m))?;
+        let rel = real
+            .strip_prefix(&root)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        return solver
+            .sources
+            .content_hash(&root, &[rel])
+            .map_err(|e| step_err(op, format!("reading build context {}: {e}", root.display())));
+    }
+    match from {
+        CopyFrom::Stage(i) => cx
+            .done
+            .get(i)
+            .map(|r| r.key.clone())
+            .ok_or_else(|| step_err(op, format!("stage {i} was not built"))),
+        CopyFrom::Image(name) => Ok(solver
+            .sources
+            .image(name, cx.platform, solver.store)
+            .map_err(|m| step_err(op, m))?
+            .manifest_digest),
+        CopyFrom::Context => Err(step_err(op, "mount source must be a stage or image here")),
+    }
+}
+
+/// The directory a mount source names when it is a directory: the build context or a
+/// named directory context.
+fn context_dir(solver: &Solver, from: &CopyFrom) -> Option<PathBuf> {
+    match from {
+        CopyFrom::Context => Some(solver.sources.context().to_path_buf()),
+        CopyFrom::Image(name) => match solver.sources.named(name) {
+            Some(rbuild_source::NamedContext::Dir(p)) => Some(p.clone()),
+            _ => None,
+        },
+        CopyFrom::Stage(_) => None,
+    }
 }
 
 fn write_private(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
@@ -295,14 +361,7 @@ fn bind_source(
     platform: &Platform,
     scratch: &Path,
 ) -> Result<PathBuf, SolveError> {
-    let context_dir = match from {
-        CopyFrom::Context => Some(solver.sources.context().to_path_buf()),
-        CopyFrom::Image(name) => match solver.sources.named(name) {
-            Some(rbuild_source::NamedContext::Dir(p)) => Some(p.clone()),
-            _ => None,
-        },
-        CopyFrom::Stage(_) => None,
-    };
+    let context_dir = context_dir(solver, from);
     if let Some(ctx) = &context_dir
         && !rw
     {
