@@ -245,7 +245,11 @@ fn build(req: &Request, state: &StateDir, args: &BuildArgs) -> Result<()> {
         emulation: &emulation,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
-        compression: Default::default(),
+        compression: req
+            .outputs
+            .first()
+            .map(Output::compression)
+            .unwrap_or_default(),
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.parse().ok()),
@@ -341,8 +345,12 @@ fn export(
     }
     for o in outputs {
         match o {
-            Output::Oci { dest, tar: true } => rbuild_export::write_oci_tar(store, image, dest)?,
-            Output::Oci { dest, tar: false } => rbuild_export::write_oci_dir(store, image, dest)?,
+            Output::Oci {
+                dest, tar: true, ..
+            } => rbuild_export::write_oci_tar(store, image, dest)?,
+            Output::Oci {
+                dest, tar: false, ..
+            } => rbuild_export::write_oci_dir(store, image, dest)?,
             Output::Docker { dest } => rbuild_export::write_docker_tar(store, image, dest)?,
             Output::Local { dest } => crate::rootfs_export::write_local(state, store, image, dest)?,
             Output::Tar { dest } => crate::rootfs_export::write_tar(state, store, image, dest)?,

@@ -66,7 +66,7 @@ pub struct BuildArgs {
     /// Name and optionally a tag (name:tag).
     #[arg(short = 't', long = "tag")]
     pub tags: Vec<String>,
-    /// Output destination: type=oci,dest=FILE[,tar=false].
+    /// Output destination: type=oci,dest=FILE[,tar=false][,compression=gzip|uncompressed][,compression-level=N].
     #[arg(short = 'o', long = "output")]
     pub output: Vec<String>,
     /// Set a build-time variable (NAME=VALUE, or NAME to take it from the environment).

@@ -36,7 +36,7 @@ pub(crate) fn prepare(
     let mut out = Prepared::default();
     for (n, m) in mounts.iter().enumerate() {
         match m {
-            RunMount::Cache { .. } => cache_mount(solver, m, op, done, platform, &mut out)?,
+            RunMount::Cache { .. } => cache_mount(cx, m, &mut out)?,
             RunMount::Bind {
                 target,
                 from,
@@ -208,23 +208,28 @@ fn write_private(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std
 }
 
 /// The directory of a cache mount: one per id, and per platform when no id was given.
-fn cache_dir(state: &StateDir, id: &str, target: &str, platform: &Platform) -> PathBuf {
-    let key = if id == target {
+/// A cache seeded `from` a source is one per id and source (as BuildKit's cache refs),
+/// so a changed seed starts a new cache instead of being ignored.
+fn cache_dir(
+    state: &StateDir,
+    id: &str,
+    target: &str,
+    platform: &Platform,
+    seed: Option<&Digest>,
+) -> PathBuf {
+    let mut key = if id == target {
         format!("{id}\0{platform}")
     } else {
         id.to_string()
     };
+    if let Some(seed) = seed {
+        key.push_str(&format!("\0{seed}"));
+    }
     state.cache_mount(Digest::sha256(key.as_bytes()).hex())
 }
 
-fn cache_mount(
-    solver: &Solver,
-    m: &RunMount,
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
-    out: &mut Prepared,
-) -> Result<(), SolveError> {
+fn cache_mount(cx: &StepContext, m: &RunMount, out: &mut Prepared) -> Result<(), SolveError> {
+    let (solver, op, done, platform) = (cx.solver, cx.op, cx.done, cx.platform);
     let RunMount::Cache {
         id,
         target,
@@ -239,7 +244,11 @@ fn cache_mount(
     else {
         return Ok(());
     };
-    let dir = cache_dir(solver.state, id, target, platform);
+    let seed_id = match from {
+        Some(from) => Some(source_identity(cx, from, source.as_deref().unwrap_or("/"))?),
+        None => None,
+    };
+    let dir = cache_dir(solver.state, id, target, platform, seed_id.as_ref());
     let io = |e: std::io::Error| SolveError::Io(dir.clone(), e);
     fs::create_dir_all(solver.state.cache_mounts()).map_err(io)?;
     let lock_file = fs::OpenOptions::new()
@@ -455,12 +464,17 @@ mod tests {
         let amd: Platform = "linux/amd64".parse().unwrap();
         let arm: Platform = "linux/arm64".parse().unwrap();
         assert_ne!(
-            cache_dir(st, "/c", "/c", &amd),
-            cache_dir(st, "/c", "/c", &arm)
+            cache_dir(st, "/c", "/c", &amd, None),
+            cache_dir(st, "/c", "/c", &arm, None)
         );
         assert_eq!(
-            cache_dir(st, "go", "/c", &amd),
-            cache_dir(st, "go", "/c", &arm)
+            cache_dir(st, "go", "/c", &amd, None),
+            cache_dir(st, "go", "/c", &arm, None)
+        );
+        let seed = Digest::sha256(b"seed");
+        assert_ne!(
+            cache_dir(st, "go", "/c", &amd, Some(&seed)),
+            cache_dir(st, "go", "/c", &amd, None)
         );
     }
 
