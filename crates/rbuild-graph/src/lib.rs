@@ -60,12 +60,19 @@ pub struct LowerOptions {
     pub all_stages: bool,
 }
 
+/// Why a [`BaseResolver`] could not supply a config: the resolver's own error, which
+/// lowering renders into a diagnostic at the FROM line.
+pub type ResolveFailure = Box<dyn std::error::Error + Send + Sync>;
+
 /// Supplies the config of a base image (`FROM <image>`) for a platform. Implemented by the
-/// solver, which does the I/O; errors are plain messages that lowering attaches to the
-/// FROM line.
+/// solver, which does the I/O; lowering attaches its errors to the FROM line.
 pub trait BaseResolver {
     /// The config of `reference` for `platform`.
-    fn resolve(&mut self, reference: &str, platform: &Platform) -> Result<ImageConfig, String>;
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveFailure>;
 }
 
 /// The lowered build for one target platform.

@@ -611,7 +611,10 @@ impl<'a> Lowerer<'a> {
                 }
                 Err(e) => {
                     let from = self.diag_at_from(&stages[i].stage.location);
-                    self.errors.push(Diagnostic { message: e, ..from });
+                    self.errors.push(Diagnostic {
+                        message: e.to_string(),
+                        ..from
+                    });
                     return None;
                 }
             },

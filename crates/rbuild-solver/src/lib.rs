@@ -6,6 +6,7 @@
 
 mod cache;
 mod entitlements;
+mod error;
 mod layers;
 mod resolve;
 mod secrets;
@@ -13,10 +14,11 @@ mod state;
 mod steps;
 mod tail;
 
-pub use entitlements::Entitlements;
+pub use entitlements::{Entitlements, UnknownEntitlement};
+pub use error::{ArchiveError, BindPathError, ChownError, StepError};
 pub use rbuild_graph::NetworkMode;
-pub use resolve::Sources;
-pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
+pub use resolve::{ResolveError, Sources};
+pub use secrets::{SecretError, SecretSource, Secrets, parse_secret, parse_ssh};
 pub use state::{StateDir, StateError, StateLock};
 
 use rbuild_core::{Digest, Platform};
@@ -44,12 +46,30 @@ pub enum SolveError {
     #[error(transparent)]
     StepFailed(Box<StepFailure>),
     /// A step could not be carried out.
-    #[error("{location}: {message}")]
+    #[error("{location}: {instruction}: {source}")]
     Step {
         /// Where.
         location: Location,
+        /// The instruction as written.
+        instruction: String,
         /// What went wrong.
-        message: String,
+        source: Box<StepError>,
+    },
+    /// A stage's base image could not be resolved.
+    #[error("{location}: {source}")]
+    BaseImage {
+        /// The FROM line.
+        location: Location,
+        /// Why.
+        source: Box<ResolveError>,
+    },
+    /// The graph names a stage that was not built before its use (a solver bug).
+    #[error("{location}: stage {stage} was not built before its use")]
+    StageOrder {
+        /// Where it is used.
+        location: Location,
+        /// The stage index.
+        stage: usize,
     },
     /// The sandbox failed outside any step.
     #[error(transparent)]
@@ -283,9 +303,9 @@ impl Solver<'_> {
         }
         let target = results
             .remove(&graph.target)
-            .ok_or_else(|| SolveError::Step {
+            .ok_or_else(|| SolveError::StageOrder {
                 location: graph.stages[graph.target].location.clone(),
-                message: "target stage was not built".into(),
+                stage: graph.target,
             })?;
         self.write_image(target, platform)
     }
@@ -382,18 +402,18 @@ impl Solver<'_> {
                 config: stage.config.clone(),
                 key: self.base_key(&Digest::sha256(b"scratch"), &stage.platform),
             }),
-            Base::Stage(i) => done.get(i).cloned().ok_or_else(|| SolveError::Step {
+            Base::Stage(i) => done.get(i).cloned().ok_or_else(|| SolveError::StageOrder {
                 location: stage.location.clone(),
-                message: format!("stage {i} was not built before its use"),
+                stage: *i,
             }),
             Base::Image(r) => {
-                let image =
-                    self.sources
-                        .image(r, &stage.platform, self.store)
-                        .map_err(|message| SolveError::Step {
-                            location: stage.location.clone(),
-                            message,
-                        })?;
+                let image = self
+                    .sources
+                    .image(r, &stage.platform, self.store)
+                    .map_err(|e| SolveError::BaseImage {
+                        location: stage.location.clone(),
+                        source: Box::new(e),
+                    })?;
                 let dirs = image
                     .layers
                     .iter()

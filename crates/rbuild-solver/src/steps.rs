@@ -7,7 +7,7 @@ pub mod mounts;
 pub mod run;
 
 use crate::layers::{commit, ensure_unpacked};
-use crate::{SolveError, Solver, StageResult, cache};
+use crate::{SolveError, Solver, StageResult, StepError, cache};
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::Op;
 use rbuild_image::LayerBlob;
@@ -25,7 +25,7 @@ pub(crate) fn image_stack(
     let image = solver
         .sources
         .image(name, platform, solver.store)
-        .map_err(|m| step_err(op, m))?;
+        .map_err(|e| step_err(op, e))?;
     let dirs = image
         .layers
         .iter()
@@ -38,11 +38,11 @@ pub(crate) fn image_stack(
 }
 
 /// A step error naming the instruction as well as its location.
-pub(crate) fn step_err(op: &Op, message: impl Into<String>) -> SolveError {
-    let instruction = op.created_by.trim_end_matches(" # buildkit");
+pub(crate) fn step_err(op: &Op, error: impl Into<StepError>) -> SolveError {
     SolveError::Step {
         location: op.location.clone(),
-        message: format!("{instruction}: {}", message.into()),
+        instruction: op.created_by.trim_end_matches(" # buildkit").to_string(),
+        source: Box::new(error.into()),
     }
 }
 

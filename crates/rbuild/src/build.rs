@@ -78,11 +78,11 @@ fn request(args: &BuildArgs) -> Result<Request> {
     }
     let mut secrets = Secrets::default();
     for s in &args.secrets {
-        let (id, src) = rbuild_solver::parse_secret(s).map_err(anyhow::Error::msg)?;
+        let (id, src) = rbuild_solver::parse_secret(s)?;
         secrets.secrets.insert(id, src);
     }
     for s in &args.ssh {
-        let (id, path) = rbuild_solver::parse_ssh(s).map_err(anyhow::Error::msg)?;
+        let (id, path) = rbuild_solver::parse_ssh(s)?;
         secrets.ssh.insert(id, path);
     }
     let mut labels = BTreeMap::new();
@@ -95,8 +95,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
     let quiet = args.quiet || args.progress == "quiet";
     let network =
         NetworkMode::parse(&args.network).map_err(|e| anyhow::anyhow!("--network: {e}"))?;
-    let entitlements =
-        Entitlements::parse(&args.allow).map_err(|e| anyhow::anyhow!("--allow: {e}"))?;
+    let entitlements = Entitlements::parse(&args.allow).context("--allow")?;
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",

@@ -4,7 +4,7 @@
 
 use super::{Changes, Step, StepContext, step_err};
 use crate::layers::temp_dir;
-use crate::{SolveError, StageResult, cache};
+use crate::{ArchiveError, ChownError, SolveError, StageResult, StepError, cache};
 use rbuild_core::Digest;
 use rbuild_graph::{CopyChmod, CopyFrom, CopyOp, InlineFile};
 use rbuild_snapshot::{Chmod, CopyOptions, CopySource, LayerStack, SymbolicMode};
@@ -63,7 +63,7 @@ impl Step for CopyOp {
             None => None,
             Some(CopyChmod::Octal(bits)) => Some(Chmod::Octal(*bits)),
             Some(CopyChmod::Symbolic(s)) => Some(Chmod::Symbolic(
-                SymbolicMode::parse(s).map_err(|e| step_err(op, e.to_string()))?,
+                SymbolicMode::parse(s).map_err(|e| step_err(op, e))?,
             )),
         };
         let opts = CopyOptions {
@@ -83,7 +83,7 @@ impl Step for CopyOp {
         };
         let (archives, plain) = match (&source, copy.add) {
             (CopyInput::Dir(ctx), true) => {
-                split_archives(ctx, &copy.srcs, &copy.exclude).map_err(|m| step_err(op, m))?
+                split_archives(ctx, &copy.srcs, &copy.exclude).map_err(|e| step_err(op, e))?
             }
             _ => (Vec::new(), copy.srcs.clone()),
         };
@@ -94,12 +94,12 @@ impl Step for CopyOp {
         };
         if !plain.is_empty() {
             rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
-                .map_err(|e| step_err(op, e.to_string()))?;
+                .map_err(|e| step_err(op, e))?;
         }
         for (n, (path, kind)) in archives.iter().enumerate() {
             let dir = tmp.path().join(format!("extract-{n}"));
             fs::create_dir(&dir).map_err(|e| SolveError::Io(dir.clone(), e))?;
-            extract(path, *kind, &dir).map_err(|m| step_err(op, m))?;
+            extract(path, *kind, &dir).map_err(|e| step_err(op, e))?;
             let extracted = LayerStack::new(vec![dir]);
             rbuild_snapshot::copy(
                 CopySource::Stack(&extracted),
@@ -109,7 +109,7 @@ impl Step for CopyOp {
                 &out,
                 &opts,
             )
-            .map_err(|e| step_err(op, e.to_string()))?;
+            .map_err(|e| step_err(op, e))?;
         }
         if !copy.contents.is_empty() {
             let inline = tmp.path().join("inline");
@@ -129,7 +129,7 @@ impl Step for CopyOp {
                 &out,
                 &opts,
             )
-            .map_err(|e| step_err(op, e.to_string()))?;
+            .map_err(|e| step_err(op, e))?;
         }
         Ok(Changes {
             _tmp: tmp,
@@ -151,7 +151,7 @@ fn owner(
     let stack = LayerStack::new(parent.lowers());
     resolve_chown(&stack, spec)
         .map(Some)
-        .map_err(|m| step_err(cx.op, m))
+        .map_err(|e| step_err(cx.op, e))
 }
 
 /// Where a COPY's files come from, ready to read.
@@ -198,7 +198,7 @@ fn source<'a>(cx: &StepContext, copy: &'a CopyOp) -> Source<'a> {
 fn built<'a>(cx: &'a StepContext, i: usize) -> Result<&'a StageResult, SolveError> {
     cx.done
         .get(&i)
-        .ok_or_else(|| step_err(cx.op, format!("stage {i} was not built")))
+        .ok_or_else(|| step_err(cx.op, StepError::StageNotBuilt(i)))
 }
 
 /// What the step reads from its source, as a digest, without unpacking anything: for a
@@ -214,24 +214,24 @@ fn identity(cx: &StepContext, copy: &CopyOp) -> Result<Digest, SolveError> {
                 .solver
                 .sources
                 .image(name, cx.platform, cx.solver.store)
-                .map_err(|m| step_err(op, m))?
+                .map_err(|e| step_err(op, e))?
                 .manifest_digest);
         }
     };
     let mut paths = Vec::new();
     for src in &copy.srcs {
-        let found = rbuild_snapshot::source_paths(&dir, src, &copy.exclude)
-            .map_err(|e| step_err(op, e.to_string()))?;
+        let found =
+            rbuild_snapshot::source_paths(&dir, src, &copy.exclude).map_err(|e| step_err(op, e))?;
         paths.extend(found);
     }
     cx.solver
         .sources
         .content_hash(&dir, &paths)
-        .map_err(|e| step_err(op, format!("reading build context {}: {e}", dir.display())))
+        .map_err(|source| step_err(op, StepError::Context { dir, source }))
 }
 
 /// Resolves `--chown=user[:group]` against the destination's /etc/passwd and /etc/group.
-pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), String> {
+pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), ChownError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -256,8 +256,7 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
     let passwd = read("/etc/passwd");
     let (uid, primary) = match user.parse::<u32>() {
         Ok(n) => (n, None),
-        Err(_) => lookup(&passwd, user, 2)
-            .ok_or_else(|| format!("--chown: user {user:?} is not in the image's /etc/passwd"))?,
+        Err(_) => lookup(&passwd, user, 2).ok_or_else(|| ChownError::User(user.to_string()))?,
     };
     let gid = match group {
         None => primary.unwrap_or(uid),
@@ -265,7 +264,7 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
             Ok(n) => n,
             Err(_) => lookup(&read("/etc/group"), g, 2)
                 .map(|x| x.0)
-                .ok_or_else(|| format!("--chown: group {g:?} is not in the image's /etc/group"))?,
+                .ok_or_else(|| ChownError::Group(g.to_string()))?,
         },
     };
     Ok((uid, gid))
@@ -286,7 +285,7 @@ fn split_archives(
     context: &Path,
     srcs: &[String],
     exclude: &[String],
-) -> Result<(Vec<(PathBuf, Archive)>, Vec<String>), String> {
+) -> Result<(Vec<(PathBuf, Archive)>, Vec<String>), ArchiveError> {
     let mut archives = Vec::new();
     let mut plain = Vec::new();
     for src in srcs {
@@ -298,7 +297,7 @@ fn split_archives(
             continue;
         }
         let matches =
-            rbuild_snapshot::expand_sources(context, src, exclude).map_err(|e| e.to_string())?;
+            rbuild_snapshot::expand_sources(context, src, exclude).map_err(ArchiveError::Expand)?;
         let mut rest = Vec::new();
         for m in &matches {
             match local_archive(context, &unescape(m))? {
@@ -317,7 +316,7 @@ fn split_archives(
 }
 
 /// The archive at `src` (relative to the context) when it is a regular file holding one.
-fn local_archive(context: &Path, src: &str) -> Result<Option<(PathBuf, Archive)>, String> {
+fn local_archive(context: &Path, src: &str) -> Result<Option<(PathBuf, Archive)>, ArchiveError> {
     let rel = rbuild_graph::clean_path(&format!("/{src}"));
     let path = context.join(rel.trim_start_matches('/'));
     if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
@@ -344,20 +343,24 @@ fn unescape(s: &str) -> String {
 
 /// Reads the first bytes of `path`: a tar archive (plain or gzip) to extract, `None` for
 /// a file to copy as is, or an error for compressions rbuild cannot read.
-fn archive_kind(path: &Path) -> Result<Option<Archive>, String> {
+fn archive_kind(path: &Path) -> Result<Option<Archive>, ArchiveError> {
+    let read = |source| ArchiveError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut head = Vec::new();
     fs::File::open(path)
         .and_then(|f| f.take(512).read_to_end(&mut head))
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let compressed = |what: &str| {
-        Err(format!(
-            "ADD {}: {what}-compressed archives are not supported; rbuild extracts plain and gzip tar archives",
-            path.display()
-        ))
+        .map_err(read)?;
+    let compressed = |kind: &'static str| {
+        Err(ArchiveError::Unsupported {
+            path: path.to_path_buf(),
+            kind,
+        })
     };
     if head.starts_with(&[0x1f, 0x8b]) {
         let mut inner = Vec::new();
-        let f = fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let f = fs::File::open(path).map_err(read)?;
         let _ = flate2::read::GzDecoder::new(f)
             .take(512)
             .read_to_end(&mut inner);
@@ -382,8 +385,11 @@ fn is_tar(block: &[u8]) -> bool {
 
 /// Extracts `path` into the empty directory `dest` (entries that would climb out are
 /// refused by the unpacker).
-fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), String> {
-    let file = fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), ArchiveError> {
+    let file = fs::File::open(path).map_err(|source| ArchiveError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let reader: Box<dyn Read> = match kind {
         Archive::Tar => Box::new(std::io::BufReader::new(file)),
         Archive::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
@@ -392,7 +398,10 @@ fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), String> {
     };
     rbuild_snapshot::unpack_layer(reader, dest)
         .map(|_| ())
-        .map_err(|e| format!("extracting {}: {e}", path.display()))
+        .map_err(|source| ArchiveError::Extract {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes heredoc sources as files (mode 0644, as BuildKit's inline documents).
@@ -444,7 +453,9 @@ mod tests {
         );
         assert_eq!(archive_kind(&dir.path().join("notes.gz")).unwrap(), None);
         assert_eq!(archive_kind(&dir.path().join("plain.txt")).unwrap(), None);
-        let e = archive_kind(&dir.path().join("x.tar.bz2")).unwrap_err();
+        let e = archive_kind(&dir.path().join("x.tar.bz2"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("bzip2-compressed archives are not supported"),
             "{e}"

@@ -5,7 +5,7 @@
 use super::copy::resolve_chown;
 use super::{Changes, Step, StepContext, step_err};
 use crate::layers::temp_dir;
-use crate::{SolveError, StageResult, cache};
+use crate::{SolveError, StageResult, StepError, cache};
 use rbuild_core::Digest;
 use rbuild_graph::MkdirOp;
 use rbuild_snapshot::{CopyOptions, CopySource, LayerStack};
@@ -52,7 +52,15 @@ impl Step for MkdirOp {
             &out,
             &opts,
         )
-        .map_err(|e| step_err(cx.op, format!("WORKDIR {}: {e}", self.path)))?;
+        .map_err(|source| {
+            step_err(
+                cx.op,
+                StepError::Workdir {
+                    path: self.path.clone(),
+                    source,
+                },
+            )
+        })?;
         Ok(Changes {
             _tmp: tmp,
             dir: out,

@@ -4,6 +4,7 @@
 //! cache key or the log.
 
 use super::{StepContext, step_err};
+use crate::{BindPathError, StepError};
 use crate::{SolveError, Solver, StageResult, StateDir};
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::{CopyFrom, Op, RunMount, Sharing};
@@ -75,12 +76,7 @@ pub(crate) fn prepare(
                 let value = solver.secrets.value(id).map_err(|e| step_err(op, e))?;
                 let Some(value) = value else {
                     if *required {
-                        return Err(step_err(
-                            op,
-                            format!(
-                                "secret {id:?} is required but was not provided (use --secret id={id},src=FILE)"
-                            ),
-                        ));
+                        return Err(step_err(op, StepError::SecretRequired { id: id.clone() }));
                     }
                     continue;
                 };
@@ -90,8 +86,15 @@ pub(crate) fn prepare(
                 }
                 if let Some(target) = target {
                     let file = scratch.join(format!("secret-{n}"));
-                    write_private(&file, &value, *mode, *uid, *gid)
-                        .map_err(|e| step_err(op, format!("secret {id:?}: {e}")))?;
+                    write_private(&file, &value, *mode, *uid, *gid).map_err(|source| {
+                        step_err(
+                            op,
+                            StepError::SecretFile {
+                                id: id.clone(),
+                                source,
+                            },
+                        )
+                    })?;
                     out.mounts.push(Mount::Bind {
                         source: file,
                         target: target.clone(),
@@ -107,12 +110,7 @@ pub(crate) fn prepare(
             } => {
                 let Some(sock) = solver.secrets.ssh.get(id) else {
                     if *required {
-                        return Err(step_err(
-                            op,
-                            format!(
-                                "ssh agent {id:?} is required but was not provided (use --ssh {id}=PATH or --ssh default)"
-                            ),
-                        ));
+                        return Err(step_err(op, StepError::SshRequired { id: id.clone() }));
                     }
                     continue;
                 };
@@ -158,10 +156,16 @@ pub(crate) fn inputs_key(cx: &StepContext, mounts: &[RunMount]) -> Result<Digest
 fn source_identity(cx: &StepContext, from: &CopyFrom, source: &str) -> Result<Digest, SolveError> {
     let (solver, op) = (cx.solver, cx.op);
     if let Some(dir) = context_dir(solver, from) {
-        let root = dir
-            .canonicalize()
-            .map_err(|e| step_err(op, format!("{}: {e}", dir.display())))?;
-        let real = inside(&root, source).map_err(|m| step_err(op, m))?;
+        let root = dir.canonicalize().map_err(|source| {
+            step_err(
+                op,
+                BindPathError::Root {
+                    dir: dir.clone(),
+                    source,
+                },
+            )
+        })?;
+        let real = inside(&root, source).map_err(|e| step_err(op, e))?;
         let rel = real
             .strip_prefix(&root)
             .unwrap_or(Path::new(""))
@@ -169,20 +173,20 @@ fn source_identity(cx: &StepContext, from: &CopyFrom, source: &str) -> Result<Di
         return solver
             .sources
             .content_hash(&root, &[rel])
-            .map_err(|e| step_err(op, format!("reading build context {}: {e}", root.display())));
+            .map_err(|source| step_err(op, StepError::Context { dir: root, source }));
     }
     match from {
         CopyFrom::Stage(i) => cx
             .done
             .get(i)
             .map(|r| r.key.clone())
-            .ok_or_else(|| step_err(op, format!("stage {i} was not built"))),
+            .ok_or_else(|| step_err(op, StepError::StageNotBuilt(*i))),
         CopyFrom::Image(name) => Ok(solver
             .sources
             .image(name, cx.platform, solver.store)
-            .map_err(|m| step_err(op, m))?
+            .map_err(|e| step_err(op, e))?
             .manifest_digest),
-        CopyFrom::Context => Err(step_err(op, "mount source must be a stage or image here")),
+        CopyFrom::Context => Err(step_err(op, StepError::MountFromContext)),
     }
 }
 
@@ -335,7 +339,15 @@ fn seed(
             ..Default::default()
         },
     )
-    .map_err(|e| step_err(op, format!("seeding cache mount from {source}: {e}")))?;
+    .map_err(|e| {
+        step_err(
+            op,
+            StepError::Seed {
+                path: source.to_string(),
+                source: e,
+            },
+        )
+    })?;
     Ok(())
 }
 
@@ -347,11 +359,11 @@ fn stack_dirs(
     platform: &Platform,
 ) -> Result<Vec<PathBuf>, SolveError> {
     match from {
-        CopyFrom::Context => Err(step_err(op, "mount source must be a stage or image here")),
+        CopyFrom::Context => Err(step_err(op, StepError::MountFromContext)),
         CopyFrom::Stage(i) => done
             .get(i)
             .map(|r| r.lowers())
-            .ok_or_else(|| step_err(op, format!("stage {i} was not built"))),
+            .ok_or_else(|| step_err(op, StepError::StageNotBuilt(*i))),
         CopyFrom::Image(name) => Ok(super::image_stack(solver, name, platform, op)?.0),
     }
 }
@@ -374,7 +386,7 @@ fn bind_source(
     if let Some(ctx) = &context_dir
         && !rw
     {
-        return inside(ctx, source).map_err(|m| step_err(op, m));
+        return inside(ctx, source).map_err(|e| step_err(op, e));
     }
     fs::create_dir_all(scratch).map_err(|e| SolveError::Io(scratch.to_path_buf(), e))?;
     let out = scratch.join("root");
@@ -387,7 +399,7 @@ fn bind_source(
     let is_dir;
     match &context_dir {
         Some(ctx) => {
-            let host = inside(ctx, source).map_err(|m| step_err(op, m))?;
+            let host = inside(ctx, source).map_err(|e| step_err(op, e))?;
             is_dir = host.is_dir();
             let s = if is_dir {
                 format!("{src}/")
@@ -426,7 +438,15 @@ fn bind_source(
             )
         }
     }
-    .map_err(|e| step_err(op, format!("bind mount source {source}: {e}")))?;
+    .map_err(|e| {
+        step_err(
+            op,
+            StepError::BindCopy {
+                path: source.to_string(),
+                source: e,
+            },
+        )
+    })?;
     if is_dir {
         return Ok(out.join("data"));
     }
@@ -438,18 +458,18 @@ fn bind_source(
 }
 
 /// `source` inside `root`, refusing paths that climb out (after resolving symlinks).
-fn inside(root: &Path, source: &str) -> Result<PathBuf, String> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
+fn inside(root: &Path, source: &str) -> Result<PathBuf, BindPathError> {
+    let root = root.canonicalize().map_err(|e| BindPathError::Root {
+        dir: root.to_path_buf(),
+        source: e,
+    })?;
     let p = root.join(source.trim_start_matches('/'));
-    let real = p
-        .canonicalize()
-        .map_err(|e| format!("bind source {source}: {e}"))?;
+    let real = p.canonicalize().map_err(|e| BindPathError::Resolve {
+        path: source.to_string(),
+        source: e,
+    })?;
     if !real.starts_with(&root) {
-        return Err(format!(
-            "bind source {source} points outside the build context"
-        ));
+        return Err(BindPathError::Escapes(source.to_string()));
     }
     Ok(real)
 }

@@ -63,7 +63,7 @@ impl Step for RunOp {
                 Err(rbuild_sandbox::SandboxError::Interrupted(_)) => {
                     return Err(SolveError::Interrupted);
                 }
-                Err(e) => return Err(step_err(op, e.to_string())),
+                Err(e) => return Err(step_err(op, e)),
             };
         tail.flush();
         crate::state::make_work_dir_removable(tmp.path());
