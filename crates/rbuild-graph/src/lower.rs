@@ -611,7 +611,10 @@ impl<'a> Lowerer<'a> {
                 }
                 Err(e) => {
                     let from = self.diag_at_from(&stages[i].stage.location);
-                    self.errors.push(Diagnostic { message: e, ..from });
+                    self.errors.push(Diagnostic {
+                        message: e.to_string(),
+                        ..from
+                    });
                     return None;
                 }
             },
@@ -1264,6 +1267,7 @@ impl<'a> Lowerer<'a> {
             .map(|c| self.expand_word(inst, c, lookup))
             .filter(|c| !c.is_empty());
         let parents = self.bool_flag(inst, "parents")?;
+        let link = self.bool_flag(inst, "link")?;
         let exclude: Vec<String> = inst
             .flags
             .iter()
@@ -1328,6 +1332,7 @@ impl<'a> Lowerer<'a> {
             chmod,
             exclude,
             parents,
+            link,
             workdir: st.cwd(),
             add: add && flag(inst, "unpack") != Some("false"),
             contents,

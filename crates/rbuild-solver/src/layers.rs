@@ -2,7 +2,7 @@
 //! stacked as overlay lower directories. A directory appears under its final name only
 //! when complete (unpacked or committed in a temporary directory, then renamed).
 
-use crate::{LayerError, SolveError, Solver};
+use crate::{LayerError, SolveError, Solver, StateDir};
 use rbuild_core::LayerCodec;
 use rbuild_image::{LayerBlob, LayerWriter};
 use rbuild_snapshot::{DiffOptions, SnapshotError};
@@ -14,19 +14,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ {
     move |e| SolveError::Io(path.to_path_buf(), e)
 }
 
-/// The directory of a layer, by diff id.
-pub fn layer_dir(state: &Path, blob: &LayerBlob) -> PathBuf {
-    state.join("layers").join(blob.diff_id.hex())
-}
-
 /// A fresh temporary directory under the state directory (removed on drop).
-pub fn temp_dir(state: &Path, prefix: &str) -> Result<tempfile::TempDir, SolveError> {
-    let tmp = state.join("tmp");
-    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(&tmp)
-        .map_err(io(&tmp))
+pub fn temp_dir(state: &StateDir, prefix: &str) -> Result<tempfile::TempDir, SolveError> {
+    Ok(state.temp_dir(prefix)?)
 }
 
 /// Returns the unpacked directory of `blob`, unpacking it from the store if needed. The blob
@@ -42,7 +32,7 @@ pub fn ensure_unpacked_with(
     blob: &LayerBlob,
     vertex: Option<rbuild_progress::VertexId>,
 ) -> Result<PathBuf, SolveError> {
-    let dest = layer_dir(solver.state, blob);
+    let dest = solver.state.layer(&blob.diff_id);
     if dest.is_dir() {
         return Ok(dest);
     }
@@ -70,7 +60,7 @@ pub fn ensure_unpacked_with(
                 .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
         ),
     };
-    let mut hashing = HashingReader::new(SpaceGuard::new(reader, solver.state));
+    let mut hashing = HashingReader::new(SpaceGuard::new(reader, solver.state.root()));
     let unpacked = rbuild_snapshot::unpack_layer(&mut hashing, &target).and_then(|stats| {
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(SnapshotError::TarRead)
@@ -235,7 +225,7 @@ pub fn commit(
     };
     rbuild_snapshot::write_layer_tar(changes, lowers, &mut writer, &opts)?;
     let blob = writer.finish()?;
-    let dest = layer_dir(solver.state, &blob);
+    let dest = solver.state.layer(&blob.diff_id);
     if dest.is_dir() {
         return Ok((blob, dest));
     }

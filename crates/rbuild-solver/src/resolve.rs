@@ -1,7 +1,7 @@
 //! Where base images and named contexts come from: the `--build-context` map and the
 //! build context directory. Resolved images are memoised per (reference, platform).
 
-use rbuild_core::Platform;
+use rbuild_core::{Digest, Platform};
 use rbuild_graph::BaseResolver;
 use rbuild_image::ImageConfig;
 use rbuild_source::{NamedContext, ResolvedImage};
@@ -10,12 +10,43 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Why an image reference could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The layout named for it could not be read.
+    #[error(transparent)]
+    Source(#[from] rbuild_source::SourceError),
+    /// It names a directory context.
+    #[error(
+        "{reference:?} names the directory build context {}, which cannot be a base image",
+        dir.display()
+    )]
+    DirectoryContext {
+        /// The reference.
+        reference: String,
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Nothing provides it.
+    #[error("{}", not_found(.reference, .platform, .named))]
+    NotFound {
+        /// The reference.
+        reference: String,
+        /// The platform asked for.
+        platform: Platform,
+        /// The named contexts the build was given.
+        named: Vec<String>,
+    },
+}
+
 /// The build's inputs outside the Dockerfile.
 #[derive(Debug)]
 pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
+    hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), Digest>>,
 }
 
 impl Sources {
@@ -25,6 +56,7 @@ impl Sources {
             context,
             named,
             resolved: Mutex::new(HashMap::new()),
+            hashes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -36,6 +68,19 @@ impl Sources {
     /// The build context directory.
     pub fn context(&self) -> &Path {
         &self.context
+    }
+
+    /// The content hash of the named paths below a context directory `dir`, memoised for
+    /// the build (context directories do not change while it runs).
+    pub(crate) fn content_hash(&self, dir: &Path, rels: &[PathBuf]) -> std::io::Result<Digest> {
+        let key = (dir.to_path_buf(), rels.to_vec());
+        let memo = || self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = memo().get(&key) {
+            return Ok(d.clone());
+        }
+        let digest = crate::cache::hash_paths(dir, rels)?;
+        memo().insert(key, digest.clone());
+        Ok(digest)
     }
 
     /// The named context a reference stands for, trying the forms users write
@@ -52,43 +97,31 @@ impl Sources {
         reference: &str,
         platform: &Platform,
         store: &Store,
-    ) -> Result<ResolvedImage, String> {
+    ) -> Result<ResolvedImage, ResolveError> {
         let key = (reference.to_string(), platform.clone());
         if let Some(r) = self.memo().get(&key) {
             return Ok(r.clone());
         }
         let resolved = match self.named(reference) {
             Some(NamedContext::OciLayout { path, reference: r }) => {
-                rbuild_source::resolve_layout(path, r, platform, store)
-                    .map_err(|e| e.to_string())?
+                rbuild_source::resolve_layout(path, r, platform, store)?
             }
             Some(NamedContext::Dir(p)) => {
-                return Err(format!(
-                    "{reference:?} names the directory build context {}, which cannot be a base image",
-                    p.display()
-                ));
+                return Err(ResolveError::DirectoryContext {
+                    reference: reference.to_string(),
+                    dir: p.clone(),
+                });
             }
-            None => return Err(self.not_found(reference, platform)),
+            None => {
+                return Err(ResolveError::NotFound {
+                    reference: reference.to_string(),
+                    platform: platform.clone(),
+                    named: self.named.keys().cloned().collect(),
+                });
+            }
         };
         self.memo().insert(key, resolved.clone());
         Ok(resolved)
-    }
-
-    fn not_found(&self, reference: &str, platform: &Platform) -> String {
-        let names: Vec<&str> = self.named.keys().map(String::as_str).collect();
-        format!(
-            "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
-             - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \
-             - earlier stages of this Dockerfile named {reference:?}: none\n  \
-             - registries: not contacted (this build uses only local sources)\n\
-             Provide it with --build-context {}=oci-layout://PATH[:TAG]",
-            if names.is_empty() {
-                "none given".to_string()
-            } else {
-                names.join(", ")
-            },
-            reference.split(['@']).next().unwrap_or(reference),
-        )
     }
 
     /// A `BaseResolver` for lowering that imports what it resolves into `store`.
@@ -106,11 +139,33 @@ struct StoreResolver<'a> {
 }
 
 impl BaseResolver for StoreResolver<'_> {
-    fn resolve(&mut self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, rbuild_graph::ResolveFailure> {
         self.sources
             .image(reference, platform, self.store)
             .map(|r| r.config)
+            .map_err(Into::into)
     }
+}
+
+/// The message of [`ResolveError::NotFound`]: where rbuild looked and how to provide it.
+fn not_found(reference: &str, platform: &Platform, named: &[String]) -> String {
+    format!(
+        "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
+         - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \
+         - earlier stages of this Dockerfile named {reference:?}: none\n  \
+         - registries: not contacted (this build uses only local sources)\n\
+         Provide it with --build-context {}=oci-layout://PATH[:TAG]",
+        if named.is_empty() {
+            "none given".to_string()
+        } else {
+            named.join(", ")
+        },
+        reference.split(['@']).next().unwrap_or(reference),
+    )
 }
 
 fn candidates(reference: &str) -> Vec<String> {

@@ -136,7 +136,11 @@ fn pretty(v: &serde_json::Value) -> String {
 struct NoImages;
 
 impl BaseResolver for NoImages {
-    fn resolve(&mut self, _: &str, _: &Platform) -> Result<ImageConfig, String> {
+    fn resolve(
+        &mut self,
+        _: &str,
+        _: &Platform,
+    ) -> Result<ImageConfig, rbuild_graph::ResolveFailure> {
         Ok(ImageConfig::default())
     }
 }

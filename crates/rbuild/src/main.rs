@@ -64,7 +64,7 @@ fn prune(cli: &cli::Cli, cache_mounts: bool) -> anyhow::Result<ExitCode> {
     // SAFETY: single-threaded until the namespace is entered.
     unsafe { std::env::set_var("RBUILD_ROOT", &root) };
     rbuild_sandbox::enter_build_namespace()?;
-    prune::run(&root, cache_mounts)
+    prune::run(&rbuild_solver::StateDir::at(root), cache_mounts)
 }
 
 fn init_logging(debug: bool) {

@@ -1,24 +1,16 @@
 //! `rbuild prune`: removes the build cache (layers, blobs, cache index, cache mounts).
 
 use anyhow::{Context, Result};
+use rbuild_solver::StateDir;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// What `prune` may remove, each a directory under the state directory.
-const CACHE_DIRS: &[&str] = &["cache", "cache-mounts", "layers", "store", "tmp"];
-
-/// Runs `rbuild prune` on the state directory `root`. Must run inside the build namespace
+/// Runs `rbuild prune` on the state directory `state`. Must run inside the build namespace
 /// (files there may belong to subordinate ids).
-pub fn run(root: &Path, only_cache_mounts: bool) -> Result<ExitCode> {
-    let _lock = crate::build::lock_state_exclusive(root)?;
-    let dirs: &[&str] = if only_cache_mounts {
-        &["cache-mounts"]
-    } else {
-        CACHE_DIRS
-    };
+pub fn run(state: &StateDir, only_cache_mounts: bool) -> Result<ExitCode> {
+    let _lock = crate::build::lock_state_exclusive(state)?;
     let mut freed = 0u64;
-    for d in dirs {
-        let path = root.join(d);
+    for path in state.prunable(only_cache_mounts) {
         if !path.exists() {
             continue;
         }
