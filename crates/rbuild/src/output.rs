@@ -82,8 +82,8 @@ pub fn parse(value: &str) -> Result<Output> {
             }
             "compression" => codec = Some(v.to_string()),
             "compression-level" => {
-                level = Some(v.parse::<u32>().ok().filter(|l| *l <= 9).with_context(|| {
-                    format!("--output {value:?}: compression-level must be 0 to 9")
+                level = Some(v.parse::<u32>().ok().filter(|l| *l <= 22).with_context(|| {
+                    format!("--output {value:?}: compression-level must be 0 to 9 (gzip) or 0 to 22 (zstd)")
                 })?)
             }
             other => {
@@ -138,13 +138,21 @@ pub fn parse(value: &str) -> Result<Output> {
 /// neither is given).
 fn compression(value: &str, codec: Option<&str>, level: Option<u32>) -> Result<Compression> {
     match (codec.unwrap_or("gzip"), level) {
+        ("gzip", Some(l)) if l > 9 => {
+            bail!("--output {value:?}: gzip compression-level must be 0 to 9")
+        }
         ("gzip", level) => Ok(Compression::Gzip(level.unwrap_or(6))),
+        // zstd's level 0 means its default, 3, as in buildx.
+        ("zstd", level) => Ok(Compression::Zstd(match level.unwrap_or(3) {
+            0 => 3,
+            l => l as i32,
+        })),
         ("uncompressed", None) => Ok(Compression::Uncompressed),
         ("uncompressed", Some(_)) => {
             bail!("--output {value:?}: compression-level does not apply to uncompressed layers")
         }
         (other, _) => bail!(
-            "--output {value:?}: compression {other:?} is not supported (rbuild writes gzip or uncompressed layers)"
+            "--output {value:?}: compression {other:?} is not supported (rbuild writes gzip, zstd or uncompressed layers)"
         ),
     }
 }
@@ -183,7 +191,19 @@ mod tests {
                 .compression(),
             Compression::Gzip(1)
         );
-        assert!(parse("type=oci,dest=x,compression=zstd").is_err());
+        assert_eq!(
+            parse("type=oci,dest=x,compression=zstd")
+                .unwrap()
+                .compression(),
+            Compression::Zstd(3)
+        );
+        assert_eq!(
+            parse("type=oci,dest=x,compression=zstd,compression-level=19")
+                .unwrap()
+                .compression(),
+            Compression::Zstd(19)
+        );
+        assert!(parse("type=oci,dest=x,compression=lz4").is_err());
         assert!(parse("type=oci,dest=x,compression-level=10").is_err());
         assert!(parse("type=local,dest=x,compression=gzip").is_err());
     }
