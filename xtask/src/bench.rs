@@ -1,482 +1,605 @@
-//! `cargo xtask bench`: wall time of rbuild against buildah on the cases in
-//! `Dockerfiles/bench/<case>/Dockerfile`, cold (fresh state) and warm (cached),
-//! for amd64 alone and for every platform of the fixture. Best of three.
+//! `cargo xtask bench`: rbuild against buildah and BuildKit on the cases in
+//! `Dockerfiles/bench/<case>/`, cold (fresh state) and warm (no-op rebuild), for amd64
+//! and for amd64 with arm64. Builders take turns within each run; the table shows the
+//! median wall time and peak RSS over the runs and rbuild's time over each peer's. The
+//! machine's hashing and compression limits follow.
 
+mod builders;
+mod cases;
+mod limits;
+mod measure;
+mod rawjson;
+mod registry;
+mod report;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::layout::Platform;
-use crate::{demo, fixtures, util};
+use crate::{demo, fixtures, hostbinfmt, util};
+use builders::{Buildah, Builder, Buildkit, Rbuild, out_path};
+use cases::{Case, Prepared};
+use measure::{combine, max_option, run_measured};
+use report::{Mode, Outcome, Row, Sample, Summary};
 
-const RUNS: usize = 3;
+/// The table's builder columns; rbuild first, the ratios are against it.
+const BUILDERS: [&str; 3] = ["rbuild", "buildah", "buildkit"];
+const DEFAULT_RUNS: usize = 3;
 
-/// One benchmark case: a directory with a Dockerfile, also its build context.
+/// Command-line options of `cargo xtask bench`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Case {
-    /// The directory name.
-    pub name: String,
-    /// The directory.
-    pub dir: PathBuf,
+pub struct Options {
+    /// The smoke version: the quick cases, amd64 only, one run, smaller limit data.
+    pub quick: bool,
+    /// Only these cases (all when empty; the quick ones with `quick`).
+    pub cases: Vec<String>,
+    /// Runs per case, platform set and builder.
+    pub runs: usize,
+    /// Also write the report to this file.
+    pub save: Option<PathBuf>,
 }
 
-/// Runs every case and prints the table.
-pub fn run(root: &Path) -> Result<()> {
-    let cases = find_cases(&root.join("Dockerfiles/bench"))?;
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--case NAME]... [--runs N] [--save FILE]";
+
+/// Parses the arguments after `bench`.
+pub fn parse_args(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        quick: false,
+        cases: Vec::new(),
+        runs: 0,
+        save: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{arg} needs a value; {USAGE}"))
+        };
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--case" => options.cases.push(value()?.clone()),
+            "--runs" => {
+                let v = value()?;
+                options.runs = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .with_context(|| format!("--runs takes a positive number, not {v:?}"))?;
+            }
+            "--save" => options.save = Some(PathBuf::from(value()?)),
+            other => bail!("unknown argument {other:?}; {USAGE}"),
+        }
+    }
+    if options.runs == 0 {
+        options.runs = if options.quick { 1 } else { DEFAULT_RUNS };
+    }
+    Ok(options)
+}
+
+/// Runs the selected cases and prints (and with `--save` writes) the report.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let options = parse_args(args)?;
+    let cases = select_cases(
+        &cases::find_cases(&root.join("Dockerfiles/bench"))?,
+        &options,
+    )?;
     if cases.is_empty() {
         util::info("no benchmark cases: Dockerfiles/bench/<case>/Dockerfile does not exist yet");
         return Ok(());
     }
     util::step("fixture images");
     let platforms = fixtures::run(root, false)?;
+    let have_arm64 = platforms.contains(&Platform::linux("arm64", None));
     let rbuild = demo::build_rbuild(root)?;
-    let paths = fixtures::Paths::new(root);
-    let buildah = if util::on_path("buildah") {
-        Some(Buildah::probe(&paths.multi)?)
-    } else {
-        util::info("buildah is not installed: measuring rbuild only");
-        None
-    };
-    let rbuild = Rbuild {
-        binary: rbuild,
-        layout: paths.multi.clone(),
-    };
-
-    let mut sets = vec![vec![Platform::linux("amd64", None)]];
-    let arm64 = Platform::linux("arm64", None);
-    if platforms.contains(&arm64) {
-        sets.push(vec![Platform::linux("amd64", None), arm64]);
+    let load_before = measure::load_average();
+    let setup = Setup::new(root, rbuild, have_arm64 && !options.quick)?;
+    let jobs = prepare_jobs(&cases, have_arm64, options.quick)?;
+    let results = run_all(&setup.builders, &jobs, options.runs);
+    if let Some(Some(buildkit)) = setup.builders.get(2) {
+        let _ = buildkit.forget();
     }
-    if platforms.len() > 2 {
-        sets.push(platforms.clone());
+    util::step("machine limits");
+    let (mib, reps) = if options.quick { (64, 1) } else { (256, 3) };
+    let limits = limits::measure(mib, reps)?;
+    let text = report_text(&ReportInput {
+        root,
+        options: &options,
+        jobs: &jobs,
+        present: setup.present(),
+        results: &results,
+        limits: &limits,
+        load_before: &load_before,
+    });
+    println!("\n{text}");
+    if let Some(path) = &options.save {
+        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    // buildah needs host binfmt_misc handlers for foreign platforms; rbuild does not.
-    let _handlers = match &buildah {
-        Some(_) => {
-            let h = crate::hostbinfmt::HostHandlers::register(&platforms, "bench")?;
-            if h.count() > 0 {
-                util::info(&format!(
-                    "registered {} host binfmt_misc handlers for buildah (removed afterwards)",
-                    h.count()
-                ));
-            }
-            Some(h)
-        }
-        None => None,
-    };
-    let mut rows = Vec::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        for set in &sets {
-            let label = platform_label(set);
-            util::step(&format!("{} on {label}", case.name));
-            let ours = measure(&rbuild, case, set);
-            let theirs = buildah.as_ref().map(|b| measure(b, case, set));
-            let row = Row {
-                case: case.name.clone(),
-                platforms: label,
-                rbuild: record(&mut failures, "rbuild", case, &ours),
-                buildah: theirs.map(|t| record(&mut failures, "buildah", case, &t)),
-            };
-            rows.push(row);
-        }
-    }
-    println!();
-    print!("{}", table(&rows));
-    for failure in &failures {
-        println!("\n{failure}");
-    }
-    if rows.iter().any(|r| r.rbuild.is_none()) {
+    if results.rbuild_failed {
         bail!("some rbuild builds failed");
     }
     Ok(())
 }
 
-/// Subdirectories of `dir` holding a `Dockerfile`, by name; none when `dir` is absent.
-pub fn find_cases(dir: &Path) -> Result<Vec<Case>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+/// The cases the options name (every one, or the quick ones); unknown names are errors.
+fn select_cases(all: &[Case], options: &Options) -> Result<Vec<Case>> {
+    let wanted: Vec<String> = match (&options.cases[..], options.quick) {
+        ([], false) => return Ok(all.to_vec()),
+        ([], true) => cases::QUICK.iter().map(|s| s.to_string()).collect(),
+        (named, _) => named.to_vec(),
     };
-    let mut cases: Vec<Case> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("Dockerfile").is_file())
-        .filter_map(|dir| {
-            let name = dir.file_name()?.to_string_lossy().into_owned();
-            Some(Case { name, dir })
+    wanted
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|c| &c.name == name)
+                .cloned()
+                .with_context(|| {
+                    let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+                    format!(
+                        "no case {name:?} in Dockerfiles/bench (have: {})",
+                        names.join(", ")
+                    )
+                })
         })
-        .collect();
-    cases.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(cases)
+        .collect()
 }
 
-fn platform_label(set: &[Platform]) -> String {
-    match set {
-        [_, _, _, ..] => format!("all {}", set.len()),
-        few => few
-            .iter()
-            .map(|p| p.architecture.as_str())
-            .collect::<Vec<_>>()
-            .join("+"),
-    }
+/// The builders and what they need while the benchmark runs (dropped in this order).
+struct Setup {
+    /// One slot per [`BUILDERS`] column, `None` when that builder is not available.
+    builders: Vec<Option<Box<dyn Builder>>>,
+    _handlers: Option<hostbinfmt::HostHandlers>,
+    _registry: Option<registry::Registry>,
 }
 
-fn platform_arg(set: &[Platform]) -> String {
-    set.iter()
-        .map(Platform::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// A builder under test: how to run one build with a given state directory.
-trait Builder {
-    fn command(&self, state: &Path, case: &Case, platforms: &[Platform]) -> Command;
-}
-
-struct Rbuild {
-    binary: PathBuf,
-    layout: PathBuf,
-}
-
-impl Builder for Rbuild {
-    fn command(&self, state: &Path, case: &Case, platforms: &[Platform]) -> Command {
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("--root")
-            .arg(state)
-            .arg("build")
-            .args(["--platform", &platform_arg(platforms)])
-            .arg("--build-context")
-            .arg(format!("busybox=oci-layout://{}", self.layout.display()))
-            .args(["-t", &format!("bench-{}:latest", case.name)])
-            .arg("-f")
-            .arg(case.dir.join("Dockerfile"))
-            .arg(&case.dir);
-        cmd
-    }
-}
-
-/// buildah 1.28 has no `oci-layout://` build contexts, but it takes any image
-/// reference through `container-image://`, including an `oci:` layout, and picks
-/// each platform's image from the layout's index.
-struct Buildah {
-    driver: &'static str,
-    layout: PathBuf,
-}
-
-impl Buildah {
-    /// Chooses the storage driver: overlay when a trivial build works with it, else vfs.
-    fn probe(layout: &Path) -> Result<Buildah> {
-        let ctx = util::TempDir::new("buildah-probe")?;
-        std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN true\n")?;
-        let case = Case {
-            name: "probe".into(),
-            dir: ctx.path().to_path_buf(),
+impl Setup {
+    fn new(root: &Path, rbuild: PathBuf, foreign: bool) -> Result<Setup> {
+        let layout = fixtures::Paths::new(root).multi;
+        let ours: Box<dyn Builder> = Box::new(Rbuild {
+            binary: rbuild,
+            layout: layout.clone(),
+        });
+        let buildah = if util::on_path("buildah") {
+            Some(Box::new(Buildah::probe(&layout)?) as Box<dyn Builder>)
+        } else {
+            util::info("buildah is not installed: no buildah columns");
+            None
         };
-        let amd64 = [Platform::linux("amd64", None)];
-        for driver in ["overlay", "vfs"] {
-            let buildah = Buildah {
-                driver,
-                layout: layout.to_path_buf(),
-            };
-            let state = util::TempDir::new("buildah-state")?;
-            if time_build(&mut buildah.command(state.path(), &case, &amd64)).is_ok() {
-                util::info(&format!("buildah storage driver: {driver}"));
-                return Ok(buildah);
+        let (buildkit, registry) = match std::env::var("BUILDKIT_HOST") {
+            Ok(addr) if !addr.is_empty() => {
+                let (b, r) = set_up_buildkit(&layout, addr)?;
+                (Some(Box::new(b) as Box<dyn Builder>), Some(r))
+            }
+            _ => {
+                util::info("BUILDKIT_HOST is not set: no BuildKit columns");
+                (None, None)
+            }
+        };
+        let peers = buildah.is_some() || buildkit.is_some();
+        let handlers = if foreign && peers {
+            Some(register_handlers()?)
+        } else {
+            None
+        };
+        Ok(Setup {
+            builders: vec![Some(ours), buildah, buildkit],
+            _handlers: handlers,
+            _registry: registry,
+        })
+    }
+
+    fn present(&self) -> Vec<bool> {
+        self.builders.iter().map(Option::is_some).collect()
+    }
+}
+
+fn set_up_buildkit(layout: &Path, addr: String) -> Result<(Buildkit, registry::Registry)> {
+    let buildctl = Buildkit::find_buildctl()?;
+    let registry = registry::Registry::ensure()?;
+    let base = registry.push(layout, "busybox")?;
+    let process = if addr.starts_with("unix://") {
+        measure::DaemonPeak::find("buildkitd")
+    } else {
+        None
+    };
+    match &process {
+        Some(p) => util::info(&format!("buildkitd peak RSS from pid {}", p.pid())),
+        None => util::info("buildkitd's peak RSS cannot be read here: the client's is shown"),
+    }
+    let buildkit = Buildkit {
+        buildctl,
+        addr,
+        base,
+        process,
+    };
+    buildkit.check()?;
+    Ok((buildkit, registry))
+}
+
+/// Host binfmt_misc handlers for arm64, which buildah and BuildKit need (rbuild does not).
+fn register_handlers() -> Result<hostbinfmt::HostHandlers> {
+    let handlers = hostbinfmt::HostHandlers::register(&[Platform::linux("arm64", None)], "bench")?;
+    if handlers.count() > 0 {
+        util::info(&format!(
+            "registered {} host binfmt_misc handler(s) for buildah and BuildKit (removed afterwards)",
+            handlers.count()
+        ));
+    }
+    Ok(handlers)
+}
+
+/// A case ready to build and the platform sets it is built for.
+struct Job {
+    prepared: Prepared,
+    sets: Vec<Vec<Platform>>,
+}
+
+fn prepare_jobs(cases: &[Case], have_arm64: bool, quick: bool) -> Result<Vec<Job>> {
+    cases
+        .iter()
+        .map(|case| {
+            Ok(Job {
+                prepared: Prepared::new(case)?,
+                sets: cases::platform_sets(&case.name, have_arm64, quick),
+            })
+        })
+        .collect()
+}
+
+/// The samples of one builder on one case and platform set.
+#[derive(Default)]
+struct Cell {
+    cold: Vec<Sample>,
+    warm: Vec<Sample>,
+    failed: bool,
+}
+
+/// Case name, platform label, builder column.
+type CellKey = (String, String, usize);
+
+/// Everything the runs measured.
+#[derive(Default)]
+struct Results {
+    cells: BTreeMap<CellKey, Cell>,
+    failures: Vec<String>,
+    rbuild_failed: bool,
+    /// rbuild's RUN step durations in cold amd64-only bigfile builds.
+    bigfile_steps: Vec<Duration>,
+}
+
+/// Runs every job `runs` times; within a run each case and platform set is built by
+/// every builder in turn, so slow phases of the machine hit all of them.
+fn run_all(builders: &[Option<Box<dyn Builder>>], jobs: &[Job], runs: usize) -> Results {
+    let mut results = Results::default();
+    for run in 1..=runs {
+        for job in jobs {
+            for set in &job.sets {
+                let label = cases::platform_label(set);
+                util::step(&format!(
+                    "run {run}/{runs}: {} on {label}",
+                    job.prepared.case.name
+                ));
+                for (column, builder) in builders.iter().enumerate() {
+                    if let Some(builder) = builder {
+                        measure_cell(&mut results, builder.as_ref(), column, job, set);
+                    }
+                }
             }
         }
-        bail!("buildah cannot build with the overlay or the vfs storage driver")
     }
+    results
 }
 
-impl Builder for Buildah {
-    fn command(&self, state: &Path, case: &Case, platforms: &[Platform]) -> Command {
-        let mut cmd = Command::new("buildah");
-        cmd.arg("--root")
-            .arg(state.join("root"))
-            .arg("--runroot")
-            .arg(state.join("run"))
-            .args(["--storage-driver", self.driver])
-            .arg("build")
-            .args(["--runtime", "runc", "--network", "host", "--layers"])
-            .args(["--platform", &platform_arg(platforms)])
-            .arg("--build-context")
-            .arg(format!(
-                "busybox=container-image://oci:{}:latest",
-                self.layout.display()
+fn measure_cell(
+    results: &mut Results,
+    builder: &dyn Builder,
+    column: usize,
+    job: &Job,
+    set: &[Platform],
+) {
+    let case = &job.prepared.case;
+    let key = (case.name.clone(), cases::platform_label(set), column);
+    let cell = results.cells.entry(key).or_default();
+    if cell.failed {
+        return;
+    }
+    match cold_and_warm(builder, case, set) {
+        Ok(pair) => {
+            util::info(&format!(
+                "{}: cold {}, warm {}",
+                builder.name(),
+                show_sample(&pair.cold),
+                show_sample(&pair.warm)
             ));
-        let name = format!("bench-{}", case.name);
-        if platforms.len() > 1 {
-            cmd.args(["--manifest", &name]);
-        } else {
-            cmd.args(["-t", &name]);
+            cell.cold.push(pair.cold);
+            cell.warm.push(pair.warm);
+            if case.name == cases::BIGFILE && set.len() == 1 && column == 0 {
+                results.bigfile_steps.extend(pair.run_steps);
+            }
         }
-        cmd.arg("-f")
-            .arg(case.dir.join("Dockerfile"))
-            .arg(&case.dir);
-        cmd
+        Err(err) => {
+            util::info(&format!("{}: failed", builder.name()));
+            cell.failed = true;
+            results.rbuild_failed |= column == 0;
+            let label = cases::platform_label(set);
+            results.failures.push(format!(
+                "{} on {} ({label}): {err:#}",
+                builder.name(),
+                case.name
+            ));
+        }
     }
 }
 
-/// Best cold and warm wall times of one builder on one case.
-#[derive(Debug, Clone, Copy)]
-struct Timing {
-    cold: Duration,
-    warm: Duration,
+fn show_sample(s: &Sample) -> String {
+    let rss = s
+        .rss_kib
+        .map(report::mebibytes)
+        .unwrap_or_else(|| "-".into());
+    format!("{} {rss}", report::seconds(s.wall))
 }
 
-fn measure(builder: &dyn Builder, case: &Case, platforms: &[Platform]) -> Result<Timing> {
-    let mut cold = Vec::new();
-    for _ in 0..RUNS {
-        let state = util::TempDir::new("bench-cold")?;
-        cold.push(time_build(&mut builder.command(
-            state.path(),
-            case,
-            platforms,
-        ))?);
-    }
-    let state = util::TempDir::new("bench-warm")?;
-    time_build(&mut builder.command(state.path(), case, platforms))?;
-    let mut warm = Vec::new();
-    for _ in 0..RUNS {
-        warm.push(time_build(&mut builder.command(
-            state.path(),
-            case,
-            platforms,
-        ))?);
-    }
-    Ok(Timing {
-        cold: best(&cold),
-        warm: best(&warm),
+/// A cold build and the warm rebuild after it.
+struct ColdWarm {
+    cold: Sample,
+    warm: Sample,
+    /// RUN step durations of the cold build, when the builder reports them.
+    run_steps: Vec<Duration>,
+}
+
+fn cold_and_warm(builder: &dyn Builder, case: &Case, set: &[Platform]) -> Result<ColdWarm> {
+    builder.forget()?;
+    let state = util::TempDir::new("bench-state")?;
+    let cold = build_once(builder, state.path(), case, set, Mode::Cold)?;
+    let run_steps = builder.run_steps(&log_path(state.path(), Mode::Cold));
+    let warm = build_once(builder, state.path(), case, set, Mode::Warm)?;
+    Ok(ColdWarm {
+        cold,
+        warm,
+        run_steps,
     })
 }
 
-fn best(times: &[Duration]) -> Duration {
-    times.iter().copied().min().unwrap_or_default()
+fn log_path(state: &Path, mode: Mode) -> PathBuf {
+    state.join(format!("{}.log", mode.as_str()))
 }
 
-/// Runs one build with its output captured, returning its wall time.
-fn time_build(cmd: &mut Command) -> Result<Duration> {
-    let start = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {}", util::show(cmd)))?;
-    let elapsed = start.elapsed();
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "{} failed: {}\n{}",
-            util::show(cmd),
-            out.status,
-            tail.join("\n")
+/// One build (plus its export command, if separate), timed, with its peak RSS.
+fn build_once(
+    builder: &dyn Builder,
+    state: &Path,
+    case: &Case,
+    set: &[Platform],
+    mode: Mode,
+) -> Result<Sample> {
+    let out = out_path(state);
+    if out.exists() {
+        std::fs::remove_file(&out).with_context(|| format!("cannot remove {}", out.display()))?;
+    }
+    let log = log_path(state, mode);
+    let daemon = builder.daemon();
+    if let Some(d) = &daemon {
+        d.reset();
+    }
+    let mut sample = run_measured(&mut builder.command(state, case, set), &log)?;
+    if let Some(mut export) = builder.export(state, case, set) {
+        sample = combine(sample, run_measured(&mut export, &log)?);
+    }
+    if let Some(d) = &daemon {
+        sample.rss_kib = max_option(sample.rss_kib, d.peak_kib());
+    }
+    if !out.is_file() {
+        bail!("{} wrote no {}", builder.name(), out.display());
+    }
+    Ok(sample)
+}
+
+/// The table rows: per case, platform set and mode, every builder's outcome.
+fn rows(jobs: &[Job], present: &[bool], results: &Results) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for job in jobs {
+        let case = &job.prepared.case.name;
+        for set in &job.sets {
+            let label = cases::platform_label(set);
+            for mode in [Mode::Cold, Mode::Warm] {
+                let outcomes = (0..BUILDERS.len())
+                    .map(|column| {
+                        let key = (case.clone(), label.clone(), column);
+                        outcome(
+                            present.get(column) == Some(&true),
+                            results.cells.get(&key),
+                            mode,
+                        )
+                    })
+                    .collect();
+                rows.push(Row {
+                    case: case.clone(),
+                    platforms: label.clone(),
+                    mode,
+                    outcomes,
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn outcome(present: bool, cell: Option<&Cell>, mode: Mode) -> Outcome {
+    let Some(cell) = cell.filter(|_| present) else {
+        return Outcome::Absent;
+    };
+    if cell.failed {
+        return Outcome::Failed;
+    }
+    let samples = match mode {
+        Mode::Cold => &cell.cold,
+        Mode::Warm => &cell.warm,
+    };
+    Summary::of(samples).map_or(Outcome::Failed, Outcome::Done)
+}
+
+struct ReportInput<'a> {
+    root: &'a Path,
+    options: &'a Options,
+    jobs: &'a [Job],
+    present: Vec<bool>,
+    results: &'a Results,
+    limits: &'a limits::Limits,
+    load_before: &'a str,
+}
+
+fn report_text(input: &ReportInput) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "{}", header_text(input));
+    text.push_str(&report::table(
+        &BUILDERS,
+        &rows(input.jobs, &input.present, input.results),
+    ));
+    if let Some(line) = bigfile_text(input.results, input.limits) {
+        let _ = writeln!(text, "\n{line}");
+    }
+    let _ = writeln!(
+        text,
+        "\nmachine limits ({} MiB of mixed data: 1/3 random, 2/3 text; and of random data):",
+        input.limits.mib
+    );
+    text.push_str(&limits::table(input.limits));
+    for failure in &input.results.failures {
+        let _ = writeln!(text, "\n{failure}");
+    }
+    text
+}
+
+fn header_text(input: &ReportInput) -> String {
+    let commit = util::output_text(Command::new("git").arg("-C").arg(input.root).args([
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]))
+    .unwrap_or_else(|_| "?".into());
+    let date = util::output_text(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "rbuild bench at {commit}, {date}, {cores} cores; load average (1/5/15 min) {} before, {} after\n\
+         median of {} run(s); builders take turns within a run; every build writes an OCI archive \
+         (rbuild -o type=oci, buildctl --output type=oci, buildah build + push oci-archive: timed together)\n\
+         cold: fresh state (BuildKit: after buildctl prune --all); warm: the same build again; \
+         RSS: peak of the largest process in the builder's tree (wait4 ru_maxrss; BuildKit: buildkitd's VmHWM)\n",
+        input.load_before,
+        measure::load_average(),
+        input.options.runs,
+    )
+}
+
+/// rbuild's bigfile RUN step against the LayerWriter limit on random data.
+fn bigfile_text(results: &Results, limits: &limits::Limits) -> Option<String> {
+    let step = report::median_duration(&results.bigfile_steps)?;
+    let mib = (cases::BIGFILE_BYTES >> 20) as f64;
+    let generate = if limits.urandom > 0.0 {
+        mib / limits.urandom
+    } else {
+        0.0
+    };
+    let commit = step.as_secs_f64() - generate;
+    let limit = limits
+        .lines
+        .iter()
+        .find(|l| l.name.contains("LayerWriter gzip"))
+        .map(|l| l.random)?;
+    let mut line = format!(
+        "bigfile, amd64 cold: rbuild's RUN step (median) {:.1}s = {:.0} MiB/s for 1 GiB",
+        step.as_secs_f64(),
+        mib / step.as_secs_f64()
+    );
+    if commit > 0.0 {
+        let _ = write!(
+            line,
+            "; less {generate:.1}s to read it from /dev/urandom, the layer commit ran at ~{:.0} MiB/s, \
+             {:.0}% of LayerWriter gzip-6 on random data ({limit:.0} MiB/s)",
+            mib / commit,
+            100.0 * mib / commit / limit
         );
     }
-    Ok(elapsed)
-}
-
-fn record(
-    failures: &mut Vec<String>,
-    tool: &str,
-    case: &Case,
-    result: &Result<Timing>,
-) -> Option<Timing> {
-    match result {
-        Ok(timing) => {
-            util::info(&format!(
-                "{tool}: cold {:.2}s, warm {:.2}s",
-                timing.cold.as_secs_f64(),
-                timing.warm.as_secs_f64()
-            ));
-            Some(*timing)
-        }
-        Err(err) => {
-            util::info(&format!("{tool}: failed"));
-            failures.push(format!("{tool} on {}: {err:#}", case.name));
-            None
-        }
-    }
-}
-
-struct Row {
-    case: String,
-    platforms: String,
-    rbuild: Option<Timing>,
-    /// `None` when buildah is not installed.
-    buildah: Option<Option<Timing>>,
-}
-
-fn table(rows: &[Row]) -> String {
-    let header = [
-        "case",
-        "platforms",
-        "rbuild cold",
-        "rbuild warm",
-        "buildah cold",
-        "buildah warm",
-        "cold ratio",
-        "warm ratio",
-    ];
-    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for row in rows {
-        let theirs = row.buildah.flatten();
-        let seconds = |t: Option<Duration>| {
-            t.map(|d| format!("{:.2}s", d.as_secs_f64()))
-                .unwrap_or_else(|| "-".into())
-        };
-        let ratio = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
-            (Some(a), Some(b)) if !b.is_zero() => {
-                format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
-            }
-            _ => "-".into(),
-        };
-        let failed_or = |installed: bool, t: Option<Duration>| {
-            if installed && t.is_none() {
-                "failed".to_string()
-            } else {
-                seconds(t)
-            }
-        };
-        let ours_cold = row.rbuild.map(|t| t.cold);
-        let ours_warm = row.rbuild.map(|t| t.warm);
-        let theirs_cold = theirs.map(|t| t.cold);
-        let theirs_warm = theirs.map(|t| t.warm);
-        let has_buildah = row.buildah.is_some();
-        lines.push(vec![
-            row.case.clone(),
-            row.platforms.clone(),
-            failed_or(true, ours_cold),
-            failed_or(true, ours_warm),
-            failed_or(has_buildah, theirs_cold),
-            failed_or(has_buildah, theirs_warm),
-            ratio(ours_cold, theirs_cold),
-            ratio(ours_warm, theirs_warm),
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for line in &lines {
-        let cells: Vec<String> = line
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    Some(line)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
-    fn cases_are_directories_with_a_dockerfile() {
-        let tmp = util::TempDir::new("bench-test").unwrap();
-        assert!(find_cases(&tmp.path().join("absent")).unwrap().is_empty());
-        for (name, dockerfile) in [("b-copy", true), ("a-run", true), ("empty", false)] {
-            std::fs::create_dir(tmp.path().join(name)).unwrap();
-            if dockerfile {
-                std::fs::write(tmp.path().join(name).join("Dockerfile"), "FROM busybox\n").unwrap();
-            }
-        }
-        std::fs::write(tmp.path().join("README.md"), "").unwrap();
-        let names: Vec<String> = find_cases(tmp.path())
-            .unwrap()
-            .into_iter()
-            .map(|c| c.name)
+    fn options_default_to_three_runs_and_quick_to_one() {
+        let full = parse_args(&[]).unwrap();
+        assert_eq!((full.quick, full.runs, full.cases.len()), (false, 3, 0));
+        let quick = parse_args(&args(&["--quick"])).unwrap();
+        assert_eq!((quick.quick, quick.runs), (true, 1));
+        let named = parse_args(&args(&["--case", "hello", "--runs", "5", "--save", "/t"])).unwrap();
+        assert_eq!(named.cases, ["hello"]);
+        assert_eq!(named.runs, 5);
+        assert_eq!(named.save, Some(PathBuf::from("/t")));
+        assert!(parse_args(&args(&["--runs", "0"])).is_err());
+        assert!(parse_args(&args(&["--case"])).is_err());
+        assert!(parse_args(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn cases_are_selected_by_name_or_quick() {
+        let all: Vec<Case> = ["bigfile", "hello", "manysteps"]
+            .iter()
+            .map(|n| Case {
+                name: n.to_string(),
+                dir: PathBuf::from(n),
+            })
             .collect();
-        assert_eq!(names, ["a-run", "b-copy"]);
+        let names = |o: &Options| -> Vec<String> {
+            select_cases(&all, o)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        let mut options = parse_args(&[]).unwrap();
+        assert_eq!(names(&options), ["bigfile", "hello", "manysteps"]);
+        options.quick = true;
+        assert_eq!(names(&options), ["hello", "manysteps"]);
+        options.cases = vec!["bigfile".into()];
+        assert_eq!(names(&options), ["bigfile"]);
+        options.cases = vec!["nope".into()];
+        let err = select_cases(&all, &options).unwrap_err().to_string();
+        assert!(err.contains("have: bigfile, hello, manysteps"), "{err}");
     }
 
     #[test]
-    fn table_shows_times_ratios_and_failures() {
-        let timing = |cold: u64, warm: u64| Timing {
-            cold: Duration::from_millis(cold),
-            warm: Duration::from_millis(warm),
+    fn outcomes_are_absent_failed_or_medians() {
+        let sample = |ms| Sample {
+            wall: Duration::from_millis(ms),
+            rss_kib: Some(100),
         };
-        let rows = [
-            Row {
-                case: "copy".into(),
-                platforms: "linux/amd64".into(),
-                rbuild: Some(timing(500, 100)),
-                buildah: Some(Some(timing(2000, 1000))),
-            },
-            Row {
-                case: "copy".into(),
-                platforms: "all 7".into(),
-                rbuild: None,
-                buildah: Some(None),
-            },
-            Row {
-                case: "run".into(),
-                platforms: "linux/amd64".into(),
-                rbuild: Some(timing(1000, 250)),
-                buildah: None,
-            },
-        ];
-        let text = table(&rows);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4);
-        assert!(lines[0].starts_with("case"));
-        let cells = |line: &str| {
-            line.split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
+        let cell = Cell {
+            cold: vec![sample(300), sample(100), sample(200)],
+            warm: vec![sample(10)],
+            failed: false,
         };
-        assert_eq!(
-            cells(lines[1]),
-            [
-                "copy",
-                "linux/amd64",
-                "0.50s",
-                "0.10s",
-                "2.00s",
-                "1.00s",
-                "0.25",
-                "0.10"
-            ]
-        );
-        assert_eq!(
-            cells(lines[2]),
-            [
-                "copy", "all", "7", "failed", "failed", "failed", "failed", "-", "-"
-            ]
-        );
-        assert_eq!(
-            cells(lines[3]),
-            ["run", "linux/amd64", "1.00s", "0.25s", "-", "-", "-", "-"]
-        );
-    }
-
-    #[test]
-    fn buildah_command_uses_the_layout_through_container_image() {
-        let buildah = Buildah {
-            driver: "overlay",
-            layout: PathBuf::from("/repo/testdata/images/busybox"),
+        assert_eq!(outcome(false, Some(&cell), Mode::Cold), Outcome::Absent);
+        assert_eq!(outcome(true, None, Mode::Cold), Outcome::Absent);
+        let Outcome::Done(cold) = outcome(true, Some(&cell), Mode::Cold) else {
+            panic!("no summary");
         };
-        let case = Case {
-            name: "copy".into(),
-            dir: PathBuf::from("/repo/Dockerfiles/bench/copy"),
+        assert_eq!((cold.wall, cold.runs), (Duration::from_millis(200), 3));
+        let failed = Cell {
+            failed: true,
+            ..Cell::default()
         };
-        let platforms = [
-            Platform::linux("amd64", None),
-            Platform::linux("arm", Some("v7")),
-        ];
-        let shown = util::show(&buildah.command(Path::new("/s"), &case, &platforms));
-        assert_eq!(
-            shown,
-            "buildah --root /s/root --runroot /s/run --storage-driver overlay build --runtime runc \
-             --network host --layers --platform linux/amd64,linux/arm/v7 \
-             --build-context busybox=container-image://oci:/repo/testdata/images/busybox:latest \
-             --manifest bench-copy -f /repo/Dockerfiles/bench/copy/Dockerfile /repo/Dockerfiles/bench/copy"
-        );
+        assert_eq!(outcome(true, Some(&failed), Mode::Warm), Outcome::Failed);
     }
 }

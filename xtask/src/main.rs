@@ -23,7 +23,9 @@ commands:
   fixtures [--force]   build the busybox and Debian base images under testdata/images/
   test [-- ARGS]       deps + fixtures + `cargo test --workspace ARGS` (what CI runs)
   demo                 build Dockerfiles/hello for every fixture platform and show the result
-  bench                time rbuild (and buildah, when installed) on Dockerfiles/bench/*/
+  bench [--quick] [--case NAME] [--runs N] [--save FILE]
+                       time rbuild against buildah (when installed) and BuildKit (when
+                       BUILDKIT_HOST is set) on Dockerfiles/bench/*/
   fuzz <target> [--seconds N] [--seed S]
                        fuzz one target for N CPU seconds (release build of rbuild-fuzz);
                        also: fuzz --list, fuzz --make-seeds, fuzz --replay <target|all> FILE...
@@ -62,10 +64,7 @@ fn run() -> Result<()> {
             no_extra_args(command, rest)?;
             demo::run(&root)
         }
-        "bench" => {
-            no_extra_args(command, rest)?;
-            bench::run(&root)
-        }
+        "bench" => bench::run(&root, rest),
         "fuzz" => fuzz(&root, rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
