@@ -32,7 +32,17 @@ pub fn temp_dir(state: &Path, prefix: &str) -> Result<tempfile::TempDir, SolveEr
 /// Returns the unpacked directory of `blob`, unpacking it from the store if needed. The blob
 /// is decompressed as its media type says; errors name the layer.
 pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, SolveError> {
-    let dest = layer_dir(solver.state, blob);
+    unpack_into_state(solver.state, solver.store, blob)
+}
+
+/// [`ensure_unpacked`] for callers without a solver (`rbuild run`): the unpacked
+/// directory of `blob` under the state directory `state`, unpacked from `store` if needed.
+pub fn unpack_into_state(
+    state: &Path,
+    store: &rbuild_store::Store,
+    blob: &LayerBlob,
+) -> Result<PathBuf, SolveError> {
+    let dest = layer_dir(state, blob);
     if dest.is_dir() {
         return Ok(dest);
     }
@@ -43,10 +53,10 @@ pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, Sol
     };
     let codec = LayerCodec::from_media_type(&blob.media_type)
         .ok_or_else(|| layer_err(LayerError::UnsupportedMediaType))?;
-    let tmp = temp_dir(solver.state, "unpack-")?;
+    let tmp = temp_dir(state, "unpack-")?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
-    let file = BufReader::with_capacity(1 << 20, solver.store.open_blob(&blob.digest)?);
+    let file = BufReader::with_capacity(1 << 20, store.open_blob(&blob.digest)?);
     let reader: Box<dyn Read> = match codec {
         LayerCodec::Tar => Box::new(file),
         LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
@@ -55,7 +65,7 @@ pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, Sol
                 .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
         ),
     };
-    let mut hashing = HashingReader::new(SpaceGuard::new(reader, solver.state));
+    let mut hashing = HashingReader::new(SpaceGuard::new(reader, state));
     let unpacked = rbuild_snapshot::unpack_layer(&mut hashing, &target).and_then(|stats| {
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(SnapshotError::TarRead)

@@ -13,8 +13,9 @@ mod steps;
 mod tail;
 
 pub use entitlements::Entitlements;
+pub use layers::{unpack_into_state, visible_lowers};
 pub use rbuild_graph::NetworkMode;
-pub use resolve::Sources;
+pub use resolve::{ImageSource, Sources};
 pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
 
 use rbuild_core::{Digest, Platform};

@@ -10,12 +10,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Where `FROM` images that no `--build-context` binds come from: the local image
+/// store, later a registry. Errors are messages attached to the FROM line.
+pub trait ImageSource: Send + Sync + std::fmt::Debug {
+    /// The image `reference` for `platform`, its blobs in `store`; `Ok(None)` when this
+    /// source does not have it.
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, String>;
+}
+
 /// The build's inputs outside the Dockerfile.
 #[derive(Debug)]
 pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
+    images: Option<Box<dyn ImageSource>>,
 }
 
 impl Sources {
@@ -25,7 +39,25 @@ impl Sources {
             context,
             named,
             resolved: Mutex::new(HashMap::new()),
+            images: None,
         }
+    }
+
+    /// The same sources, looking up images no build context binds in `images`.
+    pub fn with_images(mut self, images: Box<dyn ImageSource>) -> Sources {
+        self.images = Some(images);
+        self
+    }
+
+    /// Every base image resolved so far: reference, platform, manifest digest.
+    pub fn resolved_bases(&self) -> Vec<(String, Platform, rbuild_core::Digest)> {
+        let mut out: Vec<_> = self
+            .memo()
+            .iter()
+            .map(|((r, p), img)| (r.clone(), p.clone(), img.manifest_digest.clone()))
+            .collect();
+        out.sort();
+        out
     }
 
     fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Platform), ResolvedImage>> {
@@ -68,7 +100,13 @@ impl Sources {
                     p.display()
                 ));
             }
-            None => return Err(self.not_found(reference, platform)),
+            None => match &self.images {
+                Some(images) => match images.resolve(reference, platform, store)? {
+                    Some(r) => r,
+                    None => return Err(self.not_found(reference, platform)),
+                },
+                None => return Err(self.not_found(reference, platform)),
+            },
         };
         if !platform.matches(&resolved.platform) {
             tracing::warn!(
@@ -86,12 +124,18 @@ impl Sources {
             "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
              - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \
              - earlier stages of this Dockerfile named {reference:?}: none\n  \
+             {}\
              - registries: not contacted (this build uses only local sources)\n\
              Provide it with --build-context {}=oci-layout://PATH[:TAG]",
             if names.is_empty() {
                 "none given".to_string()
             } else {
                 names.join(", ")
+            },
+            if self.images.is_some() {
+                "- the local image store (rbuild images): not there\n  "
+            } else {
+                ""
             },
             reference.split(['@']).next().unwrap_or(reference),
         )
