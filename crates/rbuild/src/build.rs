@@ -46,9 +46,11 @@ fn request(args: &BuildArgs) -> Result<Request> {
         .iter()
         .map(|o| output::parse(o))
         .collect::<Result<Vec<_>>>()?;
-    if outputs.len() > 1 {
-        bail!("only one --output is supported per build");
+    let mut outputs = outputs;
+    if args.load {
+        outputs.push(Output::Image { names: Vec::new() });
     }
+    crate::load::check_outputs(&mut outputs, &args.tags)?;
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
         match a.split_once('=') {
@@ -213,7 +215,9 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         eprintln!("{w}");
     }
     let (context, _filtered) = apply_dockerignore(req, root)?;
-    let sources = Sources::new(context, req.named.clone());
+    let bases = crate::load::store_source(root, &store, args, &req.dockerfile)?;
+    let sources = Sources::new(context, req.named.clone())
+        .with_images(Box::new(crate::bases::Shared(bases.clone())));
     if crate::check::call_of(args)? == Call::Check {
         let opts = lower_options(req, args, &req.platforms[0]);
         return crate::check::check(&df, &opts, &mut sources.resolver(&store));
@@ -263,7 +267,10 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         tags: args.tags.clone(),
     };
     export(root, &store, &image, &req.outputs, req.quiet)?;
-    report(&store, &image, args, req.quiet)
+    crate::load::finish(root, &store, &image, &req.outputs, req.quiet)?;
+    crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
+    let based = crate::load::bases_metadata(&sources, &bases);
+    report(&store, &image, args, req.quiet, based)
 }
 
 fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerOptions {
@@ -305,7 +312,13 @@ fn apply_dockerignore(req: &Request, root: &Path) -> Result<(PathBuf, Option<tem
 }
 
 /// `--iidfile`, `--metadata-file` and, with `--quiet`, the digest on stdout.
-fn report(store: &Store, image: &BuiltImage, args: &BuildArgs, quiet: bool) -> Result<()> {
+fn report(
+    store: &Store,
+    image: &BuiltImage,
+    args: &BuildArgs,
+    quiet: bool,
+    bases: serde_json::Value,
+) -> Result<()> {
     let root = rbuild_export::root_descriptor(store, image)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, root.digest.to_string())
@@ -320,6 +333,7 @@ fn report(store: &Store, image: &BuiltImage, args: &BuildArgs, quiet: bool) -> R
                 "size": root.size,
             },
             "image.name": args.tags.join(","),
+            "rbuild.bases": bases,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -347,6 +361,7 @@ fn export(
             Output::Docker { dest } => rbuild_export::write_docker_tar(store, image, dest)?,
             Output::Local { dest } => crate::rootfs_export::write_local(root, store, image, dest)?,
             Output::Tar { dest } => crate::rootfs_export::write_tar(root, store, image, dest)?,
+            Output::Image { .. } => continue,
         }
         if !quiet {
             eprintln!("wrote {}", o.dest().display());
@@ -384,7 +399,7 @@ pub(crate) fn lock_state_exclusive(root: &Path) -> Result<nix::fcntl::Flock<std:
 
 /// Takes the build's shared lock; when no other build is running, first removes what a
 /// killed build left in `tmp/`.
-fn lock_for_build(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+pub(crate) fn lock_for_build(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     use nix::fcntl::{Flock, FlockArg};
     let (path, file) = open_lock(root)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

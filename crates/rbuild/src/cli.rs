@@ -36,6 +36,23 @@ pub enum Command {
     /// Developer tools.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Run a command in a container of an image from the local store (or an archive).
+    Run(Box<crate::cli_images::RunArgs>),
+    /// List the images in the local store (= image ls).
+    Images(crate::cli_images::LsArgs),
+    /// Manage the images in the local store.
+    #[command(subcommand)]
+    Image(crate::cli_images::ImageCommand),
+    /// Manage local manifest lists (docker manifest).
+    #[command(subcommand)]
+    Manifest(crate::cli_images::ManifestCommand),
+    /// Pull an image from a registry into the local store.
+    Pull(crate::cli_images::PullArgs),
+    /// Push an image of the local store to a registry.
+    Push(crate::cli_images::PushArgs),
+    /// State directory maintenance.
+    #[command(subcommand)]
+    System(crate::cli_images::SystemCommand),
 }
 
 /// `rbuild debug ...`.
@@ -116,6 +133,22 @@ pub struct BuildArgs {
     /// Instead of building: check, outline (build args) or targets (stages).
     #[arg(long)]
     pub call: Option<String>,
+    /// Put the built image (every platform) in the local image store under its -t names
+    /// (= -o type=image).
+    #[arg(long)]
+    pub load: bool,
+    /// When to pull FROM images not bound by --build-context: missing (use the local
+    /// store, pull what it lacks), always (--pull alone), never (the local store only).
+    #[arg(long, num_args = 0..=1, default_value = "missing", default_missing_value = "always",
+          require_equals = true, value_parser = ["missing", "always", "never"])]
+    pub pull: String,
+    /// Write the resolved base images to <Dockerfile>.lock (reference → index and
+    /// per-platform manifest digests).
+    #[arg(long)]
+    pub lock: bool,
+    /// Resolve base images only through <Dockerfile>.lock; fail on any that it does not pin.
+    #[arg(long, conflicts_with = "lock")]
+    pub locked: bool,
 }
 
 /// A `--platform` list element: a known Linux platform (`a,,b` and `bogus/arch` are refused

@@ -1,11 +1,23 @@
 //! The `rbuild` command.
 
+mod airgap;
+mod bases;
 mod build;
 mod check;
 mod cli;
+mod cli_images;
+mod image_cmd;
+mod image_prune;
+mod inspect;
+mod load;
+mod manifest_cmd;
 mod output;
 mod prune;
 mod rootfs_export;
+mod run_cmd;
+mod run_tty;
+mod state;
+mod template;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -20,6 +32,13 @@ fn main() -> ExitCode {
         cli::Command::Build(args) => build::run(&cli, args),
         cli::Command::Debug(cli::DebugCommand::Parse { file, json }) => debug_parse(file, *json),
         cli::Command::Prune { cache_mounts } => prune(&cli, *cache_mounts),
+        cli::Command::Run(args) => run_cmd::run(&cli, args),
+        cli::Command::Images(args) => image_cmd::ls(&cli, args),
+        cli::Command::Image(cmd) => image_cmd::dispatch(&cli, cmd),
+        cli::Command::Manifest(cmd) => manifest_cmd::run(&cli, cmd),
+        cli::Command::Pull(args) => image_cmd::pull(args),
+        cli::Command::Push(args) => image_cmd::push(args),
+        cli::Command::System(cli_images::SystemCommand::Check) => image_cmd::check(&cli),
         cli::Command::Platforms => {
             for line in rbuild_sandbox::platform_report() {
                 println!("{line}");

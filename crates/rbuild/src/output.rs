@@ -28,6 +28,11 @@ pub enum Output {
         /// The archive path.
         dest: PathBuf,
     },
+    /// The local image store, under these names (`--load`, `type=image,name=...`).
+    Image {
+        /// Names; empty takes the build's `-t` names.
+        names: Vec<String>,
+    },
 }
 
 impl Output {
@@ -38,6 +43,7 @@ impl Output {
             | Output::Docker { dest }
             | Output::Local { dest }
             | Output::Tar { dest } => dest,
+            Output::Image { .. } => std::path::Path::new("the local image store"),
         }
     }
 }
@@ -55,6 +61,7 @@ pub fn parse(value: &str) -> Result<Output> {
     let mut kind = None;
     let mut dest = None;
     let mut tar = true;
+    let mut names = Vec::new();
     for part in value.split(',') {
         let (k, v) = part.split_once('=').with_context(|| {
             format!("--output {value:?}: expected key=value pairs such as type=oci,dest=out.tar")
@@ -62,13 +69,20 @@ pub fn parse(value: &str) -> Result<Output> {
         match k.trim() {
             "type" => kind = Some(v.to_string()),
             "dest" => dest = Some(PathBuf::from(v)),
+            "name" => names.push(v.to_string()),
+            "push" if v == "false" => {}
+            "push" => bail!(
+                "--output {value:?}: push=true needs the registry client, which this version of rbuild does not have yet"
+            ),
             "tar" => {
                 tar = v
                     .parse()
                     .with_context(|| format!("--output {value:?}: tar must be true or false"))?
             }
             other => {
-                bail!("--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar)")
+                bail!(
+                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name)"
+                )
             }
         }
     }
@@ -95,7 +109,8 @@ pub fn parse(value: &str) -> Result<Output> {
                 _ => Output::Tar { dest },
             })
         }
-        Some(other @ ("registry" | "image" | "cacheonly")) => {
+        Some("image") => Ok(Output::Image { names }),
+        Some(other @ ("registry" | "cacheonly")) => {
             bail!(
                 "--output type={other} is not supported by this version of rbuild; use type=oci, docker, local or tar"
             )

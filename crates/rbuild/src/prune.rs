@@ -44,7 +44,7 @@ fn du(path: &Path) -> u64 {
 
 /// overlayfs work dirs are left mode 000; let the owner remove what it owns. What a step left
 /// in a cache mount may hold symlinks, so the tree is walked through `rbuild-fsroot`.
-fn make_writable(path: &Path) {
+pub(crate) fn make_writable(path: &Path) {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
