@@ -12,6 +12,7 @@ use crate::util;
 pub const TEST_PACKAGES: &[&str] = &[
     "qemu-user-static",
     "skopeo",
+    "podman",
     "umoci",
     "uidmap",
     "buildah",
