@@ -349,6 +349,64 @@ fn check_complete(images: &ImageStore, path: &Path, target: &Target) -> Result<(
 mod tests {
     use super::*;
 
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            // Written raw so names like `../x` reach the reader as they are.
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, ImageStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let blobs = rbuild_store::Store::open(&state.join("store")).unwrap();
+        let images = ImageStore::open(&state, blobs).unwrap();
+        (dir, images)
+    }
+
+    #[test]
+    fn hostile_archives_write_nothing_outside_the_store() {
+        let (dir, images) = setup();
+        let wrong = format!("blobs/sha256/{}", Digest::sha256(b"other").hex());
+        let archive = dir.path().join("evil.tar");
+        std::fs::write(
+            &archive,
+            tar_of(&[
+                ("../../escaped", b"x"),
+                ("/abs-escaped", b"y"),
+                (&wrong, b"data"),
+            ]),
+        )
+        .unwrap();
+        let err = load(&images, &archive).unwrap_err().to_string();
+        assert!(err.contains("digest mismatch"), "{err}");
+        for p in ["escaped", "abs-escaped", "state/escaped"] {
+            assert!(!dir.path().join(p).exists(), "{p}");
+        }
+        assert!(!Path::new("/abs-escaped").exists());
+        assert!(images.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_index_naming_absent_blobs_sets_no_name() {
+        let (dir, images) = setup();
+        let missing = Digest::sha256(b"absent manifest");
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{missing}","size":3,"annotations":{{"io.containerd.image.name":"docker.io/library/x:1"}}}}]}}"#
+        );
+        let archive = dir.path().join("partial.tar");
+        std::fs::write(&archive, tar_of(&[("index.json", index.as_bytes())])).unwrap();
+        assert!(load(&images, &archive).is_err());
+        assert!(images.list().unwrap().is_empty());
+    }
+
     #[test]
     fn names_never_leave_the_archive() {
         assert_eq!(entry_name(b"./blobs/sha256/ab"), "blobs/sha256/ab");

@@ -13,8 +13,24 @@ use std::process::ExitCode;
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     let root = crate::state::enter(cli)?;
     let _lock = crate::build::lock_state_exclusive(&root)?;
-    let images = crate::state::images(&root)?;
-    let (blobs, layers) = needed(&root, &images)?;
+    let freed = remove_unneeded(&root, true)?;
+    println!(
+        "Total reclaimed space: {}",
+        crate::inspect::human_size(freed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the state directory has named images.
+pub fn has_images(root: &Path) -> bool {
+    std::fs::read_dir(root.join("images")).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Removes the blobs and layer directories no name (and, with `keep_cache`, no cache
+/// entry) needs; returns the bytes of blobs freed. The caller holds the exclusive lock.
+pub fn remove_unneeded(root: &Path, keep_cache: bool) -> Result<u64> {
+    let images = crate::state::images(root)?;
+    let (blobs, layers) = needed(root, &images, keep_cache)?;
     let mut freed = 0u64;
     let blob_dir = images.blobs().root().join("blobs/sha256");
     for entry in
@@ -43,17 +59,14 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 .with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }
-    println!(
-        "Total reclaimed space: {}",
-        crate::inspect::human_size(freed)
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(freed)
 }
 
 /// The blobs and layer directories (diff id hex) that names and cache entries need.
 fn needed(
     root: &Path,
     images: &rbuild_images::ImageStore,
+    with_cache: bool,
 ) -> Result<(BTreeSet<Digest>, BTreeSet<String>)> {
     let mut blobs = BTreeSet::new();
     let mut layers = BTreeSet::new();
@@ -70,11 +83,11 @@ fn needed(
             layers.extend(img.layers.iter().map(|l| l.diff_id.hex().to_string()));
         }
     }
-    for entry in std::fs::read_dir(root.join("cache"))
+    let cache_entries = std::fs::read_dir(root.join("cache"))
         .into_iter()
         .flatten()
-        .flatten()
-    {
+        .flatten();
+    for entry in cache_entries.filter(|_| with_cache) {
         let Ok(data) = std::fs::read(entry.path()) else {
             continue;
         };

@@ -1,4 +1,5 @@
-//! `rbuild prune`: removes the build cache (layers, blobs, cache index, cache mounts).
+//! `rbuild prune`: removes the build cache (layers, blobs, cache index, cache mounts);
+//! what the local image store's names need stays.
 
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -17,14 +18,22 @@ pub fn run(root: &Path, only_cache_mounts: bool) -> Result<ExitCode> {
         CACHE_DIRS
     };
     let mut freed = 0u64;
+    let keeps_images = !only_cache_mounts && crate::image_prune::has_images(root);
     for d in dirs {
         let path = root.join(d);
         if !path.exists() {
             continue;
         }
+        if keeps_images && ["store", "layers"].contains(d) {
+            // Named images stay: only what no name needs goes.
+            continue;
+        }
         freed += du(&path);
         make_writable(&path);
         std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    if keeps_images {
+        freed += crate::image_prune::remove_unneeded(root, false)?;
     }
     println!("Total: {:.1} MB reclaimed", freed as f64 / 1e6);
     Ok(ExitCode::SUCCESS)

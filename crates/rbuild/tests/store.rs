@@ -636,6 +636,13 @@ fn names_are_tagged_removed_and_pruned() {
     let state = tmp.path().join("state");
     let ctx = copy_context(&tmp.path().join("ctx"), "p");
     assert!(load(&state, &ctx, "linux/amd64", "keep").status.success());
+    run_ok(&mut build_command(
+        &state,
+        &ctx,
+        "linux/amd64",
+        None,
+        &["-o", "type=image,name=viaout:3"],
+    ));
     run_ok(rbuild(&state).args(["image", "tag", "keep", "me/other:2"]));
     let listed = stdout(&run_ok(rbuild(&state).args(["image", "ls"])));
     assert!(
@@ -645,6 +652,11 @@ fn names_are_tagged_removed_and_pruned() {
     let out = run_ok(rbuild(&state).args(["image", "rm", "me/other:2"]));
     assert_eq!(stdout(&out), "Untagged: me/other:2\n");
     run_ok(rbuild(&state).args(["image", "prune", "-f"]));
+    check_store(&state);
+    let out = run_ok(rbuild(&state).args(["run", "keep"]));
+    assert_eq!(stdout(&out), "p");
+    // Removing the build cache keeps what names need.
+    run_ok(rbuild(&state).arg("prune"));
     check_store(&state);
     let out = run_ok(rbuild(&state).args(["run", "keep"]));
     assert_eq!(stdout(&out), "p");
