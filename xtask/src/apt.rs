@@ -19,6 +19,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "runc",
     "docker-registry",
     "time",
+    // The terminal the tty progress tests run rbuild in.
+    "tmux",
     // The Debian fixture: mmdebstrap, which needs arch-test for foreign architectures
     // and the archive keyring to verify what it downloads.
     "mmdebstrap",

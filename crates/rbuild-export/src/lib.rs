@@ -183,14 +183,38 @@ fn reachable_blobs(store: &Store, root: &IndexEntry) -> Result<BTreeSet<Digest>,
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// Byte progress of writing an archive: called with the blob bytes written so far and
+/// the blob bytes in all.
+pub type OnBytes<'a> = &'a mut dyn FnMut(u64, u64);
+
 /// Writes `image` as an OCI image layout tar archive at `dest` (atomically).
 pub fn write_oci_tar(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(), ExportError> {
-    write_archive(store, image, dest, None)
+    write_archive(store, image, dest, None, &mut |_, _| {})
+}
+
+/// [`write_oci_tar`], reporting byte progress to `on_bytes`.
+pub fn write_oci_tar_with(
+    store: &Store,
+    image: &BuiltImage,
+    dest: &Path,
+    on_bytes: OnBytes<'_>,
+) -> Result<(), ExportError> {
+    write_archive(store, image, dest, None, on_bytes)
 }
 
 /// Writes `image` (one platform) as an archive `docker load` reads: an OCI layout plus the
 /// `manifest.json` of Docker's image archive format, as BuildKit's docker exporter does.
 pub fn write_docker_tar(store: &Store, image: &BuiltImage, dest: &Path) -> Result<(), ExportError> {
+    write_docker_tar_with(store, image, dest, &mut |_, _| {})
+}
+
+/// [`write_docker_tar`], reporting byte progress to `on_bytes`.
+pub fn write_docker_tar_with(
+    store: &Store,
+    image: &BuiltImage,
+    dest: &Path,
+    on_bytes: OnBytes<'_>,
+) -> Result<(), ExportError> {
     let [single] = image.manifests.as_slice() else {
         return Err(ExportError::Destination(
             dest.into(),
@@ -219,7 +243,7 @@ pub fn write_docker_tar(store: &Store, image: &BuiltImage, dest: &Path) -> Resul
         "Layers": m.layers().iter().map(|l| path(l.digest())).collect::<Vec<_>>(),
     }]);
     let data = serde_json::to_vec(&manifest_json).map_err(|e| bad(&e))?;
-    write_archive(store, image, dest, Some(&data))
+    write_archive(store, image, dest, Some(&data), on_bytes)
 }
 
 fn write_archive(
@@ -227,19 +251,27 @@ fn write_archive(
     image: &BuiltImage,
     dest: &Path,
     docker_manifest: Option<&[u8]>,
+    on_bytes: OnBytes<'_>,
 ) -> Result<(), ExportError> {
     let root = root_descriptor(store, image)?;
-    write_layout_tar(store, &[(root, image.tags.clone())], dest, docker_manifest)
+    write_layout_tar(
+        store,
+        &[(root, image.tags.clone())],
+        dest,
+        docker_manifest,
+        on_bytes,
+    )
 }
 
 /// Writes an OCI image layout tar archive at `dest` (atomically) holding several stored
 /// images, each a top-level descriptor with its names (`name[:tag]`), and Docker's
-/// `manifest.json` when given.
+/// `manifest.json` when given; `on_bytes` hears (written, total) blob bytes.
 pub fn write_layout_tar(
     store: &Store,
     roots: &[(IndexEntry, Vec<String>)],
     dest: &Path,
     docker_manifest: Option<&[u8]>,
+    on_bytes: OnBytes<'_>,
 ) -> Result<(), ExportError> {
     let mut blobs = BTreeSet::new();
     for (root, _) in roots {
@@ -259,11 +291,24 @@ pub fn write_layout_tar(
     }
     append_dir(&mut tar, "blobs/").map_err(io_err)?;
     append_dir(&mut tar, "blobs/sha256/").map_err(io_err)?;
+    let mut files = Vec::with_capacity(blobs.len());
     for d in &blobs {
-        let mut file = store.open_blob(d)?;
+        let file = store.open_blob(d)?;
         let len = file.metadata().map_err(io_err)?.len();
+        files.push((d, file, len));
+    }
+    let total = files.iter().map(|(_, _, len)| len).sum();
+    let mut written = 0;
+    on_bytes(written, total);
+    for (d, file, len) in files {
         let mut h = file_header(tar::EntryType::Regular, 0o644, len);
-        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut file)
+        let mut counted = Counted {
+            inner: file,
+            written: &mut written,
+            total,
+            on_bytes: &mut *on_bytes,
+        };
+        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut counted)
             .map_err(io_err)?;
     }
     let buf = tar.into_inner().map_err(io_err)?;
@@ -425,6 +470,23 @@ fn file_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h.set_uid(0);
     h.set_gid(0);
     h
+}
+
+/// A reader that reports the bytes read through it (a blob being archived).
+struct Counted<'a, R> {
+    inner: R,
+    written: &'a mut u64,
+    total: u64,
+    on_bytes: OnBytes<'a>,
+}
+
+impl<R: io::Read> io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.written += n as u64;
+        (self.on_bytes)(*self.written, self.total);
+        Ok(n)
+    }
 }
 
 fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {

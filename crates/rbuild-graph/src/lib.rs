@@ -60,12 +60,19 @@ pub struct LowerOptions {
     pub all_stages: bool,
 }
 
+/// Why a [`BaseResolver`] could not supply a config: the resolver's own error, which
+/// lowering renders into a diagnostic at the FROM line.
+pub type ResolveFailure = Box<dyn std::error::Error + Send + Sync>;
+
 /// Supplies the config of a base image (`FROM <image>`) for a platform. Implemented by the
-/// solver, which does the I/O; errors are plain messages that lowering attaches to the
-/// FROM line.
+/// solver, which does the I/O; lowering attaches its errors to the FROM line.
 pub trait BaseResolver {
     /// The config of `reference` for `platform`.
-    fn resolve(&mut self, reference: &str, platform: &Platform) -> Result<ImageConfig, String>;
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveFailure>;
 }
 
 /// The lowered build for one target platform.
@@ -259,6 +266,11 @@ pub struct CopyOp {
     /// `--parents`: sources keep their paths (from the root or a `/./` pivot) below `dest`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub parents: bool,
+    /// `--link`: the files become a layer of their own, independent of the stage below
+    /// (missing parent directories get default metadata), so it stays cached when the
+    /// stage below changes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
     /// WORKDIR at this point.
     pub workdir: String,
     /// ADD: local tar archives (plain or gzip) are extracted into the destination.

@@ -611,7 +611,10 @@ impl<'a> Lowerer<'a> {
                 }
                 Err(e) => {
                     let from = self.diag_at_from(&stages[i].stage.location);
-                    self.errors.push(Diagnostic { message: e, ..from });
+                    self.errors.push(Diagnostic {
+                        message: e.to_string(),
+                        ..from
+                    });
                     return None;
                 }
             },
@@ -984,19 +987,22 @@ impl<'a> Lowerer<'a> {
             );
         }
         st.workdir_set = true;
+        // As BuildKit's NormalizeWorkdir: an absolute path is kept as written (a trailing
+        // slash included), a relative one is joined to the current directory and cleaned.
         let base = st.cwd();
-        let dir = clean_path(&if dir.starts_with('/') {
+        let configured = if dir.starts_with('/') {
             dir
         } else {
-            format!("{base}/{dir}")
-        });
-        st.config.config.working_dir = Some(dir.clone());
-        let created_by = format!("WORKDIR {dir}");
-        if dir == "/" {
+            clean_path(&format!("{base}/{dir}"))
+        };
+        let path = clean_path(&configured);
+        st.config.config.working_dir = Some(configured.clone());
+        let created_by = format!("WORKDIR {configured}");
+        if path == "/" {
             return Some(meta(created_by));
         }
         let op = MkdirOp {
-            path: dir,
+            path,
             user: st.config.config.user.clone().unwrap_or_default(),
         };
         Some((OpKind::Mkdir(op), created_by))
@@ -1235,7 +1241,16 @@ impl<'a> Lowerer<'a> {
             }
             match inst.args {
                 Args::Exec(_) => words.push(self.expand_word(inst, w, lookup)),
-                _ => words.extend(self.expand_words(inst, w, lookup)),
+                _ => {
+                    // A word that expands to no field (`""`) still names a source, as in
+                    // BuildKit: `COPY "" /dst/` copies the context root.
+                    let fields = self.expand_words(inst, w, lookup);
+                    if fields.is_empty() && !w.is_empty() {
+                        words.push(self.expand_word(inst, w, lookup));
+                    } else {
+                        words.extend(fields);
+                    }
+                }
             }
         }
         if words.is_empty() || words.len() + docs.len() < 2 {
@@ -1252,6 +1267,7 @@ impl<'a> Lowerer<'a> {
             .map(|c| self.expand_word(inst, c, lookup))
             .filter(|c| !c.is_empty());
         let parents = self.bool_flag(inst, "parents")?;
+        let link = self.bool_flag(inst, "link")?;
         let exclude: Vec<String> = inst
             .flags
             .iter()
@@ -1316,6 +1332,7 @@ impl<'a> Lowerer<'a> {
             chmod,
             exclude,
             parents,
+            link,
             workdir: st.cwd(),
             add: add && flag(inst, "unpack") != Some("false"),
             contents,

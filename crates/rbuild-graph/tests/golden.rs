@@ -26,7 +26,11 @@ fn updating() -> bool {
 struct Bases;
 
 impl BaseResolver for Bases {
-    fn resolve(&mut self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, rbuild_graph::ResolveFailure> {
         let mut c = ImageConfig {
             architecture: platform.architecture().to_string(),
             os: platform.os().to_string(),
@@ -62,7 +66,7 @@ impl BaseResolver for Bases {
             "nopath" => {
                 c.config.env = Some(vec!["HOME=/root".into()]);
             }
-            other => return Err(format!("{other}: image not found")),
+            other => return Err(format!("{other}: image not found").into()),
         }
         Ok(c)
     }

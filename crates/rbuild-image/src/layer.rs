@@ -2,7 +2,7 @@
 //! (sha256 of the tar), the compressed blob in the store and its digest and size.
 
 use crate::ImageError;
-use flate2::write::GzEncoder;
+use crate::pgzip::ParGzWriter;
 use rbuild_core::{Digest, Sha256Writer, media_type};
 use rbuild_store::{BlobWriter, Store};
 use std::io::{self, Write};
@@ -20,14 +20,41 @@ pub struct LayerBlob {
     pub media_type: String,
 }
 
-/// How layers are compressed. The level is fixed per choice so the same tar always gives
-/// the same blob digest.
+/// How layers are compressed. The same tar and choice always give the same blob digest,
+/// whatever the machine's core count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
-    /// gzip at the given level (0-9).
+    /// gzip at the given level (0-9), block-parallel on every core.
     Gzip(u32),
+    /// zstd at the given level (1-22), multithreaded.
+    Zstd(i32),
     /// No compression.
     Uncompressed,
+}
+
+impl Compression {
+    /// The layer media type this compression gives (OCI types).
+    pub fn media_type(&self) -> &'static str {
+        match self {
+            Compression::Gzip(_) => media_type::OCI_LAYER_GZIP,
+            Compression::Zstd(_) => media_type::OCI_LAYER_ZSTD,
+            Compression::Uncompressed => media_type::OCI_LAYER_TAR,
+        }
+    }
+
+    /// A stable text naming the choice, for cache keys.
+    pub fn key(&self) -> String {
+        match self {
+            Compression::Gzip(l) => format!("gzip-{l}"),
+            Compression::Zstd(l) => format!("zstd-{l}"),
+            Compression::Uncompressed => "uncompressed".into(),
+        }
+    }
+}
+
+/// Worker threads for compression: every core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for Compression {
@@ -37,7 +64,8 @@ impl Default for Compression {
 }
 
 enum Sink {
-    Gzip(Box<GzEncoder<BlobWriter>>),
+    Gzip(Box<ParGzWriter<BlobWriter>>),
+    Zstd(Box<zstd::stream::write::Encoder<'static, BlobWriter>>),
     Plain(BlobWriter),
 }
 
@@ -53,11 +81,9 @@ impl LayerWriter {
         let blob = store.writer()?;
         let sink = match compression {
             Compression::Gzip(level) => {
-                let gz = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(blob, flate2::Compression::new(level.min(9)));
-                Sink::Gzip(Box::new(gz))
+                Sink::Gzip(Box::new(ParGzWriter::new(blob, level, threads())))
             }
+            Compression::Zstd(level) => Sink::Zstd(Box::new(zstd_encoder(blob, level)?)),
             Compression::Uncompressed => Sink::Plain(blob),
         };
         Ok(LayerWriter {
@@ -71,13 +97,11 @@ impl LayerWriter {
         let (sink, diff_id, _) = self.inner.finish();
         let blob = match sink {
             Sink::Gzip(gz) => (*gz).finish()?,
+            Sink::Zstd(z) => (*z).finish()?,
             Sink::Plain(blob) => blob,
         };
         let (digest, size) = blob.commit(None)?;
-        let media_type = match self.compression {
-            Compression::Gzip(_) => media_type::OCI_LAYER_GZIP,
-            Compression::Uncompressed => media_type::OCI_LAYER_TAR,
-        };
+        let media_type = self.compression.media_type();
         Ok(LayerBlob {
             digest,
             diff_id,
@@ -87,16 +111,30 @@ impl LayerWriter {
     }
 }
 
+/// A zstd encoder in multithreaded mode (one worker at least, so the output is the same
+/// for any core count), no checksum, no content size (the tar's size is not known ahead).
+fn zstd_encoder(
+    blob: BlobWriter,
+    level: i32,
+) -> Result<zstd::stream::write::Encoder<'static, BlobWriter>, ImageError> {
+    let mut z = zstd::stream::write::Encoder::new(blob, level)?;
+    z.multithread(threads() as u32)?;
+    z.include_checksum(false)?;
+    Ok(z)
+}
+
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sink::Gzip(w) => w.write(buf),
+            Sink::Zstd(w) => w.write(buf),
             Sink::Plain(w) => w.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sink::Gzip(w) => w.flush(),
+            Sink::Zstd(w) => w.flush(),
             Sink::Plain(w) => w.flush(),
         }
     }

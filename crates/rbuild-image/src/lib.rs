@@ -5,6 +5,7 @@
 mod config;
 mod layer;
 mod manifest;
+mod pgzip;
 
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use layer::{Compression, LayerBlob, LayerWriter};

@@ -56,7 +56,7 @@ pub fn save(
             for it in items {
                 roots.push((root_for(images, it, platforms)?, it.names.clone()));
             }
-            rbuild_export::write_layout_tar(images.blobs(), &roots, dest, None)?;
+            rbuild_export::write_layout_tar(images.blobs(), &roots, dest, None, &mut |_, _| {})?;
         }
         Format::Docker => save_docker(images, items, platforms, dest)?,
     }

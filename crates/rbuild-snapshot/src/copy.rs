@@ -96,7 +96,9 @@ pub fn copy(
         || dest == "."
         || dest.ends_with('/')
         || dest.ends_with("/.");
-    if items.len() > 1 && !dir_syntax {
+    // Docker's rule counts the sources as written: one wildcard matching several files
+    // copies each of them to a destination without a slash in turn, the last one winning.
+    if srcs.len() > 1 && !dir_syntax {
         return Err(SnapshotError::MultipleSourcesNeedDir);
     }
 
@@ -118,7 +120,6 @@ pub fn copy(
         deferred: Vec::new(),
         stats: CopyStats::default(),
     };
-    let many = items.len() > 1;
     for item in &items {
         let not_dir = || SnapshotError::DestNotDirectory {
             path: abs_display(&dest_comps),
@@ -135,7 +136,7 @@ pub fn copy(
             }
             copier.ensure_dirs(&dest_comps, Some(&item.found.meta), Some(&item.found))?;
             copier.copy_children(&item.found, &dest_comps, &item.rel)?;
-        } else if dir_syntax || dest_is_dir || many {
+        } else if dir_syntax || dest_is_dir {
             if dest_exists && !dest_is_dir {
                 return Err(not_dir());
             }
@@ -305,8 +306,12 @@ fn expand(
         let item = make_item(name, found, lexical, keep_from);
         return Ok(keep(item, excludes).into_iter().collect());
     };
+    // A wildcard may match nothing (BuildKit's AllowEmptyWildcard): that source copies
+    // nothing, even when the directory before the wildcard is missing.
     let base = format!("/{}", comps[..first_wild].join("/"));
-    let (base_comps, base_found) = stack.walk(OsStr::new(&base), true)?.ok_or_else(not_found)?;
+    let Some((base_comps, base_found)) = stack.walk(OsStr::new(&base), true)? else {
+        return Ok(Vec::new());
+    };
     let base_lexical: Vec<OsString> = comps[..first_wild].iter().map(OsString::from).collect();
     let mut current = vec![(base_comps, base_lexical, base_found)];
     for comp in &comps[first_wild..] {
@@ -334,9 +339,6 @@ fn expand(
             }
         }
         current = next;
-    }
-    if current.is_empty() {
-        return Err(not_found());
     }
     let mut items = Vec::with_capacity(current.len());
     for (comps, lexical, found) in current {
@@ -456,7 +458,7 @@ impl Copier<'_> {
                     });
                 }
                 None => match (is_last, last_from, last_src) {
-                    (true, Some(meta), Some(src)) => self.new_dir_like(prefix, meta, &src.host)?,
+                    (true, Some(meta), Some(src)) => self.new_dest_dir(prefix, meta, &src.host)?,
                     _ => self.new_parent_dir(prefix)?,
                 },
             }
@@ -495,12 +497,38 @@ impl Copier<'_> {
     }
 
     /// A missing destination directory that receives a source directory's contents takes that
-    /// directory's mode, times and xattrs.
+    /// directory's times and xattrs, and mode 0755 (through `--chmod` when given), as
+    /// BuildKit creates it.
+    fn new_dest_dir(
+        &mut self,
+        comps: &[OsString],
+        meta: &Metadata,
+        host: &Path,
+    ) -> Result<(), SnapshotError> {
+        let mode = match &self.opts.chmod {
+            Some(chmod) => chmod.apply(0o755, true),
+            None => 0o755,
+        };
+        self.new_dir_with(comps, meta, host, mode)
+    }
+
+    /// A directory kept from the source (`--parents`): its own mode, times and xattrs.
     fn new_dir_like(
         &mut self,
         comps: &[OsString],
         meta: &Metadata,
         host: &Path,
+    ) -> Result<(), SnapshotError> {
+        let mode = self.mode_for(meta);
+        self.new_dir_with(comps, meta, host, mode)
+    }
+
+    fn new_dir_with(
+        &mut self,
+        comps: &[OsString],
+        meta: &Metadata,
+        host: &Path,
+        mode: u32,
     ) -> Result<(), SnapshotError> {
         let (uid, gid) = self.ids_for(meta);
         let target = out_at(&self.out, comps)?;
@@ -510,7 +538,7 @@ impl Copier<'_> {
         drop(target);
         self.deferred.push((
             comps.to_vec(),
-            Some(self.mode_for(meta)),
+            Some(mode),
             meta.mtime(),
             meta.mtime_nsec() as u32,
         ));

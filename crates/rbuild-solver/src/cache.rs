@@ -1,6 +1,7 @@
 //! Cache keys and the cache index. A step's key hashes its parent's key and everything
 //! that changes the step's result; the index maps a key to the layer it produced.
 
+use crate::StateDir;
 use rbuild_core::Digest;
 use rbuild_image::LayerBlob;
 use sha2::{Digest as _, Sha256};
@@ -19,30 +20,26 @@ pub fn chain(parent: &Digest, parts: &[&[u8]]) -> Digest {
 
 /// Looks a key up; a hit needs the blob to still be in the store with its recorded size
 /// (a blob cut short by a system crash before the build's final sync is a miss).
-pub fn get(state: &Path, store: &rbuild_store::Store, key: &Digest) -> Option<LayerBlob> {
-    let data = std::fs::read(path(state, key)).ok()?;
+pub fn get(state: &StateDir, store: &rbuild_store::Store, key: &Digest) -> Option<LayerBlob> {
+    let data = std::fs::read(state.cache_entry(key)).ok()?;
     let blob: LayerBlob = serde_json::from_slice(&data).ok()?;
     (store.blob_size(&blob.digest) == Some(blob.size)).then_some(blob)
 }
 
 /// Records the layer a key produced (atomically: write then rename).
-pub fn put(state: &Path, key: &Digest, blob: &LayerBlob) {
-    let dest = path(state, key);
+pub fn put(state: &StateDir, key: &Digest, blob: &LayerBlob) {
+    let dest = state.cache_entry(key);
     let Ok(data) = serde_json::to_vec(blob) else {
         return;
     };
     let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
-    let ok = std::fs::create_dir_all(state.join("cache")).is_ok()
+    let ok = std::fs::create_dir_all(state.cache_index()).is_ok()
         && std::fs::write(&tmp, data).is_ok()
         && std::fs::rename(&tmp, &dest).is_ok();
     if !ok {
         let _ = std::fs::remove_file(&tmp);
         tracing::debug!(key = %key, "could not record cache entry");
     }
-}
-
-fn path(state: &Path, key: &Digest) -> std::path::PathBuf {
-    state.join("cache").join(key.hex())
 }
 
 /// A content hash of the named paths below `root` (each a file, link or whole tree), in

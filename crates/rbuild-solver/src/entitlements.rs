@@ -16,19 +16,20 @@ pub struct Entitlements {
     pub network_host: bool,
 }
 
+/// An `--allow` value rbuild does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown entitlement {0:?} (rbuild knows security.insecure and network.host)")]
+pub struct UnknownEntitlement(pub String);
+
 impl Entitlements {
     /// Parses `--allow` values (`security.insecure`, `network.host`).
-    pub fn parse(values: &[String]) -> Result<Entitlements, String> {
+    pub fn parse(values: &[String]) -> Result<Entitlements, UnknownEntitlement> {
         let mut out = Entitlements::default();
         for v in values {
             match v.trim() {
                 "security.insecure" => out.security_insecure = true,
                 "network.host" => out.network_host = true,
-                other => {
-                    return Err(format!(
-                        "unknown entitlement {other:?} (rbuild knows security.insecure and network.host)"
-                    ));
-                }
+                other => return Err(UnknownEntitlement(other.to_string())),
             }
         }
         Ok(out)
@@ -64,7 +65,9 @@ mod tests {
         let e = Entitlements::parse(&["security.insecure".into(), "network.host".into()]).unwrap();
         assert!(e.security_insecure && e.network_host);
         assert_eq!(Entitlements::parse(&[]).unwrap(), Entitlements::default());
-        let err = Entitlements::parse(&["device".into()]).unwrap_err();
+        let err = Entitlements::parse(&["device".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown entitlement \"device\""), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 //! stacked as overlay lower directories. A directory appears under its final name only
 //! when complete (unpacked or committed in a temporary directory, then renamed).
 
-use crate::{LayerError, SolveError, Solver};
+use crate::{LayerError, SolveError, Solver, StateDir};
 use rbuild_core::LayerCodec;
 use rbuild_image::{LayerBlob, LayerWriter};
 use rbuild_snapshot::{DiffOptions, SnapshotError};
@@ -14,35 +14,38 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ {
     move |e| SolveError::Io(path.to_path_buf(), e)
 }
 
-/// The directory of a layer, by diff id.
-pub fn layer_dir(state: &Path, blob: &LayerBlob) -> PathBuf {
-    state.join("layers").join(blob.diff_id.hex())
-}
-
 /// A fresh temporary directory under the state directory (removed on drop).
-pub fn temp_dir(state: &Path, prefix: &str) -> Result<tempfile::TempDir, SolveError> {
-    let tmp = state.join("tmp");
-    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(&tmp)
-        .map_err(io(&tmp))
+pub fn temp_dir(state: &StateDir, prefix: &str) -> Result<tempfile::TempDir, SolveError> {
+    Ok(state.temp_dir(prefix)?)
 }
 
 /// Returns the unpacked directory of `blob`, unpacking it from the store if needed. The blob
 /// is decompressed as its media type says; errors name the layer.
 pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, SolveError> {
-    unpack_into_state(solver.state, solver.store, blob)
+    ensure_unpacked_with(solver, blob, None)
 }
 
-/// [`ensure_unpacked`] for callers without a solver (`rbuild run`): the unpacked
-/// directory of `blob` under the state directory `state`, unpacked from `store` if needed.
+/// [`ensure_unpacked`], reporting the bytes of the blob read while unpacking as byte
+/// progress of `vertex`.
+pub fn ensure_unpacked_with(
+    solver: &Solver,
+    blob: &LayerBlob,
+    vertex: Option<rbuild_progress::VertexId>,
+) -> Result<PathBuf, SolveError> {
+    let progress = vertex.map(|v| (solver.events, v));
+    unpack_into_state(solver.state, solver.store, blob, progress)
+}
+
+/// [`ensure_unpacked`] for callers without a solver (`rbuild run`): the unpacked directory
+/// of `blob` under `state`, unpacked from `store` if needed, with byte progress reported
+/// to `progress` when given.
 pub fn unpack_into_state(
-    state: &Path,
+    state: &StateDir,
     store: &rbuild_store::Store,
     blob: &LayerBlob,
+    progress: Option<(&dyn rbuild_progress::EventSink, rbuild_progress::VertexId)>,
 ) -> Result<PathBuf, SolveError> {
-    let dest = layer_dir(state, blob);
+    let dest = state.layer(&blob.diff_id);
     if dest.is_dir() {
         return Ok(dest);
     }
@@ -56,8 +59,13 @@ pub fn unpack_into_state(
     let tmp = temp_dir(state, "unpack-")?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
-    let file = BufReader::with_capacity(1 << 20, store.open_blob(&blob.digest)?);
-    let reader: Box<dyn Read> = match codec {
+    let meter = progress.map(|(events, v)| {
+        let id = format!("extracting {}", blob.digest);
+        rbuild_progress::Meter::start(events, v, id, Some(blob.size))
+    });
+    let metered = rbuild_progress::MeteredRead::new(store.open_blob(&blob.digest)?, meter);
+    let file = BufReader::with_capacity(1 << 20, metered);
+    let reader: Box<dyn Read + '_> = match codec {
         LayerCodec::Tar => Box::new(file),
         LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
         LayerCodec::Zstd => Box::new(
@@ -65,7 +73,7 @@ pub fn unpack_into_state(
                 .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
         ),
     };
-    let mut hashing = HashingReader::new(SpaceGuard::new(reader, state));
+    let mut hashing = HashingReader::new(SpaceGuard::new(reader, state.root()));
     let unpacked = rbuild_snapshot::unpack_layer(&mut hashing, &target).and_then(|stats| {
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(SnapshotError::TarRead)
@@ -230,7 +238,7 @@ pub fn commit(
     };
     rbuild_snapshot::write_layer_tar(changes, lowers, &mut writer, &opts)?;
     let blob = writer.finish()?;
-    let dest = layer_dir(solver.state, &blob);
+    let dest = solver.state.layer(&blob.diff_id);
     if dest.is_dir() {
         return Ok((blob, dest));
     }

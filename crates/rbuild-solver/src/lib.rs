@@ -6,17 +6,22 @@
 
 mod cache;
 mod entitlements;
+mod error;
 mod layers;
+mod progress;
 mod resolve;
 mod secrets;
+mod state;
 mod steps;
 mod tail;
 
-pub use entitlements::Entitlements;
+pub use entitlements::{Entitlements, UnknownEntitlement};
+pub use error::{ArchiveError, BindPathError, ChownError, StepError};
 pub use layers::{unpack_into_state, visible_lowers};
 pub use rbuild_graph::NetworkMode;
-pub use resolve::{ImageSource, Sources};
-pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
+pub use resolve::{ImageSource, ResolveError, Sources};
+pub use secrets::{SecretError, SecretSource, Secrets, parse_secret, parse_ssh};
+pub use state::{StateDir, StateError, StateLock};
 
 use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::Dockerfile;
@@ -25,7 +30,7 @@ use rbuild_image::{Compression, History, ImageConfig, ImageManifestBlob, LayerBl
 use rbuild_sandbox::Emulation;
 use rbuild_store::Store;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set from a signal handler when the user interrupts the build; checked between steps
@@ -43,12 +48,30 @@ pub enum SolveError {
     #[error(transparent)]
     StepFailed(Box<StepFailure>),
     /// A step could not be carried out.
-    #[error("{location}: {message}")]
+    #[error("{location}: {instruction}: {source}")]
     Step {
         /// Where.
         location: Location,
+        /// The instruction as written.
+        instruction: String,
         /// What went wrong.
-        message: String,
+        source: Box<StepError>,
+    },
+    /// A stage's base image could not be resolved.
+    #[error("{location}: {source}")]
+    BaseImage {
+        /// The FROM line.
+        location: Location,
+        /// Why.
+        source: Box<ResolveError>,
+    },
+    /// The graph names a stage that was not built before its use (a solver bug).
+    #[error("{location}: stage {stage} was not built before its use")]
+    StageOrder {
+        /// Where it is used.
+        location: Location,
+        /// The stage index.
+        stage: usize,
     },
     /// The sandbox failed outside any step.
     #[error(transparent)]
@@ -65,6 +88,9 @@ pub enum SolveError {
     /// A state-directory operation failed.
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    /// The state directory's layout could not be set up.
+    #[error(transparent)]
+    State(#[from] StateError),
     /// A layer (of a base image or the cache) could not be unpacked.
     #[error("layer {digest} ({media_type}): {reason}")]
     Layer {
@@ -149,13 +175,15 @@ pub struct Solver<'a> {
     /// The blob store.
     pub store: &'a Store,
     /// rbuild's state directory (layers, cache, temporary step directories).
-    pub state: &'a Path,
+    pub state: &'a StateDir,
     /// Where base images and `COPY --from` sources come from.
     pub sources: &'a Sources,
     /// The emulators registered for the build.
     pub emulation: &'a Emulation,
     /// Skip cache look-ups (results are still recorded).
     pub no_cache: bool,
+    /// `--no-cache-filter`: stages (by name) whose steps skip cache look-ups.
+    pub no_cache_filter: Vec<String>,
     /// Layer compression.
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`, when set: the image's created time and clamp for new files.
@@ -164,8 +192,8 @@ pub struct Solver<'a> {
     pub secrets: &'a Secrets,
     /// `--network` of the build: what `RUN --network=default` means.
     pub network: NetworkMode,
-    /// Print step progress and step output (`--progress=plain`), or nothing (`quiet`).
-    pub show_progress: bool,
+    /// Where steps, their output, warnings and byte progress are reported.
+    pub events: &'a dyn rbuild_progress::EventSink,
     /// `--label` values added to the final image's config.
     pub labels: BTreeMap<String, String>,
     /// `--allow`: what steps may ask for beyond the default sandbox.
@@ -180,6 +208,8 @@ pub(crate) struct StageResult {
     pub history: Vec<History>,
     pub config: ImageConfig,
     pub key: Digest,
+    /// The last step's layer came from the cache.
+    pub cached: bool,
 }
 
 impl StageResult {
@@ -272,117 +302,150 @@ impl Solver<'_> {
         self.entitlements.check(graph)?;
         let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
         for stage in graph.build_order().into_iter().map(|i| &graph.stages[i]) {
-            let result = self.build_stage(graph, stage, &results)?;
+            let result = self.build_stage(stage, &results)?;
             results.insert(stage.index, result);
         }
         let target = results
             .remove(&graph.target)
-            .ok_or_else(|| SolveError::Step {
+            .ok_or_else(|| SolveError::StageOrder {
                 location: graph.stages[graph.target].location.clone(),
-                message: "target stage was not built".into(),
+                stage: graph.target,
             })?;
         self.write_image(target, platform)
     }
 
     fn build_stage(
         &self,
-        graph: &BuildGraph,
         stage: &rbuild_graph::Stage,
         done: &BTreeMap<usize, StageResult>,
     ) -> Result<StageResult, SolveError> {
-        let mut result = self.stage_base(stage, done)?;
-        let total = stage.ops.len();
+        let vertices = progress::StageVertices::new(self, stage);
+        vertices.announce(self);
+        let mut result = self.stage_base(stage, done, vertices.from.as_ref())?;
+        let no_cache = self.ignores_cache(stage);
         for (n, op) in stage.ops.iter().enumerate() {
             if INTERRUPTED.load(Ordering::SeqCst) {
                 return Err(SolveError::Interrupted);
             }
-            let label = format!(
-                "[{} {}{}/{}]",
-                stage.platform,
-                stage
-                    .name
-                    .as_deref()
-                    .map(|n| format!("{n} "))
-                    .unwrap_or_default(),
-                n + 1,
-                total
-            );
-            match &op.kind {
+            let v = &vertices.ops[n];
+            // A config-only instruction (ENV, LABEL, CMD, ...) changes no layer; what it
+            // does to later steps (env, user, cwd) is part of their own ops, so it is in no key.
+            let step: &dyn steps::Step = match &op.kind {
                 OpKind::Meta => {
-                    result.key = cache::chain(&result.key, &[b"meta", op.created_by.as_bytes()]);
                     result.history.push(self.history(&op.created_by, true));
+                    continue;
                 }
-                OpKind::Run(run) => {
-                    self.say(&format!(
-                        "{label} {}",
-                        op.created_by.trim_end_matches(" # buildkit")
-                    ));
-                    steps::run::run(self, &mut result, run, op, done, &stage.platform, &label)?;
-                }
-                OpKind::Copy(copy) => {
-                    self.say(&format!(
-                        "{label} {}",
-                        op.created_by.trim_end_matches(" # buildkit")
-                    ));
-                    steps::copy::copy(self, &mut result, copy, op, done, &stage.platform, graph)?;
-                }
-                OpKind::Mkdir(mkdir) => {
-                    self.say(&format!("{label} {}", op.created_by));
-                    steps::mkdir::mkdir(self, &mut result, mkdir, op)?;
-                }
-            }
+                OpKind::Run(run) => run,
+                OpKind::Copy(copy) => copy,
+                OpKind::Mkdir(mkdir) => mkdir,
+            };
+            let cx = steps::StepContext {
+                solver: self,
+                op,
+                done,
+                platform: &stage.platform,
+                vertex: v.id,
+            };
+            self.step(v, &mut result, |result| {
+                steps::solve(step, &cx, result, no_cache)
+            })?;
         }
         result.config = stage.config.clone();
         Ok(result)
+    }
+
+    /// Whether the cache is ignored for a stage's steps (`--no-cache`, or
+    /// `--no-cache-filter` naming the stage).
+    fn ignores_cache(&self, stage: &rbuild_graph::Stage) -> bool {
+        self.no_cache
+            || stage.name.as_ref().is_some_and(|n| {
+                self.no_cache_filter
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(n))
+            })
+    }
+
+    /// The key parts every stage's base carries: the platform and what shapes stored blobs.
+    fn base_key(&self, base: &Digest, platform: &Platform) -> Digest {
+        let platform = platform.to_string();
+        cache::chain(base, &[platform.as_bytes(), &steps::blob_shape(self)])
     }
 
     fn stage_base(
         &self,
         stage: &rbuild_graph::Stage,
         done: &BTreeMap<usize, StageResult>,
+        from: Option<&rbuild_progress::Vertex>,
     ) -> Result<StageResult, SolveError> {
-        let platform_key = stage.platform.to_string();
         match &stage.base {
             Base::Scratch => Ok(StageResult {
                 layers: Vec::new(),
                 dirs: Vec::new(),
                 history: Vec::new(),
                 config: stage.config.clone(),
-                key: cache::chain(&Digest::sha256(b"scratch"), &[platform_key.as_bytes()]),
+                key: self.base_key(&Digest::sha256(b"scratch"), &stage.platform),
+                cached: false,
             }),
-            Base::Stage(i) => done.get(i).cloned().ok_or_else(|| SolveError::Step {
+            Base::Stage(i) => done.get(i).cloned().ok_or_else(|| SolveError::StageOrder {
                 location: stage.location.clone(),
-                message: format!("stage {i} was not built before its use"),
+                stage: *i,
             }),
-            Base::Image(r) => {
-                let image =
-                    self.sources
-                        .image(r, &stage.platform, self.store)
-                        .map_err(|message| SolveError::Step {
-                            location: stage.location.clone(),
-                            message,
-                        })?;
-                let dirs = image
-                    .layers
-                    .iter()
-                    .map(|l| layers::ensure_unpacked(self, l))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(StageResult {
-                    layers: image.layers.clone(),
-                    dirs,
-                    history: image.config.history.clone(),
-                    config: image.config.clone(),
-                    key: cache::chain(&image.manifest_digest, &[platform_key.as_bytes()]),
-                })
-            }
+            Base::Image(r) => match from {
+                Some(v) => {
+                    self.started(v.id);
+                    let mut cached = false;
+                    let base = self.image_base(stage, r, v.id, &mut cached);
+                    self.finished(v.id, &base, cached);
+                    base
+                }
+                None => self.image_base(stage, r, rbuild_progress::VertexId::of(&[]), &mut false),
+            },
         }
     }
 
-    /// Prints a progress line unless the build is quiet.
-    pub(crate) fn say(&self, line: &str) {
-        if self.show_progress {
-            eprintln!("{line}");
+    /// The result a stage starts from when its base is image `r`: the image resolved, its
+    /// layers unpacked with byte progress on vertex `vertex`; `cached` tells whether every
+    /// layer was unpacked already.
+    fn image_base(
+        &self,
+        stage: &rbuild_graph::Stage,
+        r: &str,
+        vertex: rbuild_progress::VertexId,
+        cached: &mut bool,
+    ) -> Result<StageResult, SolveError> {
+        let image = self
+            .sources
+            .image(r, &stage.platform, self.store)
+            .map_err(|e| SolveError::BaseImage {
+                location: stage.location.clone(),
+                source: Box::new(e),
+            })?;
+        if !stage.platform.matches(&image.platform) {
+            self.warn(
+                vertex,
+                format!(
+                    "InvalidBaseImagePlatform: Base image {r} was pulled with platform \"{}\", expected \"{}\" for current build",
+                    image.platform, stage.platform
+                ),
+            );
         }
+        *cached = image
+            .layers
+            .iter()
+            .all(|l| self.state.layer(&l.diff_id).is_dir());
+        let dirs = image
+            .layers
+            .iter()
+            .map(|l| layers::ensure_unpacked_with(self, l, Some(vertex)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StageResult {
+            layers: image.layers.clone(),
+            dirs,
+            history: image.config.history.clone(),
+            config: image.config.clone(),
+            key: self.base_key(&image.manifest_digest, &stage.platform),
+            cached: *cached,
+        })
     }
 
     pub(crate) fn history(&self, created_by: &str, empty_layer: bool) -> History {

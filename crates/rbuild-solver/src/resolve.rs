@@ -1,7 +1,7 @@
 //! Where base images and named contexts come from: the `--build-context` map and the
 //! build context directory. Resolved images are memoised per (reference, platform).
 
-use rbuild_core::Platform;
+use rbuild_core::{Digest, Platform};
 use rbuild_graph::BaseResolver;
 use rbuild_image::ImageConfig;
 use rbuild_source::{NamedContext, ResolvedImage};
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Where `FROM` images that no `--build-context` binds come from: the local image
-/// store, later a registry. Errors are messages attached to the FROM line.
+/// store, later a registry.
 pub trait ImageSource: Send + Sync + std::fmt::Debug {
     /// The image `reference` for `platform`, its blobs in `store`; `Ok(None)` when this
     /// source does not have it.
@@ -20,7 +20,47 @@ pub trait ImageSource: Send + Sync + std::fmt::Debug {
         reference: &str,
         platform: &Platform,
         store: &Store,
-    ) -> Result<Option<ResolvedImage>, String>;
+    ) -> Result<Option<ResolvedImage>, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Why an image reference could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The layout named for it could not be read.
+    #[error(transparent)]
+    Source(#[from] rbuild_source::SourceError),
+    /// It names a directory context.
+    #[error(
+        "{reference:?} names the directory build context {}, which cannot be a base image",
+        dir.display()
+    )]
+    DirectoryContext {
+        /// The reference.
+        reference: String,
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The local image store failed to read it.
+    #[error("{reference:?} from the local image store: {source}")]
+    ImageStore {
+        /// The reference.
+        reference: String,
+        /// What went wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Nothing provides it.
+    #[error("{}", not_found(.reference, .platform, .named, *.searched_store))]
+    NotFound {
+        /// The reference.
+        reference: String,
+        /// The platform asked for.
+        platform: Platform,
+        /// The named contexts the build was given.
+        named: Vec<String>,
+        /// Whether the local image store was searched too.
+        searched_store: bool,
+    },
 }
 
 /// The build's inputs outside the Dockerfile.
@@ -30,6 +70,7 @@ pub struct Sources {
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
     images: Option<Box<dyn ImageSource>>,
+    hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), Digest>>,
 }
 
 impl Sources {
@@ -40,6 +81,7 @@ impl Sources {
             named,
             resolved: Mutex::new(HashMap::new()),
             images: None,
+            hashes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -70,6 +112,19 @@ impl Sources {
         &self.context
     }
 
+    /// The content hash of the named paths below a context directory `dir`, memoised for
+    /// the build (context directories do not change while it runs).
+    pub(crate) fn content_hash(&self, dir: &Path, rels: &[PathBuf]) -> std::io::Result<Digest> {
+        let key = (dir.to_path_buf(), rels.to_vec());
+        let memo = || self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = memo().get(&key) {
+            return Ok(d.clone());
+        }
+        let digest = crate::cache::hash_paths(dir, rels)?;
+        memo().insert(key, digest.clone());
+        Ok(digest)
+    }
+
     /// The named context a reference stands for, trying the forms users write
     /// (`busybox`, `busybox:latest`, `docker.io/library/busybox`).
     pub fn named(&self, reference: &str) -> Option<&NamedContext> {
@@ -84,61 +139,46 @@ impl Sources {
         reference: &str,
         platform: &Platform,
         store: &Store,
-    ) -> Result<ResolvedImage, String> {
+    ) -> Result<ResolvedImage, ResolveError> {
         let key = (reference.to_string(), platform.clone());
         if let Some(r) = self.memo().get(&key) {
             return Ok(r.clone());
         }
         let resolved = match self.named(reference) {
             Some(NamedContext::OciLayout { path, reference: r }) => {
-                rbuild_source::resolve_layout(path, r, platform, store)
-                    .map_err(|e| e.to_string())?
+                rbuild_source::resolve_layout(path, r, platform, store)?
             }
             Some(NamedContext::Dir(p)) => {
-                return Err(format!(
-                    "{reference:?} names the directory build context {}, which cannot be a base image",
-                    p.display()
-                ));
+                return Err(ResolveError::DirectoryContext {
+                    reference: reference.to_string(),
+                    dir: p.clone(),
+                });
             }
             None => match &self.images {
-                Some(images) => match images.resolve(reference, platform, store)? {
-                    Some(r) => r,
-                    None => return Err(self.not_found(reference, platform)),
+                Some(images) => match images.resolve(reference, platform, store) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return Err(self.not_found(reference, platform)),
+                    Err(source) => {
+                        return Err(ResolveError::ImageStore {
+                            reference: reference.to_string(),
+                            source,
+                        });
+                    }
                 },
                 None => return Err(self.not_found(reference, platform)),
             },
         };
-        if !platform.matches(&resolved.platform) {
-            tracing::warn!(
-                "base image {reference} is {} but {platform} was requested",
-                resolved.platform
-            );
-        }
         self.memo().insert(key, resolved.clone());
         Ok(resolved)
     }
 
-    fn not_found(&self, reference: &str, platform: &Platform) -> String {
-        let names: Vec<&str> = self.named.keys().map(String::as_str).collect();
-        format!(
-            "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
-             - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \
-             - earlier stages of this Dockerfile named {reference:?}: none\n  \
-             {}\
-             - registries: not contacted (this build uses only local sources)\n\
-             Provide it with --build-context {}=oci-layout://PATH[:TAG]",
-            if names.is_empty() {
-                "none given".to_string()
-            } else {
-                names.join(", ")
-            },
-            if self.images.is_some() {
-                "- the local image store (rbuild images): not there\n  "
-            } else {
-                ""
-            },
-            reference.split(['@']).next().unwrap_or(reference),
-        )
+    fn not_found(&self, reference: &str, platform: &Platform) -> ResolveError {
+        ResolveError::NotFound {
+            reference: reference.to_string(),
+            platform: platform.clone(),
+            named: self.named.keys().cloned().collect(),
+            searched_store: self.images.is_some(),
+        }
     }
 
     /// A `BaseResolver` for lowering that imports what it resolves into `store`.
@@ -156,11 +196,39 @@ struct StoreResolver<'a> {
 }
 
 impl BaseResolver for StoreResolver<'_> {
-    fn resolve(&mut self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, rbuild_graph::ResolveFailure> {
         self.sources
             .image(reference, platform, self.store)
             .map(|r| r.config)
+            .map_err(Into::into)
     }
+}
+
+/// The message of [`ResolveError::NotFound`]: where rbuild looked and how to provide it.
+fn not_found(reference: &str, platform: &Platform, named: &[String], store: bool) -> String {
+    format!(
+        "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
+         - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \
+         - earlier stages of this Dockerfile named {reference:?}: none\n  \
+         {}\
+         - registries: not contacted (this build uses only local sources)\n\
+         Provide it with --build-context {}=oci-layout://PATH[:TAG]",
+        if named.is_empty() {
+            "none given".to_string()
+        } else {
+            named.join(", ")
+        },
+        if store {
+            "- the local image store (rbuild images): not there\n  "
+        } else {
+            ""
+        },
+        reference.split(['@']).next().unwrap_or(reference),
+    )
 }
 
 fn candidates(reference: &str) -> Vec<String> {

@@ -5,6 +5,42 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
+/// A `--secret` or `--ssh` value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// The secret's file could not be read.
+    #[error("reading secret {id:?} from {}: {source}", path.display())]
+    Read {
+        /// The secret id.
+        id: String,
+        /// Its file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A `--secret` part is not `key=value`.
+    #[error("--secret {0:?}: expected key=value pairs")]
+    NotKeyValue(String),
+    /// A `--secret` key rbuild does not know.
+    #[error("--secret {value:?}: unknown key {key:?}")]
+    UnknownKey {
+        /// The whole value.
+        value: String,
+        /// The key.
+        key: String,
+    },
+    /// No id could be found.
+    #[error("--secret {0:?}: missing id=")]
+    MissingId(String),
+    /// Both or neither of src= and env=.
+    #[error("--secret {0:?}: give either src= or env=")]
+    Ambiguous(String),
+    /// `--ssh ID` without `$SSH_AUTH_SOCK`.
+    #[error("--ssh {0}: SSH_AUTH_SOCK is not set; give --ssh {0}=/path/to/agent.sock")]
+    NoAgent(String),
+}
+
 /// A `--secret` value.
 #[derive(Debug, Clone)]
 pub enum SecretSource {
@@ -25,12 +61,16 @@ pub struct Secrets {
 
 impl Secrets {
     /// The secret's bytes, `None` when no such secret was given.
-    pub fn value(&self, id: &str) -> Result<Option<Vec<u8>>, String> {
+    pub fn value(&self, id: &str) -> Result<Option<Vec<u8>>, SecretError> {
         match self.secrets.get(id) {
             None => Ok(None),
-            Some(SecretSource::File(p)) => fs::read(p)
-                .map(Some)
-                .map_err(|e| format!("reading secret {id:?} from {}: {e}", p.display())),
+            Some(SecretSource::File(p)) => {
+                fs::read(p).map(Some).map_err(|source| SecretError::Read {
+                    id: id.to_string(),
+                    path: p.clone(),
+                    source,
+                })
+            }
             Some(SecretSource::Env(v)) => Ok(std::env::var_os(v).map(|x| x.into_encoded_bytes())),
         }
     }
@@ -38,7 +78,7 @@ impl Secrets {
 
 /// Parses a `--secret` value: `id=ID[,src=FILE|,env=VAR][,type=file|env]`, or buildx's short
 /// forms `id=ID` (env or file named by the id).
-pub fn parse_secret(value: &str) -> Result<(String, SecretSource), String> {
+pub fn parse_secret(value: &str) -> Result<(String, SecretSource), SecretError> {
     let mut id = None;
     let mut src = None;
     let mut env = None;
@@ -46,38 +86,46 @@ pub fn parse_secret(value: &str) -> Result<(String, SecretSource), String> {
     for part in value.split(',') {
         let (k, v) = part
             .split_once('=')
-            .ok_or_else(|| format!("--secret {value:?}: expected key=value pairs"))?;
+            .ok_or_else(|| SecretError::NotKeyValue(value.to_string()))?;
         match k {
             "id" => id = Some(v.to_string()),
             "src" | "source" => src = Some(v.to_string()),
             "env" => env = Some(v.to_string()),
             "type" => kind = Some(v.to_string()),
-            other => return Err(format!("--secret {value:?}: unknown key {other:?}")),
+            other => {
+                return Err(SecretError::UnknownKey {
+                    value: value.to_string(),
+                    key: other.to_string(),
+                });
+            }
         }
     }
     let id = id
         .or_else(|| src.clone())
         .or_else(|| env.clone())
-        .ok_or_else(|| format!("--secret {value:?}: missing id="))?;
+        .ok_or_else(|| SecretError::MissingId(value.to_string()))?;
     let source = match (kind.as_deref(), src, env) {
         (Some("env"), Some(v), None) | (_, None, Some(v)) => SecretSource::Env(v),
         (Some("file") | None, Some(f), None) => SecretSource::File(PathBuf::from(f)),
         (Some("env"), None, None) => SecretSource::Env(id.clone()),
         (None, None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
         (Some("file") | None, None, None) => SecretSource::File(PathBuf::from(&id)),
-        _ => return Err(format!("--secret {value:?}: give either src= or env=")),
+        _ => return Err(SecretError::Ambiguous(value.to_string())),
     };
     Ok((id, source))
 }
 
 /// Parses an `--ssh` value: `default`, `ID`, `ID=SOCKET` (default and bare ids use
 /// `$SSH_AUTH_SOCK`).
-pub fn parse_ssh(value: &str) -> Result<(String, PathBuf), String> {
+pub fn parse_ssh(value: &str) -> Result<(String, PathBuf), SecretError> {
     match value.split_once('=') {
-        Some((id, path)) => Ok((id.to_string(), PathBuf::from(path.split(',').next().unwrap_or(path)))),
+        Some((id, path)) => Ok((
+            id.to_string(),
+            PathBuf::from(path.split(',').next().unwrap_or(path)),
+        )),
         None => std::env::var_os("SSH_AUTH_SOCK")
             .map(|s| (value.to_string(), PathBuf::from(s)))
-            .ok_or_else(|| format!("--ssh {value}: SSH_AUTH_SOCK is not set; give --ssh {value}=/path/to/agent.sock")),
+            .ok_or_else(|| SecretError::NoAgent(value.to_string())),
     }
 }
 

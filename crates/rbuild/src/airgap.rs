@@ -109,7 +109,11 @@ struct Recorder<'a> {
 }
 
 impl BaseResolver for Recorder<'_> {
-    fn resolve(&mut self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, Box<dyn std::error::Error + Send + Sync>> {
         let target = self.images.resolve(reference).map_err(|e| {
             format!("{e}; the host that saves bases needs them in its local image store (rbuild image load, or a build with --load)")
         })?;

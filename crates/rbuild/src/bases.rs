@@ -192,7 +192,7 @@ impl rbuild_solver::ImageSource for Shared {
         reference: &str,
         platform: &Platform,
         store: &Store,
-    ) -> Result<Option<ResolvedImage>, String> {
+    ) -> Result<Option<ResolvedImage>, Box<dyn std::error::Error + Send + Sync>> {
         let s = &self.0;
         let name = Reference::parse(reference).map_err(|e| e.to_string())?;
         let Some(target) = s.target(reference, &name)? else {
@@ -214,7 +214,8 @@ impl rbuild_solver::ImageSource for Shared {
             return Err(format!(
                 "{reference} for {platform}: the lock file pins manifest {pinned}, but its pinned index gives {}",
                 resolved.manifest_digest
-            ));
+            )
+            .into());
         }
         s.record(reference, &target, platform, &resolved.manifest_digest);
         Ok(Some(resolved))

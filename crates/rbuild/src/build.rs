@@ -8,11 +8,13 @@ use rbuild_core::Platform;
 use rbuild_export::BuiltImage;
 use rbuild_graph::LowerOptions;
 use rbuild_sandbox::Emulation;
-use rbuild_solver::{Entitlements, INTERRUPTED, NetworkMode, Secrets, Solver, Sources};
+use rbuild_solver::{
+    Entitlements, INTERRUPTED, NetworkMode, Secrets, Solver, Sources, StateDir, StateLock,
+};
 use rbuild_source::NamedContext;
 use rbuild_store::Store;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -78,11 +80,11 @@ fn request(args: &BuildArgs) -> Result<Request> {
     }
     let mut secrets = Secrets::default();
     for s in &args.secrets {
-        let (id, src) = rbuild_solver::parse_secret(s).map_err(anyhow::Error::msg)?;
+        let (id, src) = rbuild_solver::parse_secret(s)?;
         secrets.secrets.insert(id, src);
     }
     for s in &args.ssh {
-        let (id, path) = rbuild_solver::parse_ssh(s).map_err(anyhow::Error::msg)?;
+        let (id, path) = rbuild_solver::parse_ssh(s)?;
         secrets.ssh.insert(id, path);
     }
     let mut labels = BTreeMap::new();
@@ -95,8 +97,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
     let quiet = args.quiet || args.progress == "quiet";
     let network =
         NetworkMode::parse(&args.network).map_err(|e| anyhow::anyhow!("--network: {e}"))?;
-    let entitlements =
-        Entitlements::parse(&args.allow).map_err(|e| anyhow::anyhow!("--allow: {e}"))?;
+    let entitlements = Entitlements::parse(&args.allow).context("--allow")?;
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
@@ -178,19 +179,20 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
         return crate::check::describe(args, call, &req.build_args);
     }
     let root = cli.root.clone().unwrap_or_else(default_root);
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("creating state directory {}", root.display()))?;
-    let root = root.canonicalize()?;
+    let state = StateDir::create(&root).context("creating the state directory")?;
     // The re-executed process runs as the namespace's root; hand it the state directory
     // chosen for the real user.
     // SAFETY: rbuild is single-threaded until the namespace is entered.
-    unsafe { std::env::set_var("RBUILD_ROOT", &root) };
+    unsafe { std::env::set_var("RBUILD_ROOT", state.root()) };
     rbuild_sandbox::enter_build_namespace().context("entering the build's user namespace")?;
     // A process group of our own, so interrupting a step never signals whoever started us.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     install_signal_handlers();
-    let _lock = lock_for_build(&root)?;
-    match build(&req, &root, args) {
+    let _lock = state.lock_for_build()?;
+    let renderer = crate::progress::renderer(&args.progress, req.quiet)?;
+    let result = build(&req, &state, args, renderer.as_ref());
+    renderer.finish(result.is_ok());
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(_) if INTERRUPTED.load(Ordering::SeqCst) => {
             eprintln!("error: build interrupted; partial results were discarded");
@@ -201,8 +203,13 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     }
 }
 
-fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
-    let store = Store::open(&root.join("store"))?;
+fn build(
+    req: &Request,
+    state: &StateDir,
+    args: &BuildArgs,
+    events: &dyn rbuild_progress::EventSink,
+) -> Result<()> {
+    let store = Store::open(&state.store())?;
     let src = std::fs::read(&req.dockerfile)
         .with_context(|| format!("reading Dockerfile {}", req.dockerfile.display()))?;
     let name = req
@@ -212,23 +219,25 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         .unwrap_or_else(|| "Dockerfile".into());
     let df = rbuild_dockerfile::parse(&name, &src).map_err(|d| anyhow::anyhow!("{d}"))?;
     for w in &df.warnings {
-        eprintln!("{w}");
+        crate::progress::diagnostic(events, &w.to_string(), None);
     }
-    let (context, _filtered) = apply_dockerignore(req, root)?;
-    let bases = crate::load::store_source(root, &store, args, &req.dockerfile)?;
+    let (context, _filtered) = apply_dockerignore(req, state)?;
+    let bases = crate::load::store_source(state.root(), &store, args, &req.dockerfile)?;
     let sources = Sources::new(context, req.named.clone())
         .with_images(Box::new(crate::bases::Shared(bases.clone())));
     if crate::check::call_of(args)? == Call::Check {
         let opts = lower_options(req, args, &req.platforms[0]);
         return crate::check::check(&df, &opts, &mut sources.resolver(&store));
     }
-    crate::check::note_syntax(&df);
+    if !req.quiet {
+        crate::check::note_syntax(&df);
+    }
     let mut graphs = Vec::new();
     for p in &req.platforms {
         let opts = lower_options(req, args, p);
         graphs.push(rbuild_solver::lower_for(&df, &opts, &sources, &store)?);
     }
-    crate::check::print_build_lints(&graphs);
+    crate::progress::lints(events, &graphs);
     for g in &graphs {
         req.entitlements.check(g)?;
     }
@@ -240,22 +249,26 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
             }
         }
     }
-    let run_dir = root.join("run");
-    std::fs::create_dir_all(&run_dir)?;
+    let run_dir = state.run_dir()?;
     let emulation = Emulation::prepare(&run_platforms, &run_dir)?;
     let solver = Solver {
         store: &store,
-        state: root,
+        state,
         sources: &sources,
         emulation: &emulation,
         no_cache: args.no_cache,
-        compression: Default::default(),
+        no_cache_filter: args.no_cache_filter.clone(),
+        compression: req
+            .outputs
+            .first()
+            .map(Output::compression)
+            .unwrap_or_default(),
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.parse().ok()),
         secrets: &req.secrets,
         network: req.network,
-        show_progress: !req.quiet,
+        events,
         labels: req.labels.clone(),
         entitlements: req.entitlements,
     };
@@ -266,8 +279,8 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         manifests,
         tags: args.tags.clone(),
     };
-    export(root, &store, &image, &req.outputs, req.quiet)?;
-    crate::load::finish(root, &store, &image, &req.outputs, req.quiet)?;
+    export(state, &store, &image, &req.outputs, events)?;
+    crate::load::finish(state.root(), &store, &image, &req.outputs, req.quiet)?;
     crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
     let based = crate::load::bases_metadata(&sources, &bases);
     report(&store, &image, args, req.quiet, based)
@@ -285,7 +298,10 @@ fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerO
 
 /// The context directory the build sees: the given one, or — when a `.dockerignore`
 /// applies — a filtered copy under the state directory (kept alive by the returned guard).
-fn apply_dockerignore(req: &Request, root: &Path) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+fn apply_dockerignore(
+    req: &Request,
+    state: &StateDir,
+) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     let Some(file) = rbuild_snapshot::ignore_file(&req.context, &req.dockerfile) else {
         return Ok((req.context.clone(), None));
     };
@@ -295,11 +311,7 @@ fn apply_dockerignore(req: &Request, root: &Path) -> Result<(PathBuf, Option<tem
     if patterns.is_empty() {
         return Ok((req.context.clone(), None));
     }
-    let tmp_root = root.join("tmp");
-    std::fs::create_dir_all(&tmp_root)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("context-")
-        .tempdir_in(&tmp_root)?;
+    let tmp = state.temp_dir("context-")?;
     let stats = rbuild_snapshot::filtered_context(&req.context, &patterns, tmp.path())
         .with_context(|| format!("applying {}", file.display()))?;
     tracing::debug!(
@@ -345,91 +357,84 @@ fn report(
 }
 
 fn export(
-    root: &Path,
+    state: &StateDir,
     store: &Store,
     image: &BuiltImage,
     outputs: &[Output],
-    quiet: bool,
+    events: &dyn rbuild_progress::EventSink,
 ) -> Result<()> {
-    if outputs.is_empty() && !quiet {
-        eprintln!("warning: no --output given; the result stays only in rbuild's cache");
+    if outputs.is_empty() {
+        events.event(&rbuild_progress::Event::Warning(
+            &rbuild_progress::Warning {
+                vertex: None,
+                short: "no --output given; the result stays only in rbuild's cache".into(),
+                detail: Vec::new(),
+                url: None,
+            },
+        ));
     }
     for o in outputs {
-        match o {
-            Output::Oci { dest, tar: true } => rbuild_export::write_oci_tar(store, image, dest)?,
-            Output::Oci { dest, tar: false } => rbuild_export::write_oci_dir(store, image, dest)?,
-            Output::Docker { dest } => rbuild_export::write_docker_tar(store, image, dest)?,
-            Output::Local { dest } => crate::rootfs_export::write_local(root, store, image, dest)?,
-            Output::Tar { dest } => crate::rootfs_export::write_tar(root, store, image, dest)?,
-            Output::Image { .. } => continue,
+        if matches!(o, Output::Image { .. }) {
+            continue;
         }
-        if !quiet {
-            eprintln!("wrote {}", o.dest().display());
+        let vertex = crate::progress::Export::start(events, export_kind(o));
+        let r = write_output(state, store, image, o, &vertex);
+        if r.is_ok() {
+            vertex.say(&format!("wrote {}", o.dest().display()));
         }
+        vertex.finish(r.as_ref().err());
+        r?;
     }
     Ok(())
 }
 
-/// The state directory's lock file.
-fn open_lock(root: &Path) -> Result<(PathBuf, std::fs::File)> {
-    let path = root.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    Ok((path, file))
+/// What an output is, as the export vertex names it (BuildKit's wording).
+fn export_kind(o: &Output) -> &'static str {
+    match o {
+        Output::Oci { .. } => "oci image format",
+        Output::Docker { .. } => "docker image format",
+        Output::Local { .. } => "client directory",
+        Output::Tar { .. } => "client tarball",
+        Output::Image { .. } => "image store",
+    }
+}
+
+fn write_output(
+    state: &StateDir,
+    store: &Store,
+    image: &BuiltImage,
+    o: &Output,
+    vertex: &crate::progress::Export<'_>,
+) -> Result<()> {
+    let mut meter = None;
+    let mut on_bytes = |done: u64, total: u64| {
+        meter
+            .get_or_insert_with(|| vertex.meter())
+            .set(done, Some(total))
+    };
+    match o {
+        Output::Oci {
+            dest, tar: true, ..
+        } => rbuild_export::write_oci_tar_with(store, image, dest, &mut on_bytes)?,
+        Output::Oci {
+            dest, tar: false, ..
+        } => rbuild_export::write_oci_dir(store, image, dest)?,
+        Output::Docker { dest } => {
+            rbuild_export::write_docker_tar_with(store, image, dest, &mut on_bytes)?
+        }
+        Output::Local { dest } => crate::rootfs_export::write_local(state, store, image, dest)?,
+        Output::Tar { dest } => crate::rootfs_export::write_tar(state, store, image, dest)?,
+        Output::Image { .. } => {}
+    }
+    if let Some(m) = meter {
+        m.finish();
+    }
+    Ok(())
 }
 
 /// Locks the state directory for this process alone (for `prune`), waiting for running
 /// builds to finish.
-pub(crate) fn lock_state_exclusive(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let (path, file) = open_lock(root)?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(l),
-        Err((file, _)) => {
-            eprintln!("waiting for another rbuild using {}", root.display());
-            Flock::lock(file, FlockArg::LockExclusive)
-                .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
-        }
-    }
-}
-
-/// Takes the build's shared lock; when no other build is running, first removes what a
-/// killed build left in `tmp/`.
-pub(crate) fn lock_for_build(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let (path, file) = open_lock(root)?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(alone) => {
-            clean_tmp(root);
-            alone
-                .relock(FlockArg::LockShared)
-                .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
-            Ok(alone)
-        }
-        Err((file, _)) => Flock::lock(file, FlockArg::LockShared)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display())),
-    }
-}
-
-/// Removes step directories left by a build that was killed (no other build holds the
-/// state directory, so none of them is in use).
-fn clean_tmp(root: &Path) {
-    let tmp = root.join("tmp");
-    let Ok(entries) = std::fs::read_dir(&tmp) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        make_writable(&p);
-        let _ = std::fs::remove_dir_all(&p);
-    }
-}
-
-fn make_writable(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(p.join("work/work"), std::fs::Permissions::from_mode(0o700));
+pub(crate) fn lock_state_exclusive(state: &StateDir) -> Result<StateLock> {
+    let root = state.root().display();
+    Ok(state.lock_exclusive(|| eprintln!("waiting for another rbuild using {root}"))?)
 }

@@ -50,16 +50,6 @@ pub fn note_syntax(df: &Dockerfile) {
     }
 }
 
-/// Prints the lint findings of a build (once, from the first platform's graph).
-pub fn print_build_lints(graphs: &[BuildGraph]) {
-    if let Some(g) = graphs.first()
-        && !g.lints.is_empty()
-    {
-        eprintln!("{} lint warning(s):", g.lints.len());
-        eprintln!("{}", rbuild_graph::render_lints(&g.lints));
-    }
-}
-
 /// `--check`: every lint rule over the Dockerfile, base images resolved through
 /// `resolver`. Fails when the file has errors, or findings and `# check=error=true`.
 pub fn check(df: &Dockerfile, opts: &LowerOptions, resolver: &mut dyn BaseResolver) -> Result<()> {
@@ -146,7 +136,11 @@ fn pretty(v: &serde_json::Value) -> String {
 struct NoImages;
 
 impl BaseResolver for NoImages {
-    fn resolve(&mut self, _: &str, _: &Platform) -> Result<ImageConfig, String> {
+    fn resolve(
+        &mut self,
+        _: &str,
+        _: &Platform,
+    ) -> Result<ImageConfig, rbuild_graph::ResolveFailure> {
         Ok(ImageConfig::default())
     }
 }

@@ -83,7 +83,7 @@ pub struct BuildArgs {
     /// Name and optionally a tag (name:tag).
     #[arg(short = 't', long = "tag")]
     pub tags: Vec<String>,
-    /// Output destination: type=oci,dest=FILE[,tar=false].
+    /// Output destination: type=oci,dest=FILE[,tar=false][,compression=gzip|uncompressed][,compression-level=N].
     #[arg(short = 'o', long = "output")]
     pub output: Vec<String>,
     /// Set a build-time variable (NAME=VALUE, or NAME to take it from the environment).
@@ -98,8 +98,12 @@ pub struct BuildArgs {
     /// Do not use the cache when building.
     #[arg(long)]
     pub no_cache: bool,
-    /// Progress output: auto, plain or tty (step lines and output), or quiet.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
+    /// Do not use the cache for these stages (by name; comma-separated or repeated).
+    #[arg(long = "no-cache-filter", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Progress output: auto (tty on a terminal, else plain), plain (BuildKit's step lines),
+    /// tty (a live view), rawjson (BuildKit's SolveStatus JSON lines) or quiet.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "rawjson", "quiet"])]
     pub progress: String,
     /// Print nothing but errors and, at the end, the image digest (as --progress=quiet).
     #[arg(short = 'q', long)]

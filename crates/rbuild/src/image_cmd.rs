@@ -28,7 +28,7 @@ pub fn dispatch(cli: &Cli, cmd: &ImageCommand) -> Result<ExitCode> {
 /// Opens the store of the state directory under its shared lock.
 fn open(cli: &Cli) -> Result<(ImageStore, nix::fcntl::Flock<std::fs::File>)> {
     let root = crate::state::root_dir(cli)?;
-    let lock = crate::build::lock_for_build(&root)?;
+    let lock = rbuild_solver::StateDir::at(root.clone()).lock_for_build()?;
     Ok((crate::state::images(&root)?, lock))
 }
 

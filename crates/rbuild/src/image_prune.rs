@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// Runs `image prune`.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     let root = crate::state::enter(cli)?;
-    let _lock = crate::build::lock_state_exclusive(&root)?;
+    let _lock = crate::build::lock_state_exclusive(&rbuild_solver::StateDir::at(root.clone()))?;
     let freed = remove_unneeded(&root, true)?;
     println!(
         "Total reclaimed space: {}",

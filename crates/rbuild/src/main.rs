@@ -12,6 +12,7 @@ mod inspect;
 mod load;
 mod manifest_cmd;
 mod output;
+mod progress;
 mod prune;
 mod rootfs_export;
 mod run_cmd;
@@ -82,7 +83,7 @@ fn prune(cli: &cli::Cli, cache_mounts: bool) -> anyhow::Result<ExitCode> {
     // SAFETY: single-threaded until the namespace is entered.
     unsafe { std::env::set_var("RBUILD_ROOT", &root) };
     rbuild_sandbox::enter_build_namespace()?;
-    prune::run(&root, cache_mounts)
+    prune::run(&rbuild_solver::StateDir::at(root), cache_mounts)
 }
 
 fn init_logging(debug: bool) {

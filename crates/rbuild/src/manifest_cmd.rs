@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// Runs one `manifest` subcommand.
 pub fn run(cli: &Cli, cmd: &ManifestCommand) -> Result<ExitCode> {
     let root = crate::state::root_dir(cli)?;
-    let _lock = crate::build::lock_for_build(&root)?;
+    let _lock = rbuild_solver::StateDir::at(root.clone()).lock_for_build()?;
     let images = crate::state::images(&root)?;
     match cmd {
         ManifestCommand::Create {

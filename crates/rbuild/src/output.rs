@@ -1,6 +1,7 @@
 //! `--output` parsing: buildx's `type=...,key=value` form.
 
 use anyhow::{Context, Result, bail};
+use rbuild_image::Compression;
 use std::path::PathBuf;
 
 /// Where the built image goes.
@@ -12,6 +13,8 @@ pub enum Output {
         dest: PathBuf,
         /// Whether to write a tar archive.
         tar: bool,
+        /// How the image's layers are compressed (`compression=`, `compression-level=`).
+        compression: Compression,
     },
     /// An archive `docker load` reads (one platform).
     Docker {
@@ -36,6 +39,14 @@ pub enum Output {
 }
 
 impl Output {
+    /// The layer compression the output asks for (the default unless `type=oci` sets one).
+    pub fn compression(&self) -> Compression {
+        match self {
+            Output::Oci { compression, .. } => *compression,
+            _ => Compression::default(),
+        }
+    }
+
     /// Where the output goes.
     pub fn dest(&self) -> &std::path::Path {
         match self {
@@ -62,6 +73,8 @@ pub fn parse(value: &str) -> Result<Output> {
     let mut dest = None;
     let mut tar = true;
     let mut names = Vec::new();
+    let mut codec = None;
+    let mut level = None;
     for part in value.split(',') {
         let (k, v) = part.split_once('=').with_context(|| {
             format!("--output {value:?}: expected key=value pairs such as type=oci,dest=out.tar")
@@ -79,9 +92,15 @@ pub fn parse(value: &str) -> Result<Output> {
                     .parse()
                     .with_context(|| format!("--output {value:?}: tar must be true or false"))?
             }
+            "compression" => codec = Some(v.to_string()),
+            "compression-level" => {
+                level = Some(v.parse::<u32>().ok().filter(|l| *l <= 22).with_context(|| {
+                    format!("--output {value:?}: compression-level must be 0 to 9 (gzip) or 0 to 22 (zstd)")
+                })?)
+            }
             other => {
                 bail!(
-                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name)"
+                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name, compression, compression-level)"
                 )
             }
         }
@@ -93,7 +112,15 @@ pub fn parse(value: &str) -> Result<Output> {
             if dest.as_os_str() == "-" {
                 bail!("--output {value:?}: writing to stdout is not supported; give a file path");
             }
-            Ok(Output::Oci { dest, tar })
+            let compression = compression(value, codec.as_deref(), level)?;
+            Ok(Output::Oci {
+                dest,
+                tar,
+                compression,
+            })
+        }
+        Some(_) if codec.is_some() || level.is_some() => {
+            bail!("--output {value:?}: compression options apply to type=oci only")
         }
         Some(kind @ ("docker" | "local" | "tar")) => {
             let dest = dest.with_context(|| match kind {
@@ -120,6 +147,29 @@ pub fn parse(value: &str) -> Result<Output> {
     }
 }
 
+/// The layer compression of `compression=` and `compression-level=` (gzip level 6 when
+/// neither is given).
+fn compression(value: &str, codec: Option<&str>, level: Option<u32>) -> Result<Compression> {
+    match (codec.unwrap_or("gzip"), level) {
+        ("gzip", Some(l)) if l > 9 => {
+            bail!("--output {value:?}: gzip compression-level must be 0 to 9")
+        }
+        ("gzip", level) => Ok(Compression::Gzip(level.unwrap_or(6))),
+        // zstd's level 0 means its default, 3, as in buildx.
+        ("zstd", level) => Ok(Compression::Zstd(match level.unwrap_or(3) {
+            0 => 3,
+            l => l as i32,
+        })),
+        ("uncompressed", None) => Ok(Compression::Uncompressed),
+        ("uncompressed", Some(_)) => {
+            bail!("--output {value:?}: compression-level does not apply to uncompressed layers")
+        }
+        (other, _) => bail!(
+            "--output {value:?}: compression {other:?} is not supported (rbuild writes gzip, zstd or uncompressed layers)"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,16 +180,45 @@ mod tests {
             parse("type=oci,dest=out.tar").unwrap(),
             Output::Oci {
                 dest: "out.tar".into(),
-                tar: true
+                tar: true,
+                compression: Compression::Gzip(6),
             }
         );
         assert_eq!(
             parse("type=oci,dest=d,tar=false").unwrap(),
             Output::Oci {
                 dest: "d".into(),
-                tar: false
+                tar: false,
+                compression: Compression::Gzip(6),
             }
         );
+        assert_eq!(
+            parse("type=oci,dest=x,compression=uncompressed")
+                .unwrap()
+                .compression(),
+            Compression::Uncompressed
+        );
+        assert_eq!(
+            parse("type=oci,dest=x,compression-level=1")
+                .unwrap()
+                .compression(),
+            Compression::Gzip(1)
+        );
+        assert_eq!(
+            parse("type=oci,dest=x,compression=zstd")
+                .unwrap()
+                .compression(),
+            Compression::Zstd(3)
+        );
+        assert_eq!(
+            parse("type=oci,dest=x,compression=zstd,compression-level=19")
+                .unwrap()
+                .compression(),
+            Compression::Zstd(19)
+        );
+        assert!(parse("type=oci,dest=x,compression=lz4").is_err());
+        assert!(parse("type=oci,dest=x,compression-level=10").is_err());
+        assert!(parse("type=local,dest=x,compression=gzip").is_err());
     }
 
     #[test]

@@ -2,29 +2,25 @@
 //! what the local image store's names need stays.
 
 use anyhow::{Context, Result};
+use rbuild_solver::StateDir;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// What `prune` may remove, each a directory under the state directory.
-const CACHE_DIRS: &[&str] = &["cache", "cache-mounts", "layers", "store", "tmp"];
-
-/// Runs `rbuild prune` on the state directory `root`. Must run inside the build namespace
+/// Runs `rbuild prune` on the state directory `state`. Must run inside the build namespace
 /// (files there may belong to subordinate ids).
-pub fn run(root: &Path, only_cache_mounts: bool) -> Result<ExitCode> {
-    let _lock = crate::build::lock_state_exclusive(root)?;
-    let dirs: &[&str] = if only_cache_mounts {
-        &["cache-mounts"]
-    } else {
-        CACHE_DIRS
-    };
+pub fn run(state: &StateDir, only_cache_mounts: bool) -> Result<ExitCode> {
+    let _lock = crate::build::lock_state_exclusive(state)?;
     let mut freed = 0u64;
-    let keeps_images = !only_cache_mounts && crate::image_prune::has_images(root);
-    for d in dirs {
-        let path = root.join(d);
+    let keeps_images = !only_cache_mounts && crate::image_prune::has_images(state.root());
+    for path in state.prunable(only_cache_mounts) {
         if !path.exists() {
             continue;
         }
-        if keeps_images && ["store", "layers"].contains(d) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if keeps_images && ["store", "layers"].contains(&name) {
             // Named images stay: only what no name needs goes.
             continue;
         }
@@ -33,7 +29,7 @@ pub fn run(root: &Path, only_cache_mounts: bool) -> Result<ExitCode> {
         std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     if keeps_images {
-        freed += crate::image_prune::remove_unneeded(root, false)?;
+        freed += crate::image_prune::remove_unneeded(state.root(), false)?;
     }
     println!("Total: {:.1} MB reclaimed", freed as f64 / 1e6);
     Ok(ExitCode::SUCCESS)

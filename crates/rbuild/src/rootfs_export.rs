@@ -6,13 +6,14 @@ use rbuild_core::Digest;
 use rbuild_export::BuiltImage;
 use rbuild_image::ImageConfig;
 use rbuild_snapshot::{CopyOptions, CopySource, LayerStack};
+use rbuild_solver::StateDir;
 use rbuild_store::Store;
 use std::path::{Path, PathBuf};
 
 /// Writes each platform's filesystem under `dest` (directly when there is one platform,
 /// in `os_arch[_variant]` subdirectories otherwise). `dest` must not exist or be empty;
 /// it appears complete or not at all.
-pub fn write_local(state: &Path, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
+pub fn write_local(state: &StateDir, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
     if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
         bail!("destination {} exists and is not empty", dest.display());
     }
@@ -27,10 +28,8 @@ pub fn write_local(state: &Path, store: &Store, image: &BuiltImage, dest: &Path)
 }
 
 /// Writes the same tree as [`write_local`] as one tar archive at `dest` (atomically).
-pub fn write_tar(state: &Path, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
-    let work = tempfile::Builder::new()
-        .prefix("rootfs-")
-        .tempdir_in(state.join("tmp"))?;
+pub fn write_tar(state: &StateDir, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
+    let work = state.temp_dir("rootfs-")?;
     materialise(state, store, image, work.path())?;
     let out = rbuild_export::temp_file_beside(dest)?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out.as_file()));
@@ -46,7 +45,7 @@ pub fn write_tar(state: &Path, store: &Store, image: &BuiltImage, dest: &Path) -
     Ok(())
 }
 
-fn materialise(state: &Path, store: &Store, image: &BuiltImage, out: &Path) -> Result<()> {
+fn materialise(state: &StateDir, store: &Store, image: &BuiltImage, out: &Path) -> Result<()> {
     let several = image.manifests.len() > 1;
     for m in &image.manifests {
         let target = if several {
@@ -76,15 +75,15 @@ fn materialise(state: &Path, store: &Store, image: &BuiltImage, out: &Path) -> R
 }
 
 /// The unpacked directories of a manifest's layers, top-most first.
-fn layer_dirs(state: &Path, store: &Store, manifest: &Digest) -> Result<Vec<PathBuf>> {
+fn layer_dirs(state: &StateDir, store: &Store, manifest: &Digest) -> Result<Vec<PathBuf>> {
     let m: serde_json::Value = serde_json::from_slice(&store.read_verified(manifest)?)?;
     let cfg_digest: Digest = m["config"]["digest"].as_str().unwrap_or_default().parse()?;
     let config = ImageConfig::from_json(&store.read_verified(&cfg_digest)?)?;
     let mut dirs = Vec::new();
     for d in config.rootfs.diff_ids.iter().rev() {
-        let dir = state.join("layers").join(d.hex());
+        let dir = state.layer(d);
         if !dir.is_dir() {
-            bail!("layer {d} is not unpacked in {}", state.display());
+            bail!("layer {d} is not unpacked in {}", state.root().display());
         }
         if !dirs.contains(&dir) {
             dirs.push(dir);

@@ -31,7 +31,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let extra_env = parse_env(&args.env)?;
     let root = crate::state::enter(cli)?;
-    let _lock = crate::build::lock_for_build(&root)?;
+    let _lock = rbuild_solver::StateDir::at(root.clone()).lock_for_build()?;
     let images = crate::state::images(&root)?;
     let (target, shown) = image_target(&images, &args.image)?;
     let image = pick_platform(&images, &target, &shown, args.platform.as_ref())?;
@@ -113,7 +113,12 @@ fn pick_platform(
 fn unpack(root: &Path, images: &ImageStore, image: &PlatformImage) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for l in &image.layers {
-        dirs.push(rbuild_solver::unpack_into_state(root, images.blobs(), l)?);
+        dirs.push(rbuild_solver::unpack_into_state(
+            &rbuild_solver::StateDir::at(root.to_path_buf()),
+            images.blobs(),
+            l,
+            None,
+        )?);
     }
     Ok(rbuild_solver::visible_lowers(dirs.into_iter().rev()))
 }

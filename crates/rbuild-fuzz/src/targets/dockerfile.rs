@@ -82,7 +82,11 @@ pub(crate) static DICTIONARY: &[&[u8]] = &[
 struct FixedBases;
 
 impl BaseResolver for FixedBases {
-    fn resolve(&mut self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, rbuild_graph::ResolveFailure> {
         let mut c = ImageConfig {
             architecture: platform.architecture().to_string(),
             os: platform.os().to_string(),
@@ -103,7 +107,7 @@ impl BaseResolver for FixedBases {
                     "ONBUILD RUN nested".into(),
                 ]);
             }
-            other => return Err(format!("image not found: {other}")),
+            other => return Err(format!("image not found: {other}").into()),
         }
         Ok(c)
     }

@@ -2,175 +2,236 @@
 //! ADD also extracts local tar archives (plain or gzip) into the destination, and both
 //! write heredoc sources (`COPY <<EOF /path`) as files.
 
-use super::{push_layer, step_err, try_cache};
-use crate::layers::{commit, temp_dir};
-use crate::{SolveError, Solver, StageResult, cache};
-use rbuild_core::{Digest, Platform};
-use rbuild_graph::{BuildGraph, CopyChmod, CopyFrom, CopyOp, InlineFile, Op};
+use super::{Changes, Step, StepContext, step_err};
+use crate::layers::temp_dir;
+use crate::{ArchiveError, ChownError, SolveError, StageResult, StepError, cache};
+use rbuild_core::Digest;
+use rbuild_graph::{CopyChmod, CopyFrom, CopyOp, InlineFile};
 use rbuild_snapshot::{Chmod, CopyOptions, CopySource, LayerStack, SymbolicMode};
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Runs a COPY step (or reuses its cached layer).
-pub fn copy(
-    solver: &Solver,
-    result: &mut StageResult,
-    copy: &CopyOp,
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
-    _graph: &BuildGraph,
-) -> Result<(), SolveError> {
-    let source = CopyInput::new(solver, copy, op, done, platform)?;
-    let identity = source.identity(copy, op)?;
-    let spec_key = serde_json::to_vec(copy).unwrap_or_default();
-    let key = cache::chain(
-        &result.key,
-        &[b"copy", &spec_key, identity.to_string().as_bytes()],
-    );
-    if try_cache(solver, result, &key, op)? {
-        return Ok(());
-    }
-    let lowers = result.lowers();
-    let dest_stack = LayerStack::new(lowers.clone());
-    let chown = match &copy.chown {
-        Some(spec) => Some(resolve_chown(&dest_stack, spec).map_err(|m| step_err(op, m))?),
-        None => None,
-    };
-    let tmp = temp_dir(solver.state, "copy-")?;
-    let out = tmp.path().join("layer");
-    fs::create_dir(&out).map_err(|e| SolveError::Io(out.clone(), e))?;
-    let chmod = match &copy.chmod {
-        None => None,
-        Some(CopyChmod::Octal(bits)) => Some(Chmod::Octal(*bits)),
-        Some(CopyChmod::Symbolic(s)) => Some(Chmod::Symbolic(
-            SymbolicMode::parse(s).map_err(|e| step_err(op, e.to_string()))?,
-        )),
-    };
-    let opts = CopyOptions {
-        chown,
-        chmod,
-        exclude: copy.exclude.clone(),
-        parents: copy.parents,
-        workdir: copy.workdir.clone(),
-    };
-    let stack;
-    let src = match &source {
-        CopyInput::Dir(p) => CopySource::Context(p),
-        CopyInput::Stack(dirs, _) => {
-            stack = LayerStack::new(dirs.clone());
-            CopySource::Stack(&stack)
+impl Step for CopyOp {
+    /// The op (sources, destination, flags, heredoc bodies) and what it reads: the content
+    /// of exactly the context paths its sources name, or the source stage's key or image's
+    /// digest. Chained from the parent's key; with `--link` from nothing the parent holds
+    /// but the ids `--chown` resolves to.
+    fn key(&self, cx: &StepContext, parent: &StageResult) -> Result<Digest, SolveError> {
+        let spec_key = serde_json::to_vec(self).unwrap_or_default();
+        let identity = identity(cx, self)?.to_string();
+        if !self.link {
+            return Ok(cache::chain(
+                &parent.key,
+                &[b"copy", &spec_key, identity.as_bytes()],
+            ));
         }
-    };
-    let (archives, plain) = match (&source, copy.add) {
-        (CopyInput::Dir(ctx), true) => {
-            split_archives(ctx, &copy.srcs, &copy.exclude).map_err(|m| step_err(op, m))?
-        }
-        _ => (Vec::new(), copy.srcs.clone()),
-    };
-    let dest = if archives.is_empty() || copy.dest.ends_with('/') || copy.dest.ends_with("/.") {
-        copy.dest.clone()
-    } else {
-        format!("{}/", copy.dest)
-    };
-    if !plain.is_empty() {
-        rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
-            .map_err(|e| step_err(op, e.to_string()))?;
+        let chown = format!("{:?}", owner(cx, self, parent)?);
+        Ok(cache::chain(
+            &Digest::sha256(b"link"),
+            &[
+                cx.platform.to_string().as_bytes(),
+                &super::blob_shape(cx.solver),
+                &spec_key,
+                identity.as_bytes(),
+                chown.as_bytes(),
+            ],
+        ))
     }
-    for (n, (path, kind)) in archives.iter().enumerate() {
-        let dir = tmp.path().join(format!("extract-{n}"));
-        fs::create_dir(&dir).map_err(|e| SolveError::Io(dir.clone(), e))?;
-        extract(path, *kind, &dir).map_err(|m| step_err(op, m))?;
-        let extracted = LayerStack::new(vec![dir]);
-        rbuild_snapshot::copy(
-            CopySource::Stack(&extracted),
-            &["/".to_string()],
-            &dest,
-            &dest_stack,
-            &out,
-            &opts,
-        )
-        .map_err(|e| step_err(op, e.to_string()))?;
+
+    fn rebased(&self) -> bool {
+        self.link
     }
-    if !copy.contents.is_empty() {
-        let inline = tmp.path().join("inline");
-        write_inline(&inline, &copy.contents)?;
-        let names: Vec<String> = copy.contents.iter().map(|c| c.name.clone()).collect();
-        let dest = if names.len() + plain.len() + archives.len() > 1 && !copy.dest.ends_with('/') {
-            format!("{}/", copy.dest)
+
+    fn exec(&self, cx: &StepContext, parent: &StageResult) -> Result<Changes, SolveError> {
+        let op = cx.op;
+        let copy = self;
+        let source = CopyInput::new(cx, copy)?;
+        // A linked layer is made as if over an empty image: missing parents get default
+        // metadata and nothing of the stage below is carried into it.
+        let lowers = if copy.link {
+            Vec::new()
         } else {
-            copy.dest.clone()
+            parent.lowers()
         };
-        rbuild_snapshot::copy(
-            CopySource::Context(&inline),
-            &names,
-            &dest,
-            &dest_stack,
-            &out,
-            &opts,
-        )
-        .map_err(|e| step_err(op, e.to_string()))?;
+        let dest_stack = LayerStack::new(lowers.clone());
+        let tmp = temp_dir(cx.solver.state, "copy-")?;
+        let out = tmp.path().join("layer");
+        fs::create_dir(&out).map_err(|e| SolveError::Io(out.clone(), e))?;
+        let chmod = match &copy.chmod {
+            None => None,
+            Some(CopyChmod::Octal(bits)) => Some(Chmod::Octal(*bits)),
+            Some(CopyChmod::Symbolic(s)) => Some(Chmod::Symbolic(
+                SymbolicMode::parse(s).map_err(|e| step_err(op, e))?,
+            )),
+        };
+        let opts = CopyOptions {
+            chown: owner(cx, copy, parent)?,
+            chmod,
+            exclude: copy.exclude.clone(),
+            parents: copy.parents,
+            workdir: copy.workdir.clone(),
+        };
+        let stack;
+        let src = match &source {
+            CopyInput::Dir(p) => CopySource::Context(p),
+            CopyInput::Stack(dirs) => {
+                stack = LayerStack::new(dirs.clone());
+                CopySource::Stack(&stack)
+            }
+        };
+        let (archives, plain) = match (&source, copy.add) {
+            (CopyInput::Dir(ctx), true) => {
+                split_archives(ctx, &copy.srcs, &copy.exclude).map_err(|e| step_err(op, e))?
+            }
+            _ => (Vec::new(), copy.srcs.clone()),
+        };
+        let dest = if archives.is_empty() || copy.dest.ends_with('/') || copy.dest.ends_with("/.") {
+            copy.dest.clone()
+        } else {
+            format!("{}/", copy.dest)
+        };
+        if !plain.is_empty() {
+            rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
+                .map_err(|e| step_err(op, e))?;
+        }
+        for (n, (path, kind)) in archives.iter().enumerate() {
+            let dir = tmp.path().join(format!("extract-{n}"));
+            fs::create_dir(&dir).map_err(|e| SolveError::Io(dir.clone(), e))?;
+            extract(path, *kind, &dir).map_err(|e| step_err(op, e))?;
+            let extracted = LayerStack::new(vec![dir]);
+            rbuild_snapshot::copy(
+                CopySource::Stack(&extracted),
+                &["/".to_string()],
+                &dest,
+                &dest_stack,
+                &out,
+                &opts,
+            )
+            .map_err(|e| step_err(op, e))?;
+        }
+        if !copy.contents.is_empty() {
+            let inline = tmp.path().join("inline");
+            write_inline(&inline, &copy.contents)?;
+            let names: Vec<String> = copy.contents.iter().map(|c| c.name.clone()).collect();
+            let dest =
+                if names.len() + plain.len() + archives.len() > 1 && !copy.dest.ends_with('/') {
+                    format!("{}/", copy.dest)
+                } else {
+                    copy.dest.clone()
+                };
+            rbuild_snapshot::copy(
+                CopySource::Context(&inline),
+                &names,
+                &dest,
+                &dest_stack,
+                &out,
+                &opts,
+            )
+            .map_err(|e| step_err(op, e))?;
+        }
+        Ok(Changes {
+            _tmp: tmp,
+            dir: out,
+            lowers,
+        })
     }
-    let (blob, dir) = commit(solver, &out, &lowers)?;
-    cache::put(solver.state, &key, &blob);
-    push_layer(solver, result, blob, dir, &key, op);
-    Ok(())
 }
 
+/// The ids `--chown` names, resolved against the stage's /etc/passwd and /etc/group.
+fn owner(
+    cx: &StepContext,
+    copy: &CopyOp,
+    parent: &StageResult,
+) -> Result<Option<(u32, u32)>, SolveError> {
+    let Some(spec) = &copy.chown else {
+        return Ok(None);
+    };
+    let stack = LayerStack::new(parent.lowers());
+    resolve_chown(&stack, spec)
+        .map(Some)
+        .map_err(|e| step_err(cx.op, e))
+}
+
+/// Where a COPY's files come from, ready to read.
 enum CopyInput {
     Dir(PathBuf),
-    Stack(Vec<PathBuf>, Digest),
+    Stack(Vec<PathBuf>),
 }
 
 impl CopyInput {
-    fn new(
-        solver: &Solver,
-        copy: &CopyOp,
-        op: &Op,
-        done: &BTreeMap<usize, StageResult>,
-        platform: &Platform,
-    ) -> Result<CopyInput, SolveError> {
-        Ok(match &copy.from {
-            CopyFrom::Context => CopyInput::Dir(solver.sources.context().to_path_buf()),
-            CopyFrom::Stage(i) => {
-                let r = done
-                    .get(i)
-                    .ok_or_else(|| step_err(op, format!("stage {i} was not built")))?;
-                CopyInput::Stack(r.lowers(), r.key.clone())
+    /// Resolves the source, unpacking an image's layers if needed.
+    fn new(cx: &StepContext, copy: &CopyOp) -> Result<CopyInput, SolveError> {
+        Ok(match source(cx, copy) {
+            Source::Dir(dir) => CopyInput::Dir(dir),
+            Source::Stage(i) => CopyInput::Stack(built(cx, i)?.lowers()),
+            Source::Image(name) => {
+                CopyInput::Stack(super::image_stack(cx.solver, name, cx.platform, cx.op)?.0)
             }
-            CopyFrom::Image(name) => match solver.sources.named(name) {
-                Some(rbuild_source::NamedContext::Dir(p)) => CopyInput::Dir(p.clone()),
-                _ => {
-                    let (dirs, digest) = super::image_stack(solver, name, platform, op)?;
-                    CopyInput::Stack(dirs, digest)
-                }
-            },
         })
-    }
-
-    /// What the step reads from its source, as a digest: for a directory, the contents of
-    /// exactly the paths the sources name; for a stage or image, its key.
-    fn identity(&self, copy: &CopyOp, op: &Op) -> Result<Digest, SolveError> {
-        let dir = match self {
-            CopyInput::Dir(p) => p,
-            CopyInput::Stack(_, key) => return Ok(key.clone()),
-        };
-        let mut paths = Vec::new();
-        for src in &copy.srcs {
-            let found = rbuild_snapshot::source_paths(dir, src, &copy.exclude)
-                .map_err(|e| step_err(op, e.to_string()))?;
-            paths.extend(found);
-        }
-        cache::hash_paths(dir, &paths)
-            .map_err(|e| step_err(op, format!("reading build context {}: {e}", dir.display())))
     }
 }
 
+/// What a COPY reads from, unresolved.
+enum Source<'a> {
+    /// The build context or a named directory context.
+    Dir(PathBuf),
+    /// An earlier stage.
+    Stage(usize),
+    /// An image.
+    Image(&'a str),
+}
+
+fn source<'a>(cx: &StepContext, copy: &'a CopyOp) -> Source<'a> {
+    match &copy.from {
+        CopyFrom::Context => Source::Dir(cx.solver.sources.context().to_path_buf()),
+        CopyFrom::Stage(i) => Source::Stage(*i),
+        CopyFrom::Image(name) => match cx.solver.sources.named(name) {
+            Some(rbuild_source::NamedContext::Dir(p)) => Source::Dir(p.clone()),
+            _ => Source::Image(name),
+        },
+    }
+}
+
+/// A stage built earlier in this build.
+fn built<'a>(cx: &'a StepContext, i: usize) -> Result<&'a StageResult, SolveError> {
+    cx.done
+        .get(&i)
+        .ok_or_else(|| step_err(cx.op, StepError::StageNotBuilt(i)))
+}
+
+/// What the step reads from its source, as a digest, without unpacking anything: for a
+/// directory, the contents of exactly the paths the sources name; for a stage its key, for
+/// an image its manifest digest.
+fn identity(cx: &StepContext, copy: &CopyOp) -> Result<Digest, SolveError> {
+    let op = cx.op;
+    let dir = match source(cx, copy) {
+        Source::Dir(dir) => dir,
+        Source::Stage(i) => return Ok(built(cx, i)?.key.clone()),
+        Source::Image(name) => {
+            return Ok(cx
+                .solver
+                .sources
+                .image(name, cx.platform, cx.solver.store)
+                .map_err(|e| step_err(op, e))?
+                .manifest_digest);
+        }
+    };
+    let mut paths = Vec::new();
+    for src in &copy.srcs {
+        let found =
+            rbuild_snapshot::source_paths(&dir, src, &copy.exclude).map_err(|e| step_err(op, e))?;
+        paths.extend(found);
+    }
+    cx.solver
+        .sources
+        .content_hash(&dir, &paths)
+        .map_err(|source| step_err(op, StepError::Context { dir, source }))
+}
+
 /// Resolves `--chown=user[:group]` against the destination's /etc/passwd and /etc/group.
-pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), String> {
+pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), ChownError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -195,8 +256,11 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
     let passwd = read("/etc/passwd");
     let (uid, primary) = match user.parse::<u32>() {
         Ok(n) => (n, None),
-        Err(_) => lookup(&passwd, user, 2)
-            .ok_or_else(|| format!("--chown: user {user:?} is not in the image's /etc/passwd"))?,
+        // A name the image does not know resolves to 0, with a warning, as in BuildKit.
+        Err(_) => lookup(&passwd, user, 2).unwrap_or_else(|| {
+            tracing::warn!("user {user:?} is not in the image's /etc/passwd; using uid 0");
+            (0, None)
+        }),
     };
     let gid = match group {
         None => primary.unwrap_or(uid),
@@ -204,7 +268,10 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
             Ok(n) => n,
             Err(_) => lookup(&read("/etc/group"), g, 2)
                 .map(|x| x.0)
-                .ok_or_else(|| format!("--chown: group {g:?} is not in the image's /etc/group"))?,
+                .unwrap_or_else(|| {
+                    tracing::warn!("group {g:?} is not in the image's /etc/group; using gid 0");
+                    0
+                }),
         },
     };
     Ok((uid, gid))
@@ -225,7 +292,7 @@ fn split_archives(
     context: &Path,
     srcs: &[String],
     exclude: &[String],
-) -> Result<(Vec<(PathBuf, Archive)>, Vec<String>), String> {
+) -> Result<(Vec<(PathBuf, Archive)>, Vec<String>), ArchiveError> {
     let mut archives = Vec::new();
     let mut plain = Vec::new();
     for src in srcs {
@@ -237,7 +304,7 @@ fn split_archives(
             continue;
         }
         let matches =
-            rbuild_snapshot::expand_sources(context, src, exclude).map_err(|e| e.to_string())?;
+            rbuild_snapshot::expand_sources(context, src, exclude).map_err(ArchiveError::Expand)?;
         let mut rest = Vec::new();
         for m in &matches {
             match local_archive(context, &unescape(m))? {
@@ -256,7 +323,7 @@ fn split_archives(
 }
 
 /// The archive at `src` (relative to the context) when it is a regular file holding one.
-fn local_archive(context: &Path, src: &str) -> Result<Option<(PathBuf, Archive)>, String> {
+fn local_archive(context: &Path, src: &str) -> Result<Option<(PathBuf, Archive)>, ArchiveError> {
     let rel = rbuild_graph::clean_path(&format!("/{src}"));
     let path = context.join(rel.trim_start_matches('/'));
     if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
@@ -283,20 +350,24 @@ fn unescape(s: &str) -> String {
 
 /// Reads the first bytes of `path`: a tar archive (plain or gzip) to extract, `None` for
 /// a file to copy as is, or an error for compressions rbuild cannot read.
-fn archive_kind(path: &Path) -> Result<Option<Archive>, String> {
+fn archive_kind(path: &Path) -> Result<Option<Archive>, ArchiveError> {
+    let read = |source| ArchiveError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut head = Vec::new();
     fs::File::open(path)
         .and_then(|f| f.take(512).read_to_end(&mut head))
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let compressed = |what: &str| {
-        Err(format!(
-            "ADD {}: {what}-compressed archives are not supported; rbuild extracts plain and gzip tar archives",
-            path.display()
-        ))
+        .map_err(read)?;
+    let compressed = |kind: &'static str| {
+        Err(ArchiveError::Unsupported {
+            path: path.to_path_buf(),
+            kind,
+        })
     };
     if head.starts_with(&[0x1f, 0x8b]) {
         let mut inner = Vec::new();
-        let f = fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let f = fs::File::open(path).map_err(read)?;
         let _ = flate2::read::GzDecoder::new(f)
             .take(512)
             .read_to_end(&mut inner);
@@ -321,8 +392,11 @@ fn is_tar(block: &[u8]) -> bool {
 
 /// Extracts `path` into the empty directory `dest` (entries that would climb out are
 /// refused by the unpacker).
-fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), String> {
-    let file = fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), ArchiveError> {
+    let file = fs::File::open(path).map_err(|source| ArchiveError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let reader: Box<dyn Read> = match kind {
         Archive::Tar => Box::new(std::io::BufReader::new(file)),
         Archive::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
@@ -331,7 +405,10 @@ fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), String> {
     };
     rbuild_snapshot::unpack_layer(reader, dest)
         .map(|_| ())
-        .map_err(|e| format!("extracting {}: {e}", path.display()))
+        .map_err(|source| ArchiveError::Extract {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes heredoc sources as files (mode 0644, as BuildKit's inline documents).
@@ -383,7 +460,9 @@ mod tests {
         );
         assert_eq!(archive_kind(&dir.path().join("notes.gz")).unwrap(), None);
         assert_eq!(archive_kind(&dir.path().join("plain.txt")).unwrap(), None);
-        let e = archive_kind(&dir.path().join("x.tar.bz2")).unwrap_err();
+        let e = archive_kind(&dir.path().join("x.tar.bz2"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("bzip2-compressed archives are not supported"),
             "{e}"

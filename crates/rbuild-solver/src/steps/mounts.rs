@@ -3,8 +3,9 @@
 //! becomes a generic sandbox mount; secret values never reach a layer, the history, a
 //! cache key or the log.
 
-use super::step_err;
-use crate::{SolveError, Solver, StageResult};
+use super::{StepContext, step_err};
+use crate::{BindPathError, StepError};
+use crate::{SolveError, Solver, StageResult, StateDir};
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::{CopyFrom, Op, RunMount, Sharing};
 use rbuild_sandbox::Mount;
@@ -27,18 +28,16 @@ pub struct Prepared {
 
 /// Turns the step's `--mount`s into sandbox mounts. `scratch` is the step's private
 /// temporary directory (removed after the step).
-pub fn prepare(
-    solver: &Solver,
+pub(crate) fn prepare(
+    cx: &StepContext,
     mounts: &[RunMount],
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
     scratch: &Path,
 ) -> Result<Prepared, SolveError> {
+    let (solver, op, done, platform) = (cx.solver, cx.op, cx.done, cx.platform);
     let mut out = Prepared::default();
     for (n, m) in mounts.iter().enumerate() {
         match m {
-            RunMount::Cache { .. } => cache_mount(solver, m, op, done, platform, &mut out)?,
+            RunMount::Cache { .. } => cache_mount(cx, m, &mut out)?,
             RunMount::Bind {
                 target,
                 from,
@@ -77,12 +76,7 @@ pub fn prepare(
                 let value = solver.secrets.value(id).map_err(|e| step_err(op, e))?;
                 let Some(value) = value else {
                     if *required {
-                        return Err(step_err(
-                            op,
-                            format!(
-                                "secret {id:?} is required but was not provided (use --secret id={id},src=FILE)"
-                            ),
-                        ));
+                        return Err(step_err(op, StepError::SecretRequired { id: id.clone() }));
                     }
                     continue;
                 };
@@ -92,8 +86,15 @@ pub fn prepare(
                 }
                 if let Some(target) = target {
                     let file = scratch.join(format!("secret-{n}"));
-                    write_private(&file, &value, *mode, *uid, *gid)
-                        .map_err(|e| step_err(op, format!("secret {id:?}: {e}")))?;
+                    write_private(&file, &value, *mode, *uid, *gid).map_err(|source| {
+                        step_err(
+                            op,
+                            StepError::SecretFile {
+                                id: id.clone(),
+                                source,
+                            },
+                        )
+                    })?;
                     out.mounts.push(Mount::Bind {
                         source: file,
                         target: target.clone(),
@@ -109,12 +110,7 @@ pub fn prepare(
             } => {
                 let Some(sock) = solver.secrets.ssh.get(id) else {
                     if *required {
-                        return Err(step_err(
-                            op,
-                            format!(
-                                "ssh agent {id:?} is required but was not provided (use --ssh {id}=PATH or --ssh default)"
-                            ),
-                        ));
+                        return Err(step_err(op, StepError::SshRequired { id: id.clone() }));
                     }
                     continue;
                 };
@@ -133,6 +129,80 @@ pub fn prepare(
     Ok(out)
 }
 
+/// What a step's mounts read, as one digest for its cache key: for every bind source and
+/// every cache mount's seeding source, a context path's content (symlinks resolved as the
+/// mount resolves them), a stage's key or an image's manifest digest, with the path. Mount
+/// definitions are in the op itself; secret and SSH values are never read here.
+pub(crate) fn inputs_key(cx: &StepContext, mounts: &[RunMount]) -> Result<Digest, SolveError> {
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for m in mounts {
+        let (from, source) = match m {
+            RunMount::Bind { from, source, .. } => (from, source.as_str()),
+            RunMount::Cache {
+                from: Some(from),
+                source,
+                ..
+            } => (from, source.as_deref().unwrap_or("/")),
+            _ => continue,
+        };
+        let identity = source_identity(cx, from, source)?;
+        parts.push(format!("{identity}\0{source}").into_bytes());
+    }
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Ok(crate::cache::chain(&Digest::sha256(b"mounts"), &parts))
+}
+
+/// The identity of what a mount reads at `source` of `from` (see [`inputs_key`]).
+fn source_identity(cx: &StepContext, from: &CopyFrom, source: &str) -> Result<Digest, SolveError> {
+    let (solver, op) = (cx.solver, cx.op);
+    if let Some(dir) = context_dir(solver, from) {
+        let root = dir.canonicalize().map_err(|source| {
+            step_err(
+                op,
+                BindPathError::Root {
+                    dir: dir.clone(),
+                    source,
+                },
+            )
+        })?;
+        let real = inside(&root, source).map_err(|e| step_err(op, e))?;
+        let rel = real
+            .strip_prefix(&root)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        return solver
+            .sources
+            .content_hash(&root, &[rel])
+            .map_err(|source| step_err(op, StepError::Context { dir: root, source }));
+    }
+    match from {
+        CopyFrom::Stage(i) => cx
+            .done
+            .get(i)
+            .map(|r| r.key.clone())
+            .ok_or_else(|| step_err(op, StepError::StageNotBuilt(*i))),
+        CopyFrom::Image(name) => Ok(solver
+            .sources
+            .image(name, cx.platform, solver.store)
+            .map_err(|e| step_err(op, e))?
+            .manifest_digest),
+        CopyFrom::Context => Err(step_err(op, StepError::MountFromContext)),
+    }
+}
+
+/// The directory a mount source names when it is a directory: the build context or a
+/// named directory context.
+fn context_dir(solver: &Solver, from: &CopyFrom) -> Option<PathBuf> {
+    match from {
+        CopyFrom::Context => Some(solver.sources.context().to_path_buf()),
+        CopyFrom::Image(name) => match solver.sources.named(name) {
+            Some(rbuild_source::NamedContext::Dir(p)) => Some(p.clone()),
+            _ => None,
+        },
+        CopyFrom::Stage(_) => None,
+    }
+}
+
 fn write_private(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
     fs::write(path, data)?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
@@ -142,25 +212,28 @@ fn write_private(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std
 }
 
 /// The directory of a cache mount: one per id, and per platform when no id was given.
-fn cache_dir(state: &Path, id: &str, target: &str, platform: &Platform) -> PathBuf {
-    let key = if id == target {
+/// A cache seeded `from` a source is one per id and source (as BuildKit's cache refs),
+/// so a changed seed starts a new cache instead of being ignored.
+fn cache_dir(
+    state: &StateDir,
+    id: &str,
+    target: &str,
+    platform: &Platform,
+    seed: Option<&Digest>,
+) -> PathBuf {
+    let mut key = if id == target {
         format!("{id}\0{platform}")
     } else {
         id.to_string()
     };
-    state
-        .join("cache-mounts")
-        .join(Digest::sha256(key.as_bytes()).hex())
+    if let Some(seed) = seed {
+        key.push_str(&format!("\0{seed}"));
+    }
+    state.cache_mount(Digest::sha256(key.as_bytes()).hex())
 }
 
-fn cache_mount(
-    solver: &Solver,
-    m: &RunMount,
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
-    out: &mut Prepared,
-) -> Result<(), SolveError> {
+fn cache_mount(cx: &StepContext, m: &RunMount, out: &mut Prepared) -> Result<(), SolveError> {
+    let (solver, op, done, platform) = (cx.solver, cx.op, cx.done, cx.platform);
     let RunMount::Cache {
         id,
         target,
@@ -175,9 +248,13 @@ fn cache_mount(
     else {
         return Ok(());
     };
-    let dir = cache_dir(solver.state, id, target, platform);
+    let seed_id = match from {
+        Some(from) => Some(source_identity(cx, from, source.as_deref().unwrap_or("/"))?),
+        None => None,
+    };
+    let dir = cache_dir(solver.state, id, target, platform, seed_id.as_ref());
     let io = |e: std::io::Error| SolveError::Io(dir.clone(), e);
-    fs::create_dir_all(dir.parent().unwrap_or(solver.state)).map_err(io)?;
+    fs::create_dir_all(solver.state.cache_mounts()).map_err(io)?;
     let lock_file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -262,7 +339,15 @@ fn seed(
             ..Default::default()
         },
     )
-    .map_err(|e| step_err(op, format!("seeding cache mount from {source}: {e}")))?;
+    .map_err(|e| {
+        step_err(
+            op,
+            StepError::Seed {
+                path: source.to_string(),
+                source: e,
+            },
+        )
+    })?;
     Ok(())
 }
 
@@ -274,11 +359,11 @@ fn stack_dirs(
     platform: &Platform,
 ) -> Result<Vec<PathBuf>, SolveError> {
     match from {
-        CopyFrom::Context => Err(step_err(op, "mount source must be a stage or image here")),
+        CopyFrom::Context => Err(step_err(op, StepError::MountFromContext)),
         CopyFrom::Stage(i) => done
             .get(i)
             .map(|r| r.lowers())
-            .ok_or_else(|| step_err(op, format!("stage {i} was not built"))),
+            .ok_or_else(|| step_err(op, StepError::StageNotBuilt(*i))),
         CopyFrom::Image(name) => Ok(super::image_stack(solver, name, platform, op)?.0),
     }
 }
@@ -297,18 +382,11 @@ fn bind_source(
     platform: &Platform,
     scratch: &Path,
 ) -> Result<PathBuf, SolveError> {
-    let context_dir = match from {
-        CopyFrom::Context => Some(solver.sources.context().to_path_buf()),
-        CopyFrom::Image(name) => match solver.sources.named(name) {
-            Some(rbuild_source::NamedContext::Dir(p)) => Some(p.clone()),
-            _ => None,
-        },
-        CopyFrom::Stage(_) => None,
-    };
+    let context_dir = context_dir(solver, from);
     if let Some(ctx) = &context_dir
         && !rw
     {
-        return inside(ctx, source).map_err(|m| step_err(op, m));
+        return inside(ctx, source).map_err(|e| step_err(op, e));
     }
     fs::create_dir_all(scratch).map_err(|e| SolveError::Io(scratch.to_path_buf(), e))?;
     let out = scratch.join("root");
@@ -321,7 +399,7 @@ fn bind_source(
     let is_dir;
     match &context_dir {
         Some(ctx) => {
-            let host = inside(ctx, source).map_err(|m| step_err(op, m))?;
+            let host = inside(ctx, source).map_err(|e| step_err(op, e))?;
             is_dir = host.is_dir();
             let s = if is_dir {
                 format!("{src}/")
@@ -360,7 +438,15 @@ fn bind_source(
             )
         }
     }
-    .map_err(|e| step_err(op, format!("bind mount source {source}: {e}")))?;
+    .map_err(|e| {
+        step_err(
+            op,
+            StepError::BindCopy {
+                path: source.to_string(),
+                source: e,
+            },
+        )
+    })?;
     if is_dir {
         return Ok(out.join("data"));
     }
@@ -372,18 +458,18 @@ fn bind_source(
 }
 
 /// `source` inside `root`, refusing paths that climb out (after resolving symlinks).
-fn inside(root: &Path, source: &str) -> Result<PathBuf, String> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
+fn inside(root: &Path, source: &str) -> Result<PathBuf, BindPathError> {
+    let root = root.canonicalize().map_err(|e| BindPathError::Root {
+        dir: root.to_path_buf(),
+        source: e,
+    })?;
     let p = root.join(source.trim_start_matches('/'));
-    let real = p
-        .canonicalize()
-        .map_err(|e| format!("bind source {source}: {e}"))?;
+    let real = p.canonicalize().map_err(|e| BindPathError::Resolve {
+        path: source.to_string(),
+        source: e,
+    })?;
     if !real.starts_with(&root) {
-        return Err(format!(
-            "bind source {source} points outside the build context"
-        ));
+        return Err(BindPathError::Escapes(source.to_string()));
     }
     Ok(real)
 }
@@ -394,16 +480,21 @@ mod tests {
 
     #[test]
     fn cache_dirs_split_by_platform_unless_named() {
-        let st = Path::new("/s");
+        let st = &StateDir::at("/s".into());
         let amd: Platform = "linux/amd64".parse().unwrap();
         let arm: Platform = "linux/arm64".parse().unwrap();
         assert_ne!(
-            cache_dir(st, "/c", "/c", &amd),
-            cache_dir(st, "/c", "/c", &arm)
+            cache_dir(st, "/c", "/c", &amd, None),
+            cache_dir(st, "/c", "/c", &arm, None)
         );
         assert_eq!(
-            cache_dir(st, "go", "/c", &amd),
-            cache_dir(st, "go", "/c", &arm)
+            cache_dir(st, "go", "/c", &amd, None),
+            cache_dir(st, "go", "/c", &arm, None)
+        );
+        let seed = Digest::sha256(b"seed");
+        assert_ne!(
+            cache_dir(st, "go", "/c", &amd, Some(&seed)),
+            cache_dir(st, "go", "/c", &amd, None)
         );
     }
 

@@ -121,6 +121,26 @@ pub fn build(state: &Path, context: &Path, platforms: &str, dest: &Path, extra: 
     ))
 }
 
+/// The steps (not `FROM`s) a build's plain progress output reports as cached: the names
+/// of the vertices `#N name` that end with `#N CACHED`.
+pub fn cached_steps(stderr: &str) -> Vec<String> {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut cached = Vec::new();
+    for line in stderr.lines() {
+        let Some((n, rest)) = line.strip_prefix('#').and_then(|l| l.split_once(' ')) else {
+            continue;
+        };
+        if rest == "CACHED" {
+            if let Some(name) = names.get(n).filter(|name| !name.contains("] FROM ")) {
+                cached.push(name.to_string());
+            }
+        } else if rest.starts_with('[') {
+            names.entry(n).or_insert(rest);
+        }
+    }
+    cached
+}
+
 /// Waits up to a minute for a process whose command line starts with `pattern`.
 pub fn wait_for_process(pattern: &str) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

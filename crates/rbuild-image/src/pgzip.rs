@@ -1,0 +1,199 @@
+//! gzip on every core: the input is cut into fixed 1 MiB blocks, each compressed as a gzip
+//! member of its own by a pool of threads, and the members are written in order.
+//!
+//! A stream of concatenated members is valid gzip (RFC 1952 §2.2) and every reader takes it
+//! (Go's `compress/gzip` reads multistream by default, as do zlib's `gunzip`, pigz and
+//! flate2's `MultiGzDecoder`). The block size is fixed and each member is compressed alone,
+//! so the output bytes depend only on the input and the level — never on the core count.
+//! Headers carry no name and mtime 0.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::thread;
+
+/// Uncompressed bytes per gzip member.
+pub(crate) const BLOCK: usize = 1 << 20;
+
+type Job = (u64, Vec<u8>);
+type Done = (u64, io::Result<Vec<u8>>);
+
+/// A `Write` that gzips into `sink` on `threads` worker threads.
+pub(crate) struct ParGzWriter<W: Write> {
+    sink: W,
+    buf: Vec<u8>,
+    next_seq: u64,
+    next_out: u64,
+    pending: BTreeMap<u64, Vec<u8>>,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    done: mpsc::Receiver<Done>,
+    in_flight: usize,
+    workers: Vec<thread::JoinHandle<()>>,
+    max_in_flight: usize,
+}
+
+impl<W: Write> ParGzWriter<W> {
+    /// A writer compressing at `level` (0-9) on `threads` threads (at least one).
+    pub(crate) fn new(sink: W, level: u32, threads: usize) -> ParGzWriter<W> {
+        let threads = threads.max(1);
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = job_rx.clone();
+                let tx = done_tx.clone();
+                thread::spawn(move || worker(&rx, &tx, level))
+            })
+            .collect();
+        ParGzWriter {
+            sink,
+            buf: Vec::with_capacity(BLOCK),
+            next_seq: 0,
+            next_out: 0,
+            pending: BTreeMap::new(),
+            jobs: Some(job_tx),
+            done: done_rx,
+            in_flight: 0,
+            workers,
+            max_in_flight: threads * 2,
+        }
+    }
+
+    /// Compresses what is left, writes every member and returns the sink.
+    pub(crate) fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() || self.next_seq == 0 {
+            self.submit()?;
+        }
+        while self.in_flight > 0 {
+            self.collect_one()?;
+        }
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.sink.flush()?;
+        Ok(self.sink)
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        while self.in_flight >= self.max_in_flight {
+            self.collect_one()?;
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        let jobs = self.jobs.as_ref().ok_or_else(closed)?;
+        jobs.send((self.next_seq, block)).map_err(|_| closed())?;
+        self.next_seq += 1;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Waits for one compressed block and writes every block that is next in order.
+    fn collect_one(&mut self) -> io::Result<()> {
+        let (seq, member) = self.done.recv().map_err(|_| closed())?;
+        self.in_flight -= 1;
+        self.pending.insert(seq, member?);
+        while let Some(member) = self.pending.remove(&self.next_out) {
+            self.sink.write_all(&member)?;
+            self.next_out += 1;
+        }
+        Ok(())
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::other("gzip worker threads stopped")
+}
+
+fn worker(rx: &std::sync::Mutex<mpsc::Receiver<Job>>, tx: &mpsc::Sender<Done>, level: u32) {
+    loop {
+        let job = match rx.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, block)) = job else {
+            return;
+        };
+        if tx.send((seq, gzip_member(&block, level))).is_err() {
+            return;
+        }
+    }
+}
+
+/// One gzip member of `data`: no name, mtime 0, the level's compression.
+fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let out = Vec::with_capacity(data.len() / 2 + 64);
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(out, flate2::Compression::new(level.min(9)));
+    gz.write_all(data)?;
+    gz.finish()
+}
+
+impl<W: Write> Write for ParGzWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = BLOCK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == BLOCK {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn compress(data: &[u8], threads: usize) -> Vec<u8> {
+        let mut w = ParGzWriter::new(Vec::new(), 6, threads);
+        for chunk in data.chunks(70_000) {
+            w.write_all(chunk).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        let mut x: u32 = 1;
+        (0..len)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                if i % 3 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    b'a' + (i % 7) as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn output_is_the_same_for_any_thread_count_and_reads_back() {
+        let data = sample(3 * BLOCK + 12_345);
+        let one = compress(&data, 1);
+        assert_eq!(one, compress(&data, 2));
+        assert_eq!(one, compress(&data, 5));
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&one[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn empty_input_is_one_empty_member() {
+        let out = compress(b"", 2);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
+        assert!(!out.is_empty());
+    }
+}

@@ -1,0 +1,107 @@
+//! The CLI's side of the event stream: which renderer `--progress` picks, the warnings
+//! the CLI itself reports (lints, parser warnings, a missing output) and the export
+//! vertex.
+
+use anyhow::{Result, bail};
+use rbuild_progress::{
+    Event, EventSink, Meter, Plain, Quiet, RawJson, Renderer, Tty, Vertex, VertexId, Warning,
+};
+use std::io::IsTerminal;
+use std::time::SystemTime;
+
+/// The renderer for `--progress` (`auto`: tty on a terminal, else plain) and `-q`.
+pub fn renderer(progress: &str, quiet: bool) -> Result<Box<dyn Renderer>> {
+    if quiet {
+        return Ok(Box::new(Quiet));
+    }
+    Ok(match progress {
+        "auto" if std::io::stderr().is_terminal() => Box::new(Tty::new()),
+        "auto" | "plain" => Box::new(Plain::new(std::io::stderr())),
+        "tty" => Box::new(Tty::new()),
+        "rawjson" => Box::new(RawJson::new(std::io::stderr())),
+        "quiet" => Box::new(Quiet),
+        other => bail!("--progress {other:?}: expected auto, plain, tty, rawjson or quiet"),
+    })
+}
+
+/// Reports a multi-line diagnostic (a lint finding, a parser warning) as a warning: its
+/// first line is the message, the rest the detail.
+pub fn diagnostic(sink: &dyn EventSink, text: &str, url: Option<String>) {
+    let mut lines = text.lines();
+    let short = lines.next().unwrap_or_default().to_string();
+    sink.event(&Event::Warning(&Warning {
+        vertex: None,
+        short,
+        detail: lines.map(str::to_string).collect(),
+        url,
+    }));
+}
+
+/// The lint findings of a build (once, from the first platform's graph).
+pub fn lints(sink: &dyn EventSink, graphs: &[rbuild_graph::BuildGraph]) {
+    if let Some(g) = graphs.first() {
+        for l in &g.lints {
+            diagnostic(sink, &l.diagnostic.to_string(), Some(l.url()));
+        }
+    }
+}
+
+/// The vertex an output is exported as, e.g. `exporting to oci image format`.
+pub struct Export<'a> {
+    sink: &'a dyn EventSink,
+    vertex: Vertex,
+}
+
+impl<'a> Export<'a> {
+    /// Announces and starts the export vertex for an output of kind `what` (a build has
+    /// one output, so the name identifies it).
+    pub fn start(sink: &'a dyn EventSink, what: &str) -> Export<'a> {
+        let name = format!("exporting to {what}");
+        let vertex = Vertex {
+            id: VertexId::of(&[b"export", name.as_bytes()]),
+            name,
+            stage: None,
+            platform: None,
+            emulated: false,
+        };
+        sink.event(&Event::Vertex(&vertex));
+        sink.event(&Event::Started {
+            vertex: vertex.id,
+            at: SystemTime::now(),
+        });
+        Export { sink, vertex }
+    }
+
+    /// Byte progress of writing an archive (`sending tarball`).
+    pub fn meter(&self) -> Meter<'a> {
+        Meter::start(self.sink, self.vertex.id, "sending tarball".into(), None)
+    }
+
+    /// A line of the export's output.
+    pub fn say(&self, line: &str) {
+        let data = format!("{line}\n");
+        self.sink.event(&Event::Output {
+            vertex: self.vertex.id,
+            stream: rbuild_progress::Stream::Stdout,
+            data: data.as_bytes(),
+            at: SystemTime::now(),
+        });
+    }
+
+    /// Ends the export: done, or failed with `error`.
+    pub fn finish(self, error: Option<&anyhow::Error>) {
+        let at = SystemTime::now();
+        let vertex = self.vertex.id;
+        match error {
+            None => self.sink.event(&Event::Done { vertex, at }),
+            Some(e) => {
+                let message = format!("{e:#}");
+                self.sink.event(&Event::Error {
+                    vertex,
+                    message: &message,
+                    at,
+                });
+            }
+        }
+    }
+}
