@@ -8,6 +8,7 @@
 
 pub mod challenge;
 pub mod config;
+pub mod copy;
 pub mod credentials;
 mod error;
 pub mod login;
@@ -161,6 +162,41 @@ impl Registry {
             by_digest,
             mount_hints,
         ))
+    }
+
+    /// Puts `index` (bytes of an OCI index) under every target, first copying each
+    /// `(source, descriptor)` manifest into the target's repository (blobs mounted within a
+    /// registry, downloaded through `store` across registries).
+    pub fn put_index(
+        &self,
+        store: &Store,
+        sources: &[(Reference, manifest::Descriptor)],
+        index: &[u8],
+        targets: &[Reference],
+    ) -> Result<PushReport, RegistryError> {
+        let session = Session::new(&self.config, None);
+        block_on(async {
+            let mut report = PushReport::default();
+            let digest = Digest::sha256(index);
+            for t in targets {
+                for (src, desc) in sources {
+                    report.add(&copy::copy_manifest(&session, store, src, desc, t).await?);
+                }
+                let host = session.host(t.registry(), t.repository()).await?;
+                let reference = t.tag().map_or_else(|| digest.to_string(), str::to_string);
+                push::put_manifest(
+                    &host,
+                    t.repository(),
+                    &reference,
+                    rbuild_core::media_type::OCI_INDEX,
+                    index,
+                    &digest,
+                )
+                .await?;
+                report.manifests += 1;
+            }
+            Ok(report)
+        })
     }
 
     /// Checks `credential` against `registry` (what `rbuild login` does before saving).

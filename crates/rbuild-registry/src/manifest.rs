@@ -89,7 +89,7 @@ pub fn parse(
     content_type: &str,
     reference: &str,
 ) -> Result<(String, Document), RegistryError> {
-    if content_type.contains("manifest.v1+") {
+    if content_type.contains("vnd.docker.distribution.manifest.v1+") {
         return Err(RegistryError::Schema1 {
             reference: reference.into(),
         });

@@ -43,7 +43,8 @@ pub struct PushReport {
 }
 
 impl PushReport {
-    fn add(&mut self, o: &PushReport) {
+    /// Adds another report's counts.
+    pub fn add(&mut self, o: &PushReport) {
         self.uploaded += o.uploaded;
         self.uploaded_bytes += o.uploaded_bytes;
         self.present += o.present;
@@ -157,7 +158,7 @@ async fn push_blobs(
             .map(|h| h.repository().to_string());
         let total = &total;
         async move {
-            let one = push_blob(host, target.repository(), b, store, from).await?;
+            let one = push_blob(host, target.repository(), b, store, from, None).await?;
             total.lock().unwrap_or_else(|e| e.into_inner()).add(&one);
             Ok::<(), RegistryError>(())
         }
@@ -168,13 +169,15 @@ async fn push_blobs(
     Ok(total.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// One blob: HEAD, then mount from `from`, else upload.
+/// One blob: HEAD, then mount from `from`, else upload from the store (fetching it first
+/// from `fetch_from` when the store does not have it).
 pub async fn push_blob(
     host: &Host,
     repo: &str,
     desc: &Descriptor,
     store: &Store,
     from: Option<String>,
+    fetch_from: Option<(&Host, &str)>,
 ) -> Result<PushReport, RegistryError> {
     if blob_exists(host, repo, &desc.digest).await? {
         return Ok(PushReport {
@@ -205,6 +208,9 @@ pub async fn push_blob(
     }
     let resp = host.check(&what, &scope, resp).await?;
     let location = location(&resp, &what, &host.registry)?;
+    if let Some((src_host, src_repo)) = fetch_from {
+        crate::pull::fetch_blob(src_host, src_repo, desc, store).await?;
+    }
     upload(host, &scope, &location, desc, store).await?;
     Ok(PushReport {
         uploaded: 1,

@@ -14,7 +14,7 @@ mod tail;
 
 pub use entitlements::Entitlements;
 pub use rbuild_graph::NetworkMode;
-pub use resolve::Sources;
+pub use resolve::{RemoteResolver, Sources};
 pub use secrets::{SecretSource, Secrets, parse_secret, parse_ssh};
 
 use rbuild_core::{Digest, Platform};

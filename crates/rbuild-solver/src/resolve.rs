@@ -10,12 +10,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Resolves an image reference no named context provides (a registry pull).
+pub type RemoteResolver =
+    dyn Fn(&str, &Platform, &Store) -> Result<ResolvedImage, String> + Send + Sync;
+
 /// The build's inputs outside the Dockerfile.
-#[derive(Debug)]
 pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
+    remote: Option<Box<RemoteResolver>>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("context", &self.context)
+            .field("named", &self.named)
+            .field("remote", &self.remote.is_some())
+            .finish()
+    }
 }
 
 impl Sources {
@@ -25,7 +39,14 @@ impl Sources {
             context,
             named,
             resolved: Mutex::new(HashMap::new()),
+            remote: None,
         }
+    }
+
+    /// Resolves references no named context provides through `remote` (a registry).
+    pub fn with_remote(mut self, remote: Box<RemoteResolver>) -> Sources {
+        self.remote = Some(remote);
+        self
     }
 
     fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Platform), ResolvedImage>> {
@@ -68,7 +89,10 @@ impl Sources {
                     p.display()
                 ));
             }
-            None => return Err(self.not_found(reference, platform)),
+            None => match &self.remote {
+                Some(remote) => remote(reference, platform, store)?,
+                None => return Err(self.not_found(reference, platform)),
+            },
         };
         if !platform.matches(&resolved.platform) {
             tracing::warn!(

@@ -41,11 +41,18 @@ fn request(args: &BuildArgs) -> Result<Request> {
     if platforms.is_empty() {
         platforms.push(Platform::host());
     }
-    let outputs = args
+    let mut outputs = args
         .output
         .iter()
         .map(|o| output::parse(o))
         .collect::<Result<Vec<_>>>()?;
+    if args.push {
+        outputs.push(Output::Registry(output::RegistryOutput {
+            push: true,
+            ..Default::default()
+        }));
+    }
+    crate::registry::validate(&outputs, &args.tags)?;
     if outputs.len() > 1 {
         bail!("only one --output is supported per build");
     }
@@ -218,6 +225,11 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         let opts = lower_options(req, args, &req.platforms[0]);
         return crate::check::check(&df, &opts, &mut sources.resolver(&store));
     }
+    let registry = std::sync::Arc::new(crate::registry::client(&req.outputs, &args.tags)?);
+    let sources = sources.with_remote(crate::registry::remote_resolver(
+        registry.clone(),
+        req.quiet,
+    ));
     crate::check::note_syntax(&df);
     let mut graphs = Vec::new();
     for p in &req.platforms {
@@ -262,7 +274,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
         manifests,
         tags: args.tags.clone(),
     };
-    export(root, &store, &image, &req.outputs, req.quiet)?;
+    export(root, &store, &image, &req.outputs, req.quiet, &registry)?;
     report(&store, &image, args, req.quiet)
 }
 
@@ -336,6 +348,7 @@ fn export(
     image: &BuiltImage,
     outputs: &[Output],
     quiet: bool,
+    registry: &rbuild_registry::Registry,
 ) -> Result<()> {
     if outputs.is_empty() && !quiet {
         eprintln!("warning: no --output given; the result stays only in rbuild's cache");
@@ -347,9 +360,12 @@ fn export(
             Output::Docker { dest } => rbuild_export::write_docker_tar(store, image, dest)?,
             Output::Local { dest } => crate::rootfs_export::write_local(root, store, image, dest)?,
             Output::Tar { dest } => crate::rootfs_export::write_tar(root, store, image, dest)?,
+            Output::Registry(r) => crate::registry::push(registry, store, image, r, quiet)?,
         }
-        if !quiet {
-            eprintln!("wrote {}", o.dest().display());
+        if let Some(dest) = o.dest()
+            && !quiet
+        {
+            eprintln!("wrote {}", dest.display());
         }
     }
     Ok(())

@@ -3,8 +3,12 @@
 mod build;
 mod check;
 mod cli;
+mod imagetools;
+mod lint_offline;
+mod login;
 mod output;
 mod prune;
+mod registry;
 mod rootfs_export;
 
 use clap::Parser;
@@ -20,6 +24,9 @@ fn main() -> ExitCode {
         cli::Command::Build(args) => build::run(&cli, args),
         cli::Command::Debug(cli::DebugCommand::Parse { file, json }) => debug_parse(file, *json),
         cli::Command::Prune { cache_mounts } => prune(&cli, *cache_mounts),
+        cli::Command::Login(args) => login::login(args),
+        cli::Command::Logout { registry } => login::logout(registry.as_deref()),
+        cli::Command::Imagetools(cmd) => imagetools::run(cmd),
         cli::Command::Platforms => {
             for line in rbuild_sandbox::platform_report() {
                 println!("{line}");

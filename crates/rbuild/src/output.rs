@@ -28,16 +28,33 @@ pub enum Output {
         /// The archive path.
         dest: PathBuf,
     },
+    /// An image for a registry: `type=registry` (pushed) or `type=image` (pushed with
+    /// `push=true`).
+    Registry(RegistryOutput),
+}
+
+/// `type=registry` / `type=image` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOutput {
+    /// `name=` (the `-t` names when empty).
+    pub names: Vec<String>,
+    /// Whether to push.
+    pub push: bool,
+    /// `push-by-digest=true`: put the image by digest, not by tag.
+    pub by_digest: bool,
+    /// `registry.insecure=true`: plain HTTP / unverified TLS allowed for the names' registries.
+    pub insecure: bool,
 }
 
 impl Output {
-    /// Where the output goes.
-    pub fn dest(&self) -> &std::path::Path {
+    /// Where the output goes (`None` for registry outputs).
+    pub fn dest(&self) -> Option<&std::path::Path> {
         match self {
             Output::Oci { dest, .. }
             | Output::Docker { dest }
             | Output::Local { dest }
-            | Output::Tar { dest } => dest,
+            | Output::Tar { dest } => Some(dest),
+            Output::Registry(_) => None,
         }
     }
 }
@@ -51,6 +68,12 @@ pub fn parse(value: &str) -> Result<Output> {
         return Ok(Output::Local {
             dest: PathBuf::from(value),
         });
+    }
+    if let Some(kind @ ("registry" | "image")) = value
+        .split(',')
+        .find_map(|p| p.trim().strip_prefix("type="))
+    {
+        return parse_registry(value, kind);
     }
     let mut kind = None;
     let mut dest = None;
@@ -95,7 +118,7 @@ pub fn parse(value: &str) -> Result<Output> {
                 _ => Output::Tar { dest },
             })
         }
-        Some(other @ ("registry" | "image" | "cacheonly")) => {
+        Some(other @ "cacheonly") => {
             bail!(
                 "--output type={other} is not supported by this version of rbuild; use type=oci, docker, local or tar"
             )
@@ -103,6 +126,36 @@ pub fn parse(value: &str) -> Result<Output> {
         Some(other) => bail!("--output {value:?}: unknown type {other:?}"),
         None => bail!("--output {value:?}: missing type= (e.g. type=oci,dest=out.tar)"),
     }
+}
+
+/// `type=registry|image,name=…,push=…,push-by-digest=…,registry.insecure=…`.
+fn parse_registry(value: &str, kind: &str) -> Result<Output> {
+    let mut out = RegistryOutput {
+        push: kind == "registry",
+        ..RegistryOutput::default()
+    };
+    let flag = |k: &str, v: &str| -> Result<bool> {
+        v.parse()
+            .with_context(|| format!("--output {value:?}: {k} must be true or false"))
+    };
+    for part in value.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("--output {value:?}: expected key=value pairs"))?;
+        match k.trim() {
+            "type" => {}
+            "name" => out.names.push(v.to_string()),
+            "push" => out.push = flag(k, v)?,
+            "push-by-digest" => out.by_digest = flag(k, v)?,
+            "registry.insecure" => out.insecure = flag(k, v)?,
+            // Accepted for buildx command lines; rbuild writes OCI media types always.
+            "oci-mediatypes" | "compression" | "store" | "unpack" => {}
+            other => bail!(
+                "--output {value:?}: unknown key {other:?} (type={kind} supports name, push, push-by-digest, registry.insecure)"
+            ),
+        }
+    }
+    Ok(Output::Registry(out))
 }
 
 #[cfg(test)]
@@ -131,11 +184,25 @@ mod tests {
     fn bad_outputs_are_rejected_with_reasons() {
         assert!(parse("type=oci").unwrap_err().to_string().contains("dest"));
         assert!(
-            parse("type=registry")
+            parse("type=cacheonly")
                 .unwrap_err()
                 .to_string()
                 .contains("not supported")
         );
+        assert_eq!(
+            parse("type=image,name=r:5000/a:1,push=true,registry.insecure=true").unwrap(),
+            Output::Registry(RegistryOutput {
+                names: vec!["r:5000/a:1".into()],
+                push: true,
+                by_digest: false,
+                insecure: true,
+            })
+        );
+        assert!(matches!(
+            parse("type=registry").unwrap(),
+            Output::Registry(RegistryOutput { push: true, .. })
+        ));
+        assert!(parse("type=registry,push-by-digest=maybe").is_err());
         assert!(
             parse("type=docker")
                 .unwrap_err()
