@@ -17,6 +17,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "buildah",
     "runc",
     "docker-registry",
+    // The registry tests make a CA and a server certificate with it.
+    "openssl",
     "time",
     // The Debian fixture: mmdebstrap, which needs arch-test for foreign architectures
     // and the archive keyring to verify what it downloads.

@@ -8,6 +8,7 @@
 //!
 //! [registry."build.internal:5000"]
 //! insecure = true                      # plain HTTP / unverified TLS allowed
+//!                                      # (false: TLS required even on loopback)
 //! ```
 
 use crate::error::RegistryError;
@@ -19,9 +20,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RegistrySettings {
-    /// Plain HTTP and unverified TLS are allowed.
+    /// `true`: plain HTTP and unverified TLS are allowed. `false`: HTTPS with verified
+    /// certificates only, even for loopback addresses. Unset: plain HTTP only for loopback.
     #[serde(default)]
-    pub insecure: bool,
+    pub insecure: Option<bool>,
     /// Mirrors (host[:port]) tried in order for pulls.
     #[serde(default)]
     pub mirrors: Vec<String>,
@@ -91,7 +93,7 @@ impl Config {
                 mirror_fallback: true,
                 ..RegistrySettings::default()
             })
-            .insecure = true;
+            .insecure = Some(true);
     }
 }
 
@@ -145,8 +147,8 @@ mod tests {
         let hub = c.settings("docker.io");
         assert_eq!(hub.mirrors, vec!["m:5000"]);
         assert!(hub.mirror_fallback);
-        assert!(!hub.insecure);
-        assert!(c.settings("r:1").insecure);
+        assert_eq!(hub.insecure, None);
+        assert_eq!(c.settings("r:1").insecure, Some(true));
         assert!(!c.settings("r:1").mirror_fallback);
         assert!(c.settings("other").mirror_fallback);
         std::fs::write(&p, "[registry.x]\nbogus = 1\n").unwrap();

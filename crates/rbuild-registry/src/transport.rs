@@ -112,8 +112,8 @@ impl Host {
         lookup: Lookup,
     ) -> Result<Host, RegistryError> {
         let settings = config.settings(registry);
-        let http_allowed = settings.insecure || is_loopback(endpoint);
-        let https = client(registry, endpoint, !settings.insecure)?;
+        let http_allowed = settings.insecure.unwrap_or_else(|| is_loopback(endpoint));
+        let https = client(registry, endpoint, settings.insecure != Some(true))?;
         let mut host = Host {
             registry: registry.into(),
             base: format!("https://{endpoint}"),

@@ -621,9 +621,8 @@ fn imagetools_create_merges_per_platform_pushes_by_mounting() {
 }
 
 #[test]
-fn plain_http_is_refused_for_registries_not_allowed() {
-    // No registry needed: an HTTP-only server on a non-loopback name is refused before
-    // anything is sent; here the reference is checked and the --check path stays offline.
+fn check_is_offline_and_bad_names_fail_early() {
+    // No registry: --check skips what needs the base config, a bad -t fails before building.
     let env = Env::new();
     let work = tempfile::tempdir().unwrap();
     let ctx = context(
@@ -652,4 +651,98 @@ fn plain_http_is_refused_for_registries_not_allowed() {
         "{}",
         stderr(&bad)
     );
+}
+
+#[test]
+fn plain_http_needs_permission_and_registry_insecure_gives_it() {
+    let Some(reg) = registry(Options::default()) else {
+        return;
+    };
+    let env = Env::new();
+    // Loopback is allowed plain HTTP by default; the config can require TLS.
+    std::fs::write(
+        env.path("rbuild.toml"),
+        format!("[registry.\"{}\"]\ninsecure = false\n", reg.host()),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let ctx = hello_context(&work.path().join("ctx"));
+    let name = format!("{}/plain/app:1", reg.host());
+    let refused = env.push_build(&state, &ctx, "linux/amd64", &[&name], &[]);
+    assert!(!refused.status.success());
+    let e = stderr(&refused);
+    assert!(e.contains("answers only plain HTTP"), "{e}");
+    assert!(
+        e.contains("insecure = true") && e.contains("registry.insecure=true"),
+        "{e}"
+    );
+    let mut c = build_command(&state, &ctx, "linux/amd64", None, &[]);
+    env.apply(&mut c)
+        .arg("-o")
+        .arg(format!("type=registry,name={name},registry.insecure=true"));
+    let allowed = run(&mut c);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+}
+
+#[test]
+fn mirrors_serve_pulls_and_chunked_uploads_work() {
+    let Some(reg) = registry(Options::default()) else {
+        return;
+    };
+    let proxy = Proxy::start(reg.port);
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let ctx = hello_context(&work.path().join("ctx"));
+    // Chunked: every blob above 64 KiB goes up in PATCHes.
+    let name = format!("{}/library/mirrored:1", proxy.host());
+    let mut c = env.rbuild(&state);
+    c.env("RBUILD_REGISTRY_CHUNK_SIZE", "65536")
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--build-context",
+        ])
+        .arg(format!(
+            "busybox=oci-layout://{}",
+            busybox_layout().display()
+        ))
+        .args(["-t", &name, "--push"])
+        .arg(&ctx);
+    let pushed = run(&mut c);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let patches = proxy.with(|s| {
+        s.requests
+            .iter()
+            .filter(|r| r.starts_with("PATCH "))
+            .count()
+    });
+    assert!(patches > 10, "{patches} PATCH requests");
+
+    // docker.io/library/mirrored:1 comes from the mirror; Docker Hub is never asked.
+    std::fs::write(
+        env.path("rbuild.toml"),
+        format!(
+            "[registry.\"docker.io\"]\nmirrors = [\"{}\"]\nmirror-fallback = false\n",
+            proxy.host()
+        ),
+    )
+    .unwrap();
+    let ctx2 = context(
+        &work.path().join("ctx2"),
+        "FROM mirrored:1\nRUN cat /hello\n",
+        &[],
+    );
+    let b = run(env
+        .rbuild(&work.path().join("state2"))
+        .args(["build", "--platform", "linux/arm64"])
+        .arg(&ctx2));
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert!(proxy.with(|s| {
+        s.requests
+            .iter()
+            .any(|r| r.starts_with("GET /v2/library/mirrored/manifests/1"))
+    }));
 }
