@@ -35,6 +35,8 @@ impl Env {
             .env("RBUILD_CERTS_D", self.path("certs.d"))
             .env_remove("XDG_RUNTIME_DIR")
             .env("RBUILD_REGISTRY_RETRIES", "6")
+            // Rebuilds give the same image (config timestamps included).
+            .env("SOURCE_DATE_EPOCH", "1700000000")
     }
 
     fn rbuild(&self, state: &Path) -> Command {
@@ -200,7 +202,8 @@ fn multi_arch_push_inspect_skopeo_and_pull_back() {
         &format!("oci-archive:{}", archive.display()),
     ]));
     let local = work.path().join("local.tar");
-    let built = build(&state, &ctx, "linux/amd64,linux/arm64", &local, &[]);
+    let mut c = build_command(&state, &ctx, "linux/amd64,linux/arm64", Some(&local), &[]);
+    let built = run(env.apply(&mut c));
     assert!(built.status.success());
     assert_eq!(archive_digests(&archive), archive_digests(&local));
     let archived = run_ok(env.rbuild(&state).args([
@@ -402,6 +405,7 @@ fn basic_auth_with_tls_login_push_and_explained_errors() {
     let Some(reg) = registry(Options {
         htpasswd: Some(htp),
         tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..Options::default()
     }) else {
         return;
     };
@@ -494,7 +498,7 @@ fn credential_helper_supplies_the_password() {
     htpasswd(&htp, "bob", "helper-pw");
     let Some(reg) = registry(Options {
         htpasswd: Some(htp),
-        tls: None,
+        ..Options::default()
     }) else {
         return;
     };
@@ -745,4 +749,74 @@ fn mirrors_serve_pulls_and_chunked_uploads_work() {
             .iter()
             .any(|r| r.starts_with("GET /v2/library/mirrored/manifests/1"))
     }));
+}
+
+#[test]
+fn bearer_token_auth_with_per_repository_scopes() {
+    let tokens = TokenServer::start("alice", "tok-pw");
+    let Some(reg) = registry(Options {
+        extra: token_auth_config(&tokens),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let login = run(pipe_password(
+        env.rbuild(&state)
+            .args(["login", "-u", "alice", "--password-stdin", &reg.host()]),
+        "tok-pw",
+    ));
+    assert!(login.status.success(), "{}", stderr(&login));
+    let ctx = hello_context(&work.path().join("ctx"));
+    let app = format!("{}/tok/app:1", reg.host());
+    let other = format!("{}/tok/other:1", reg.host());
+    let pushed = env.push_build(
+        &state,
+        &ctx,
+        "linux/amd64,linux/arm64",
+        &[&app, &other],
+        &[],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let ctx2 = context(
+        &work.path().join("ctx2"),
+        &format!("FROM {app}\nRUN cat /hello\n"),
+        &[],
+    );
+    let pulled = run(env
+        .rbuild(&work.path().join("state2"))
+        .args(["build", "--platform", "linux/arm64"])
+        .arg(&ctx2));
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let requests = tokens.requests.lock().unwrap().clone();
+    let has = |scopes: &[&str]| {
+        requests.iter().any(|q| {
+            let mut got: Vec<String> = q
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("scope="))
+                .map(|v| {
+                    v.replace("%3A", ":")
+                        .replace("%2F", "/")
+                        .replace("%2C", ",")
+                })
+                .collect();
+            got.sort();
+            let mut want: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            got == want
+        })
+    };
+    assert!(has(&["repository:tok/app:pull,push"]), "{requests:?}");
+    assert!(
+        has(&["repository:tok/other:pull,push", "repository:tok/app:pull"]),
+        "the mount asks for pull on its source: {requests:?}"
+    );
+    assert!(has(&["repository:tok/app:pull"]), "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|q| q.contains("service=rbuild-test-registry"))
+    );
 }

@@ -28,6 +28,8 @@ pub struct Options {
     pub htpasswd: Option<PathBuf>,
     /// Server certificate and key: TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// More config (e.g. [`token_auth_config`]).
+    pub extra: String,
 }
 
 /// A running `docker-registry`, stopped on drop.
@@ -71,6 +73,7 @@ impl Registry {
                 h.display()
             ));
         }
+        config.push_str(&opts.extra);
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.path().join("registry.log");
@@ -408,4 +411,185 @@ fn forward(req: &Request, upstream: u16) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     up.read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// A token server for the registry's `auth: token` mode: JWTs (RS256, the signing
+/// certificate in `x5c`) for the scopes asked, to `user:password` only.
+pub struct TokenServer {
+    /// Its port.
+    pub port: u16,
+    /// The query strings of the token requests, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+    /// The signing certificate (the registry's rootcertbundle).
+    pub cert: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The registry config fragment for token auth against `server`.
+pub fn token_auth_config(server: &TokenServer) -> String {
+    format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: rbuild-test-registry\n    issuer: rbuild-test-issuer\n    rootcertbundle: {}\n",
+        server.port,
+        server.cert.display()
+    )
+}
+
+impl TokenServer {
+    /// Starts a token server that accepts `user` / `password`.
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=token signer",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let der = Command::new("openssl")
+            .args(["x509", "-in", "cert.pem", "-outform", "DER"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+            .stdout;
+        use base64::Engine as _;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let (reqs, key) = (requests.clone(), dir.path().join("key.pem"));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let _ = answer_token(conn, &reqs, &expected, &x5c, &key);
+            }
+        });
+        TokenServer {
+            port,
+            requests,
+            cert: dir.path().join("cert.pem"),
+            _dir: dir,
+        }
+    }
+}
+
+fn query_values(query: &str, key: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn answer_token(
+    conn: TcpStream,
+    reqs: &Mutex<Vec<String>>,
+    expected: &str,
+    x5c: &str,
+    key: &Path,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut client = conn;
+    let Some(req) = read_request(&mut reader)? else {
+        return Ok(());
+    };
+    let target = req.line.split(' ').nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q).to_string();
+    reqs.lock().unwrap().push(query.clone());
+    let auth = req
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    if auth != format!("Basic {expected}") {
+        return client.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    }
+    let access: Vec<serde_json::Value> = query_values(&query, "scope")
+        .iter()
+        .filter_map(|s| {
+            let mut p = s.splitn(3, ':');
+            let (t, n, a) = (p.next()?, p.next()?, p.next()?);
+            Some(serde_json::json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "rbuild-test-issuer", "sub": "alice", "aud": "rbuild-test-registry",
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let jwt = sign_jwt(
+        &serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]}),
+        &claims,
+        key,
+    );
+    let body = serde_json::json!({"token": jwt, "expires_in": 300}).to_string();
+    client.write_all(
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+    )
+}
+
+fn sign_jwt(header: &serde_json::Value, claims: &serde_json::Value, key: &Path) -> String {
+    use base64::Engine as _;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let sig = child.wait_with_output().unwrap().stdout;
+    format!("{input}.{}", b64(&sig))
 }
