@@ -24,6 +24,8 @@ struct Request {
     outputs: Vec<Output>,
     build_args: BTreeMap<String, String>,
     named: BTreeMap<String, NamedContext>,
+    /// `--build-context NAME=docker-image://REF`: NAME pulled as REF.
+    docker_images: BTreeMap<String, String>,
     secrets: Secrets,
     network: NetworkMode,
     labels: BTreeMap<String, String>,
@@ -67,10 +69,18 @@ fn request(args: &BuildArgs) -> Result<Request> {
         };
     }
     let mut named = BTreeMap::new();
+    let mut docker_images = BTreeMap::new();
     for c in &args.build_contexts {
         let (name, value) = c
             .split_once('=')
             .with_context(|| format!("--build-context {c:?}: expected NAME=VALUE"))?;
+        if let Some(image) = value.strip_prefix("docker-image://") {
+            let r: rbuild_registry::Reference = image
+                .parse()
+                .with_context(|| format!("--build-context {c:?}"))?;
+            docker_images.insert(name.to_string(), r.to_string());
+            continue;
+        }
         let parsed = match NamedContext::parse(value)? {
             // A directory named through a symlink is the directory it names.
             NamedContext::Dir(dir) => NamedContext::Dir(
@@ -124,6 +134,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         outputs,
         build_args,
         named,
+        docker_images,
         secrets,
         network,
         labels,
@@ -228,6 +239,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
     let registry = std::sync::Arc::new(crate::registry::client(&req.outputs, &args.tags)?);
     let sources = sources.with_remote(crate::registry::remote_resolver(
         registry.clone(),
+        req.docker_images.clone(),
         req.quiet,
     ));
     crate::check::note_syntax(&df);

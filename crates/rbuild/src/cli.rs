@@ -134,7 +134,8 @@ pub struct BuildArgs {
     /// Set a build-time variable (NAME=VALUE, or NAME to take it from the environment).
     #[arg(long = "build-arg", value_parser = parse_build_arg)]
     pub build_args: Vec<String>,
-    /// Additional build contexts, NAME=oci-layout://PATH[:TAG|@DIGEST] or NAME=DIR.
+    /// Additional build contexts, NAME=oci-layout://PATH[:TAG|@DIGEST], NAME=docker-image://REF
+    /// or NAME=DIR.
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
     /// Build only this stage and what it needs.

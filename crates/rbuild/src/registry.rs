@@ -8,7 +8,7 @@ use rbuild_export::BuiltImage;
 use rbuild_registry::{Config, Reference, Registry, Root};
 use rbuild_solver::RemoteResolver;
 use rbuild_store::Store;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The registry client for a build: rbuild's config file, plus `registry.insecure=true`
@@ -27,10 +27,16 @@ pub fn client(outputs: &[Output], tags: &[String]) -> Result<Registry> {
     Ok(Registry::new(config))
 }
 
-/// A resolver that pulls `FROM` references from their registry.
-pub fn remote_resolver(registry: Arc<Registry>, quiet: bool) -> Box<RemoteResolver> {
+/// A resolver that pulls `FROM` references from their registry; `aliases` are the
+/// `--build-context NAME=docker-image://REF` names.
+pub fn remote_resolver(
+    registry: Arc<Registry>,
+    aliases: BTreeMap<String, String>,
+    quiet: bool,
+) -> Box<RemoteResolver> {
     Box::new(move |reference: &str, platform: &Platform, store: &Store| {
-        let r: Reference = reference.parse().map_err(|e| format!("{e}"))?;
+        let target = alias_of(&aliases, reference).unwrap_or(reference);
+        let r: Reference = target.parse().map_err(|e| format!("{e}"))?;
         if !quiet {
             eprintln!("pulling {r} for {platform}");
         }
@@ -38,6 +44,19 @@ pub fn remote_resolver(registry: Arc<Registry>, quiet: bool) -> Box<RemoteResolv
             .pull(store, &r, platform)
             .map_err(|e| format!("base image {reference:?}: {}", render(&e)))
     })
+}
+
+/// The alias `reference` names, in any of the forms users write it (`name`,
+/// `name:latest`, `docker.io/library/name`).
+fn alias_of<'a>(aliases: &'a BTreeMap<String, String>, reference: &str) -> Option<&'a str> {
+    let short = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
+    [reference, short]
+        .into_iter()
+        .flat_map(|r| [r, r.strip_suffix(":latest").unwrap_or(r)])
+        .find_map(|r| aliases.get(r).map(String::as_str))
 }
 
 /// An error with its causes, as the CLI shows them.
@@ -120,4 +139,22 @@ pub fn push(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_match_the_forms_users_write() {
+        let mut a = BTreeMap::new();
+        a.insert("base".to_string(), "r:5000/x:1".to_string());
+        assert_eq!(alias_of(&a, "base"), Some("r:5000/x:1"));
+        assert_eq!(alias_of(&a, "base:latest"), Some("r:5000/x:1"));
+        assert_eq!(
+            alias_of(&a, "docker.io/library/base:latest"),
+            Some("r:5000/x:1")
+        );
+        assert_eq!(alias_of(&a, "base:2"), None);
+    }
 }

@@ -236,6 +236,16 @@ fn multi_arch_push_inspect_skopeo_and_pull_back() {
     );
     assert!(err.contains("aarch64") && err.contains("x86_64"), "{err}");
 
+    // --build-context NAME=docker-image://REF: FROM NAME pulls REF.
+    let ctx3 = context(&work.path().join("ctx3"), "FROM base\nRUN cat /arch\n", &[]);
+    let aliased = run(env
+        .rbuild(&work.path().join("state3"))
+        .args(["build", "--platform", "linux/arm64", "--build-context"])
+        .arg(format!("base=docker-image://{name}"))
+        .arg(&ctx3));
+    assert!(aliased.status.success(), "{}", stderr(&aliased));
+    assert!(stderr(&aliased).contains(&format!("pulling {name} for linux/arm64")));
+
     // A platform the index lacks: the error lists what it has.
     let missing = run(env
         .rbuild(&state2)
