@@ -122,7 +122,14 @@ impl Host {
             auth: Mutex::new(AuthState::default()),
             retry: Retry::from_env(),
         };
-        let https_err = match host.probe(Retry::once()).await {
+        // Where plain HTTP may follow, one HTTPS attempt decides; otherwise HTTPS is all
+        // there is and gets the full retry policy.
+        let first = if http_allowed {
+            Retry::once()
+        } else {
+            host.retry
+        };
+        let https_err = match host.probe(first).await {
             Ok(()) => return Ok(host),
             Err(e) => e,
         };

@@ -42,7 +42,16 @@ pub fn remote_resolver(
         }
         registry
             .pull(store, &r, platform)
-            .map_err(|e| format!("base image {reference:?}: {}", render(&e)))
+            .map_err(|e| {
+                let hint = match e {
+                    rbuild_registry::RegistryError::Http { .. } => format!(
+                        " (without access to {}, provide the image with --build-context {reference}=oci-layout://PATH)",
+                        r.registry()
+                    ),
+                    _ => String::new(),
+                };
+                format!("base image {reference:?}: {}{hint}", render(&e))
+            })
     })
 }
 

@@ -348,6 +348,7 @@ fn faults_are_retried_and_wrong_content_is_refused() {
     let proxy = Proxy::start(reg.port);
     let via = format!("{}/f/app:1", proxy.host());
     proxy.with(|s| {
+        s.drop_any = 1;
         s.drop_blob_gets = 2;
         s.truncate_blob_gets = 1;
         s.fail_manifests_503 = 2;
@@ -364,8 +365,13 @@ fn faults_are_retried_and_wrong_content_is_refused() {
         .arg(&ctx2));
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert_eq!(
-        proxy.with(|s| (s.drop_blob_gets, s.truncate_blob_gets, s.fail_manifests_503)),
-        (0, 0, 0)
+        proxy.with(|s| (
+            s.drop_any,
+            s.drop_blob_gets,
+            s.truncate_blob_gets,
+            s.fail_manifests_503
+        )),
+        (0, 0, 0, 0)
     );
 
     // A layer served with other bytes: refused, and nothing of it in the store.

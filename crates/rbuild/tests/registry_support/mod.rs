@@ -211,6 +211,8 @@ pub fn htpasswd(path: &Path, user: &str, password: &str) {
 pub struct ProxyState {
     /// Request lines seen.
     pub requests: Vec<String>,
+    /// Requests of any kind whose connection is closed before any answer.
+    pub drop_any: u32,
     /// Bytes of upload bodies (PATCH/PUT to blobs/uploads).
     pub upload_bytes: u64,
     /// Blob GETs whose connection is closed before any answer.
@@ -330,9 +332,20 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
 fn serve(conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut client = conn;
+    // A TLS ClientHello (0x16 …) is no HTTP request: close, as a plain-HTTP server would fail it.
+    if reader
+        .fill_buf()?
+        .first()
+        .is_none_or(|b| !b.is_ascii_uppercase())
+    {
+        return client.shutdown(Shutdown::Both);
+    }
     let Some(req) = read_request(&mut reader)? else {
         return Ok(());
     };
+    if take(state, |st| &mut st.drop_any) {
+        return client.shutdown(Shutdown::Both);
+    }
     let mut parts = req.line.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let is_blob_get = method == "GET" && path.contains("/blobs/sha256:");
@@ -387,6 +400,18 @@ fn serve(conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) -> std::io::
         return client.shutdown(Shutdown::Both);
     }
     client.write_all(&response)
+}
+
+/// Decrements the counter `field` picks if it is above zero; whether it was.
+fn take(state: &Mutex<ProxyState>, field: impl FnOnce(&mut ProxyState) -> &mut u32) -> bool {
+    let mut st = state.lock().unwrap();
+    let n = field(&mut st);
+    if *n > 0 {
+        *n -= 1;
+        true
+    } else {
+        false
+    }
 }
 
 fn forward(req: &Request, upstream: u16) -> std::io::Result<Vec<u8>> {
