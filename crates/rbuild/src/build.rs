@@ -240,6 +240,7 @@ fn build(req: &Request, root: &Path, args: &BuildArgs) -> Result<()> {
     let sources = sources.with_remote(crate::registry::remote_resolver(
         registry.clone(),
         req.docker_images.clone(),
+        req.named.keys().cloned().collect(),
         req.quiet,
     ));
     crate::check::note_syntax(&df);

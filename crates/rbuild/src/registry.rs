@@ -28,10 +28,12 @@ pub fn client(outputs: &[Output], tags: &[String]) -> Result<Registry> {
 }
 
 /// A resolver that pulls `FROM` references from their registry; `aliases` are the
-/// `--build-context NAME=docker-image://REF` names.
+/// `--build-context NAME=docker-image://REF` names, `contexts` the other names (listed
+/// when a pull fails).
 pub fn remote_resolver(
     registry: Arc<Registry>,
     aliases: BTreeMap<String, String>,
+    contexts: Vec<String>,
     quiet: bool,
 ) -> Box<RemoteResolver> {
     Box::new(move |reference: &str, platform: &Platform, store: &Store| {
@@ -42,17 +44,24 @@ pub fn remote_resolver(
         }
         registry
             .pull(store, &r, platform)
-            .map_err(|e| {
-                let hint = match e {
-                    rbuild_registry::RegistryError::Http { .. } => format!(
-                        " (without access to {}, provide the image with --build-context {reference}=oci-layout://PATH)",
-                        r.registry()
-                    ),
-                    _ => String::new(),
-                };
-                format!("base image {reference:?}: {}{hint}", render(&e))
-            })
+            .map_err(|e| not_pulled(reference, platform, &contexts, &render(&e)))
     })
+}
+
+/// Why a base image is missing: the places looked in, the registry's answer, what to do.
+fn not_pulled(reference: &str, platform: &Platform, contexts: &[String], why: &str) -> String {
+    let names = if contexts.is_empty() {
+        "none given".to_string()
+    } else {
+        contexts.join(", ")
+    };
+    format!(
+        "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
+         - build contexts (--build-context NAME=oci-layout://PATH): {names}\n  \
+         - registries: {why}\n\
+         Provide it with --build-context {}=oci-layout://PATH[:TAG], or make the registry reachable",
+        reference.split('@').next().unwrap_or(reference)
+    )
 }
 
 /// The alias `reference` names, in any of the forms users write it (`name`,
