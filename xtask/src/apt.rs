@@ -18,6 +18,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "buildah",
     "runc",
     "docker-registry",
+    // The registry tests make a CA and a server certificate with it.
+    "openssl",
     "time",
     // The terminal the tty progress tests run rbuild in.
     "tmux",

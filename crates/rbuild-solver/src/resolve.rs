@@ -10,6 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Resolves an image reference no named context or local image provides (a registry pull).
+pub type RemoteResolver = dyn Fn(&str, &Platform, &Store) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>
+    + Send
+    + Sync;
+
 /// Where `FROM` images that no `--build-context` binds come from: the local image
 /// store, later a registry.
 pub trait ImageSource: Send + Sync + std::fmt::Debug {
@@ -41,6 +46,14 @@ pub enum ResolveError {
         /// The directory.
         dir: PathBuf,
     },
+    /// Its registry could not provide it.
+    #[error("{source}")]
+    Registry {
+        /// The reference.
+        reference: String,
+        /// What went wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The local image store failed to read it.
     #[error("{reference:?} from the local image store: {source}")]
     ImageStore {
@@ -64,13 +77,24 @@ pub enum ResolveError {
 }
 
 /// The build's inputs outside the Dockerfile.
-#[derive(Debug)]
 pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
     images: Option<Box<dyn ImageSource>>,
+    remote: Option<Box<RemoteResolver>>,
     hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), Digest>>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("context", &self.context)
+            .field("named", &self.named)
+            .field("images", &self.images)
+            .field("remote", &self.remote.is_some())
+            .finish()
+    }
 }
 
 impl Sources {
@@ -81,6 +105,7 @@ impl Sources {
             named,
             resolved: Mutex::new(HashMap::new()),
             images: None,
+            remote: None,
             hashes: Mutex::new(HashMap::new()),
         }
     }
@@ -88,6 +113,13 @@ impl Sources {
     /// The same sources, looking up images no build context binds in `images`.
     pub fn with_images(mut self, images: Box<dyn ImageSource>) -> Sources {
         self.images = Some(images);
+        self
+    }
+
+    /// Resolves references no named context or local image provides through `remote`
+    /// (a registry).
+    pub fn with_remote(mut self, remote: Box<RemoteResolver>) -> Sources {
+        self.remote = Some(remote);
         self
     }
 
@@ -154,22 +186,39 @@ impl Sources {
                     dir: p.clone(),
                 });
             }
-            None => match &self.images {
-                Some(images) => match images.resolve(reference, platform, store) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return Err(self.not_found(reference, platform)),
-                    Err(source) => {
-                        return Err(ResolveError::ImageStore {
+            None => match self.local_image(reference, platform, store)? {
+                Some(r) => r,
+                None => match &self.remote {
+                    Some(remote) => remote(reference, platform, store).map_err(|source| {
+                        ResolveError::Registry {
                             reference: reference.to_string(),
                             source,
-                        });
-                    }
+                        }
+                    })?,
+                    None => return Err(self.not_found(reference, platform)),
                 },
-                None => return Err(self.not_found(reference, platform)),
             },
         };
         self.memo().insert(key, resolved.clone());
         Ok(resolved)
+    }
+
+    /// The image from the local image store, when one is attached and has it.
+    fn local_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, ResolveError> {
+        let Some(images) = &self.images else {
+            return Ok(None);
+        };
+        images
+            .resolve(reference, platform, store)
+            .map_err(|source| ResolveError::ImageStore {
+                reference: reference.to_string(),
+                source,
+            })
     }
 
     fn not_found(&self, reference: &str, platform: &Platform) -> ResolveError {

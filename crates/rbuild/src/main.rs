@@ -8,12 +8,16 @@ mod cli;
 mod cli_images;
 mod image_cmd;
 mod image_prune;
+mod imagetools;
 mod inspect;
+mod lint_offline;
 mod load;
+mod login;
 mod manifest_cmd;
 mod output;
 mod progress;
 mod prune;
+mod registry;
 mod rootfs_export;
 mod run_cmd;
 mod run_tty;
@@ -40,6 +44,9 @@ fn main() -> ExitCode {
         cli::Command::Pull(args) => image_cmd::pull(args),
         cli::Command::Push(args) => image_cmd::push(args),
         cli::Command::System(cli_images::SystemCommand::Check) => image_cmd::check(&cli),
+        cli::Command::Login(args) => login::login(args),
+        cli::Command::Logout { registry } => login::logout(registry.as_deref()),
+        cli::Command::Imagetools(cmd) => imagetools::run(cmd),
         cli::Command::Platforms => {
             for line in rbuild_sandbox::platform_report() {
                 println!("{line}");
