@@ -12,11 +12,14 @@ use crate::util;
 pub const TEST_PACKAGES: &[&str] = &[
     "qemu-user-static",
     "skopeo",
+    "podman",
     "umoci",
     "uidmap",
     "buildah",
     "runc",
     "docker-registry",
+    // The registry tests make a CA and a server certificate with it.
+    "openssl",
     "time",
     // The terminal the tty progress tests run rbuild in.
     "tmux",

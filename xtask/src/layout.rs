@@ -391,7 +391,7 @@ pub fn read_image_file(layout: &Path, image: &FoundImage, path: &str) -> Result<
     for (media_type, digest) in &image.layers {
         let bytes = read_blob(layout, digest, None)?;
         let reader: Box<dyn Read + '_> = if media_type.ends_with("gzip") {
-            Box::new(flate2::read::GzDecoder::new(bytes.as_slice()))
+            Box::new(flate2::read::MultiGzDecoder::new(bytes.as_slice()))
         } else if media_type.ends_with(".tar") || media_type.ends_with("tar") {
             Box::new(bytes.as_slice())
         } else {

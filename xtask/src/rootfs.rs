@@ -237,7 +237,7 @@ mod tests {
         // Header: magic, deflate, no flags (no file name), zero mtime.
         assert_eq!(&a[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
         let mut decoded = Vec::new();
-        flate2::read::GzDecoder::new(a.as_slice())
+        flate2::read::MultiGzDecoder::new(a.as_slice())
             .read_to_end(&mut decoded)
             .unwrap();
         assert_eq!(decoded, data);

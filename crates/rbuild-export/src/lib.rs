@@ -100,7 +100,12 @@ pub fn split_tag(name: &str) -> (String, String) {
 /// The `index.json` of an OCI layout holding `image`: one descriptor per tag (or one
 /// untagged descriptor).
 fn layout_index(root: &IndexEntry, tags: &[String]) -> Vec<u8> {
-    let descriptor = |annotations: Option<serde_json::Value>| {
+    layout_index_of(&[(root.clone(), tags.to_vec())])
+}
+
+/// The `index.json` of an OCI layout holding several images, each with its names.
+fn layout_index_of(roots: &[(IndexEntry, Vec<String>)]) -> Vec<u8> {
+    let descriptor = |root: &IndexEntry, annotations: Option<serde_json::Value>| {
         let mut d = serde_json::json!({
             "mediaType": root.media_type,
             "digest": root.digest.to_string(),
@@ -118,19 +123,22 @@ fn layout_index(root: &IndexEntry, tags: &[String]) -> Vec<u8> {
         }
         d
     };
-    let manifests: Vec<serde_json::Value> = if tags.is_empty() {
-        vec![descriptor(None)]
-    } else {
-        tags.iter()
-            .map(|t| {
-                let (full, tag) = split_tag(t);
-                descriptor(Some(serde_json::json!({
+    let mut manifests: Vec<serde_json::Value> = Vec::new();
+    for (root, tags) in roots {
+        if tags.is_empty() {
+            manifests.push(descriptor(root, None));
+        }
+        for t in tags {
+            let (full, tag) = split_tag(t);
+            manifests.push(descriptor(
+                root,
+                Some(serde_json::json!({
                     "io.containerd.image.name": full,
                     "org.opencontainers.image.ref.name": tag,
-                })))
-            })
-            .collect()
-    };
+                })),
+            ));
+        }
+    }
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_INDEX,
@@ -148,14 +156,14 @@ fn reachable_blobs(store: &Store, root: &IndexEntry) -> Result<BTreeSet<Digest>,
             continue;
         }
         let bad = |e: &dyn std::fmt::Display| ExportError::Manifest(digest.clone(), e.to_string());
-        if mt == media_type::OCI_INDEX {
+        if mt == media_type::OCI_INDEX || mt == media_type::DOCKER_MANIFEST_LIST {
             let index: ImageIndex =
                 serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
             for d in index.manifests() {
                 let dg = d.digest().to_string().parse().map_err(|e| bad(&e))?;
                 todo.push((d.media_type().to_string(), dg));
             }
-        } else if mt == media_type::OCI_MANIFEST {
+        } else if mt == media_type::OCI_MANIFEST || mt == media_type::DOCKER_MANIFEST {
             let m: ImageManifest =
                 serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
             out.insert(
@@ -246,8 +254,30 @@ fn write_archive(
     on_bytes: OnBytes<'_>,
 ) -> Result<(), ExportError> {
     let root = root_descriptor(store, image)?;
-    let blobs = reachable_blobs(store, &root)?;
-    let index = layout_index(&root, &image.tags);
+    write_layout_tar(
+        store,
+        &[(root, image.tags.clone())],
+        dest,
+        docker_manifest,
+        on_bytes,
+    )
+}
+
+/// Writes an OCI image layout tar archive at `dest` (atomically) holding several stored
+/// images, each a top-level descriptor with its names (`name[:tag]`), and Docker's
+/// `manifest.json` when given; `on_bytes` hears (written, total) blob bytes.
+pub fn write_layout_tar(
+    store: &Store,
+    roots: &[(IndexEntry, Vec<String>)],
+    dest: &Path,
+    docker_manifest: Option<&[u8]>,
+    on_bytes: OnBytes<'_>,
+) -> Result<(), ExportError> {
+    let mut blobs = BTreeSet::new();
+    for (root, _) in roots {
+        blobs.extend(reachable_blobs(store, root)?);
+    }
+    let index = layout_index_of(roots);
     let io_err = |source| ExportError::Io {
         path: dest.to_path_buf(),
         source,

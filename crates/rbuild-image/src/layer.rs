@@ -166,7 +166,7 @@ mod tests {
         let stored = store.read_verified(&blob.digest).unwrap();
         assert_eq!(stored.len() as u64, blob.size);
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&stored[..])
+        flate2::read::MultiGzDecoder::new(&stored[..])
             .read_to_end(&mut plain)
             .unwrap();
         assert_eq!(plain, tar);

@@ -826,6 +826,16 @@ fn reset_process_state() {
 /// In the command's process: become the user, enter the working dir, exec. Returns only on failure.
 fn exec_command(spec: &WireSpec, p: &Prepared) -> Failure {
     reset_process_state();
+    // SAFETY: makes the terminal on stdin this new session's controlling terminal.
+    if spec.tty && unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } == -1 {
+        return (
+            ErrorKind::Setup,
+            format!(
+                "make the terminal the controlling terminal: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
     if spec.linux32 {
         // SAFETY: personality only changes this process's execution domain.
         if unsafe { libc::personality(PER_LINUX32) } == -1 {

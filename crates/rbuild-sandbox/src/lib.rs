@@ -37,6 +37,8 @@ pub use idmap::{
 };
 pub use init::init_main;
 pub use plan::{DEFAULT_PATH, OverlayData, find_in_path, mount_target, overlay_data};
-pub use run::{ExitStatus, INIT_ARG, Mount, Network, Rootfs, RunOutcome, RunSpec, run};
+pub use run::{
+    Attach, ExitStatus, INIT_ARG, Mount, Network, Rootfs, RunOutcome, RunSpec, run, run_attached,
+};
 pub use user::{ResolvedUser, resolve_user};
 pub use userns::{IN_USERNS_ENV, enter_build_namespace, enter_build_namespace_with};

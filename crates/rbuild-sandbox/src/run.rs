@@ -155,6 +155,9 @@ pub(crate) struct WireSpec {
     pub host_user: String,
     pub report_fd: i32,
     pub security: Security,
+    /// Whether the command's standard streams are a terminal it should control.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// What the helper reports on its report pipe, one JSON line each.
@@ -193,6 +196,74 @@ pub fn run(
     emulation: &Emulation,
     on_output: &mut dyn FnMut(&[u8]),
 ) -> Result<RunOutcome, SandboxError> {
+    let (out_r, out_w) = cloexec_pipe()?;
+    let out_w2 = out_w
+        .try_clone()
+        .map_err(sys("duplicate the output pipe"))?;
+    let stdio = [Stdio::null(), Stdio::from(out_w), Stdio::from(out_w2)];
+    let running = start(spec, emulation, stdio, false)?;
+    pump_output(out_r, on_output)?;
+    running.finish()
+}
+
+/// Where an attached process's standard streams go (`rbuild run`): the caller's own
+/// descriptors, or a terminal the command then controls.
+#[derive(Debug)]
+pub struct Attach {
+    /// Standard input; `None` is `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    /// Standard output.
+    pub stdout: OwnedFd,
+    /// Standard error.
+    pub stderr: OwnedFd,
+    /// Whether the streams are a pseudo-terminal's slave side, to become the command's
+    /// controlling terminal.
+    pub tty: bool,
+}
+
+/// Runs one process like [`run`], with its standard streams attached to `attach`
+/// instead of collected. Returns when the process has ended.
+pub fn run_attached(
+    spec: &RunSpec,
+    emulation: &Emulation,
+    attach: Attach,
+) -> Result<RunOutcome, SandboxError> {
+    let stdin = attach.stdin.map_or_else(Stdio::null, Stdio::from);
+    let stdio = [
+        stdin,
+        Stdio::from(attach.stdout),
+        Stdio::from(attach.stderr),
+    ];
+    start(spec, emulation, stdio, attach.tty)?.finish()
+}
+
+/// A started helper: wait for it with [`Running::finish`].
+struct Running {
+    child: std::process::Child,
+    report_r: OwnedFd,
+}
+
+impl Running {
+    fn finish(mut self) -> Result<RunOutcome, SandboxError> {
+        let helper_status = self
+            .child
+            .wait()
+            .map_err(sys("wait for the sandbox helper"))?;
+        let mut reports = String::new();
+        std::fs::File::from(self.report_r)
+            .read_to_string(&mut reports)
+            .map_err(sys("read the sandbox helper's report"))?;
+        outcome(&reports, helper_status)
+    }
+}
+
+/// Validates the spec, writes its scratch files and starts the helper with `stdio`.
+fn start(
+    spec: &RunSpec,
+    emulation: &Emulation,
+    stdio: [Stdio; 3],
+    tty: bool,
+) -> Result<Running, SandboxError> {
     validate(spec)?;
     let (emulated, linux32) = execution_mode(&spec.platform, emulation)?;
     let cwd = if spec.cwd.is_empty() {
@@ -202,7 +273,6 @@ pub fn run(
     };
     let mounts = resolve_mounts(&spec.mounts, &cwd)?;
     write_scratch_files(spec)?;
-    let (out_r, out_w) = cloexec_pipe()?;
     let (report_r, report_w) = cloexec_pipe()?;
     let wire = WireSpec {
         rootfs: spec.rootfs.clone(),
@@ -220,20 +290,15 @@ pub fn run(
         host_user: host_user(),
         report_fd: report_w.as_raw_fd(),
         security: spec.security,
+        tty,
     };
     let json = serde_json::to_vec(&wire).map_err(|e| SandboxError::Helper(e.to_string()))?;
     let (spec_r, spec_w) = cloexec_pipe()?;
-    let mut child = spawn_helper(&spec_r, spec.network, out_w, &report_w)?;
+    let child = spawn_helper(&spec_r, spec.network, stdio, &report_w)?;
     drop(report_w);
     drop(spec_r);
     send_spec(spec_w, &json);
-    pump_output(out_r, on_output)?;
-    let helper_status = child.wait().map_err(sys("wait for the sandbox helper"))?;
-    let mut reports = String::new();
-    std::fs::File::from(report_r)
-        .read_to_string(&mut reports)
-        .map_err(sys("read the sandbox helper's report"))?;
-    outcome(&reports, helper_status)
+    Ok(Running { child, report_r })
 }
 
 /// The step's environment, plus `QEMU_CPU` for emulated ARM variants older than v7.
@@ -395,12 +460,9 @@ fn send_spec(spec_w: OwnedFd, json: &[u8]) {
 fn spawn_helper(
     spec_r: &OwnedFd,
     network: Network,
-    out_w: OwnedFd,
+    [stdin, stdout, stderr]: [Stdio; 3],
     report_w: &OwnedFd,
 ) -> Result<std::process::Child, SandboxError> {
-    let out_w2 = out_w
-        .try_clone()
-        .map_err(sys("duplicate the output pipe"))?;
     let report_fd = report_w.as_raw_fd();
     let spec_fd = spec_r.as_raw_fd();
     let flags = namespace_flags(network);
@@ -408,9 +470,9 @@ fn spawn_helper(
     cmd.arg(INIT_ARG)
         .arg(spec_fd.to_string())
         .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(out_w2));
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
     // SAFETY: only async-signal-safe system calls run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -32,7 +32,20 @@ pub fn ensure_unpacked_with(
     blob: &LayerBlob,
     vertex: Option<rbuild_progress::VertexId>,
 ) -> Result<PathBuf, SolveError> {
-    let dest = solver.state.layer(&blob.diff_id);
+    let progress = vertex.map(|v| (solver.events, v));
+    unpack_into_state(solver.state, solver.store, blob, progress)
+}
+
+/// [`ensure_unpacked`] for callers without a solver (`rbuild run`): the unpacked directory
+/// of `blob` under `state`, unpacked from `store` if needed, with byte progress reported
+/// to `progress` when given.
+pub fn unpack_into_state(
+    state: &StateDir,
+    store: &rbuild_store::Store,
+    blob: &LayerBlob,
+    progress: Option<(&dyn rbuild_progress::EventSink, rbuild_progress::VertexId)>,
+) -> Result<PathBuf, SolveError> {
+    let dest = state.layer(&blob.diff_id);
     if dest.is_dir() {
         return Ok(dest);
     }
@@ -43,14 +56,14 @@ pub fn ensure_unpacked_with(
     };
     let codec = LayerCodec::from_media_type(&blob.media_type)
         .ok_or_else(|| layer_err(LayerError::UnsupportedMediaType))?;
-    let tmp = temp_dir(solver.state, "unpack-")?;
+    let tmp = temp_dir(state, "unpack-")?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
-    let meter = vertex.map(|v| {
+    let meter = progress.map(|(events, v)| {
         let id = format!("extracting {}", blob.digest);
-        rbuild_progress::Meter::start(solver.events, v, id, Some(blob.size))
+        rbuild_progress::Meter::start(events, v, id, Some(blob.size))
     });
-    let metered = rbuild_progress::MeteredRead::new(solver.store.open_blob(&blob.digest)?, meter);
+    let metered = rbuild_progress::MeteredRead::new(store.open_blob(&blob.digest)?, meter);
     let file = BufReader::with_capacity(1 << 20, metered);
     let reader: Box<dyn Read + '_> = match codec {
         LayerCodec::Tar => Box::new(file),
@@ -60,7 +73,7 @@ pub fn ensure_unpacked_with(
                 .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
         ),
     };
-    let mut hashing = HashingReader::new(SpaceGuard::new(reader, solver.state.root()));
+    let mut hashing = HashingReader::new(SpaceGuard::new(reader, state.root()));
     let unpacked = rbuild_snapshot::unpack_layer(&mut hashing, &target).and_then(|stats| {
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(SnapshotError::TarRead)

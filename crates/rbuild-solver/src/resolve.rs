@@ -10,6 +10,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Resolves an image reference no named context or local image provides (a registry pull).
+pub type RemoteResolver = dyn Fn(&str, &Platform, &Store) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>
+    + Send
+    + Sync;
+
+/// Where `FROM` images that no `--build-context` binds come from: the local image
+/// store, later a registry.
+pub trait ImageSource: Send + Sync + std::fmt::Debug {
+    /// The image `reference` for `platform`, its blobs in `store`; `Ok(None)` when this
+    /// source does not have it.
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, Box<dyn std::error::Error + Send + Sync>>;
+}
+
 /// Why an image reference could not be resolved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,8 +46,24 @@ pub enum ResolveError {
         /// The directory.
         dir: PathBuf,
     },
+    /// Its registry could not provide it.
+    #[error("{source}")]
+    Registry {
+        /// The reference.
+        reference: String,
+        /// What went wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The local image store failed to read it.
+    #[error("{reference:?} from the local image store: {source}")]
+    ImageStore {
+        /// The reference.
+        reference: String,
+        /// What went wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Nothing provides it.
-    #[error("{}", not_found(.reference, .platform, .named))]
+    #[error("{}", not_found(.reference, .platform, .named, *.searched_store))]
     NotFound {
         /// The reference.
         reference: String,
@@ -37,16 +71,30 @@ pub enum ResolveError {
         platform: Platform,
         /// The named contexts the build was given.
         named: Vec<String>,
+        /// Whether the local image store was searched too.
+        searched_store: bool,
     },
 }
 
 /// The build's inputs outside the Dockerfile.
-#[derive(Debug)]
 pub struct Sources {
     context: PathBuf,
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
+    images: Option<Box<dyn ImageSource>>,
+    remote: Option<Box<RemoteResolver>>,
     hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), Digest>>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("context", &self.context)
+            .field("named", &self.named)
+            .field("images", &self.images)
+            .field("remote", &self.remote.is_some())
+            .finish()
+    }
 }
 
 impl Sources {
@@ -56,8 +104,34 @@ impl Sources {
             context,
             named,
             resolved: Mutex::new(HashMap::new()),
+            images: None,
+            remote: None,
             hashes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same sources, looking up images no build context binds in `images`.
+    pub fn with_images(mut self, images: Box<dyn ImageSource>) -> Sources {
+        self.images = Some(images);
+        self
+    }
+
+    /// Resolves references no named context or local image provides through `remote`
+    /// (a registry).
+    pub fn with_remote(mut self, remote: Box<RemoteResolver>) -> Sources {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Every base image resolved so far: reference, platform, manifest digest.
+    pub fn resolved_bases(&self) -> Vec<(String, Platform, rbuild_core::Digest)> {
+        let mut out: Vec<_> = self
+            .memo()
+            .iter()
+            .map(|((r, p), img)| (r.clone(), p.clone(), img.manifest_digest.clone()))
+            .collect();
+        out.sort();
+        out
     }
 
     fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Platform), ResolvedImage>> {
@@ -112,16 +186,48 @@ impl Sources {
                     dir: p.clone(),
                 });
             }
-            None => {
-                return Err(ResolveError::NotFound {
-                    reference: reference.to_string(),
-                    platform: platform.clone(),
-                    named: self.named.keys().cloned().collect(),
-                });
-            }
+            None => match self.local_image(reference, platform, store)? {
+                Some(r) => r,
+                None => match &self.remote {
+                    Some(remote) => remote(reference, platform, store).map_err(|source| {
+                        ResolveError::Registry {
+                            reference: reference.to_string(),
+                            source,
+                        }
+                    })?,
+                    None => return Err(self.not_found(reference, platform)),
+                },
+            },
         };
         self.memo().insert(key, resolved.clone());
         Ok(resolved)
+    }
+
+    /// The image from the local image store, when one is attached and has it.
+    fn local_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, ResolveError> {
+        let Some(images) = &self.images else {
+            return Ok(None);
+        };
+        images
+            .resolve(reference, platform, store)
+            .map_err(|source| ResolveError::ImageStore {
+                reference: reference.to_string(),
+                source,
+            })
+    }
+
+    fn not_found(&self, reference: &str, platform: &Platform) -> ResolveError {
+        ResolveError::NotFound {
+            reference: reference.to_string(),
+            platform: platform.clone(),
+            named: self.named.keys().cloned().collect(),
+            searched_store: self.images.is_some(),
+        }
     }
 
     /// A `BaseResolver` for lowering that imports what it resolves into `store`.
@@ -152,17 +258,23 @@ impl BaseResolver for StoreResolver<'_> {
 }
 
 /// The message of [`ResolveError::NotFound`]: where rbuild looked and how to provide it.
-fn not_found(reference: &str, platform: &Platform, named: &[String]) -> String {
+fn not_found(reference: &str, platform: &Platform, named: &[String], store: bool) -> String {
     format!(
         "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
          - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \
          - earlier stages of this Dockerfile named {reference:?}: none\n  \
+         {}\
          - registries: not contacted (this build uses only local sources)\n\
          Provide it with --build-context {}=oci-layout://PATH[:TAG]",
         if named.is_empty() {
             "none given".to_string()
         } else {
             named.join(", ")
+        },
+        if store {
+            "- the local image store (rbuild images): not there\n  "
+        } else {
+            ""
         },
         reference.split(['@']).next().unwrap_or(reference),
     )

@@ -184,6 +184,48 @@ pub fn resolve_layout(
     import_image(layout, &manifest, digest, store, source)
 }
 
+/// Resolves an image whose top-level descriptor (`media_type`, `digest`, `size`) is a blob
+/// of `store` itself — an image of the local image store — for `platform`. `source` names
+/// it in messages.
+pub fn resolve_stored(
+    store: &Store,
+    (media_type, digest, size): (&str, &Digest, u64),
+    platform: &Platform,
+    source: String,
+) -> Result<ResolvedImage, SourceError> {
+    let root = store.root();
+    let desc = oci_spec::image::DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(
+            digest
+                .to_string()
+                .parse::<oci_spec::image::Digest>()
+                .map_err(|e| SourceError::Malformed {
+                    what: "descriptor".into(),
+                    layout: root.into(),
+                    detail: e.to_string(),
+                })?,
+        )
+        .size(size)
+        .build()
+        .map_err(|e| SourceError::Malformed {
+            what: "descriptor".into(),
+            layout: root.into(),
+            detail: e.to_string(),
+        })?;
+    let manifest_desc = select_manifest(root, &desc, platform, &source)?;
+    let digest: Digest = parse_digest(root, manifest_desc.digest().to_string())?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| {
+            SourceError::Malformed {
+                what: "manifest".into(),
+                layout: root.into(),
+                detail: e.to_string(),
+            }
+        })?;
+    import_image(root, &manifest, digest, store, source)
+}
+
 fn pick_reference<'a>(
     layout: &Path,
     index: &'a ImageIndex,

@@ -113,8 +113,26 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
-    /// Starts writing a new blob.
+    /// Starts writing a new blob. Its temporary file is locked for as long as it is
+    /// written, so [`Store::open`] in another process never removes it; a file that such
+    /// a process removed between its creation and its locking is made anew.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        for _ in 0..16 {
+            if let Some(w) = self.try_writer()? {
+                return Ok(w);
+            }
+        }
+        Err(StoreError::Io {
+            op: "keep a temporary blob in",
+            path: self.tmp_dir(),
+            source: io::Error::other("it was removed again and again while being created"),
+        })
+    }
+
+    /// A writer whose temporary file is locked and still in place; `None` when the file
+    /// was removed before it could be locked.
+    fn try_writer(&self) -> Result<Option<BlobWriter>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(self.tmp_dir())
@@ -123,15 +141,28 @@ impl Store {
             .as_file()
             .try_clone()
             .map_err(io_err("open", tmp.path()))?;
-        let lock =
-            nix::fcntl::Flock::lock(lock_handle, nix::fcntl::FlockArg::LockExclusiveNonblock).ok();
+        let lock = nix::fcntl::Flock::lock(lock_handle, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| StoreError::Io {
+                op: "lock",
+                path: tmp.path().to_path_buf(),
+                source: e.into(),
+            })?;
+        let ours = tmp
+            .as_file()
+            .metadata()
+            .map_err(io_err("stat", tmp.path()))?;
+        let in_place =
+            fs::metadata(tmp.path()).is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev());
+        if !in_place {
+            return Ok(None);
+        }
         let file = tmp.reopen().map_err(io_err("open", tmp.path()))?;
-        Ok(BlobWriter {
+        Ok(Some(BlobWriter {
             store: self.clone(),
             tmp,
-            _lock: lock,
+            _lock: Some(lock),
             inner: Sha256Writer::new(BufWriter::with_capacity(256 * 1024, file)),
-        })
+        }))
     }
 
     /// Stores `data` as one blob and returns its digest and size.

@@ -26,6 +26,8 @@ struct Request {
     outputs: Vec<Output>,
     build_args: BTreeMap<String, String>,
     named: BTreeMap<String, NamedContext>,
+    /// `--build-context NAME=docker-image://REF`: NAME pulled as REF.
+    docker_images: BTreeMap<String, String>,
     secrets: Secrets,
     network: NetworkMode,
     labels: BTreeMap<String, String>,
@@ -43,14 +45,22 @@ fn request(args: &BuildArgs) -> Result<Request> {
     if platforms.is_empty() {
         platforms.push(Platform::host());
     }
-    let outputs = args
+    let mut outputs = args
         .output
         .iter()
         .map(|o| output::parse(o))
         .collect::<Result<Vec<_>>>()?;
-    if outputs.len() > 1 {
-        bail!("only one --output is supported per build");
+    if args.load {
+        outputs.push(Output::Image { names: Vec::new() });
     }
+    if args.push {
+        outputs.push(Output::Registry(output::RegistryOutput {
+            push: true,
+            ..Default::default()
+        }));
+    }
+    crate::registry::validate(&outputs, &args.tags)?;
+    crate::load::check_outputs(&mut outputs, &args.tags)?;
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
         match a.split_once('=') {
@@ -62,10 +72,18 @@ fn request(args: &BuildArgs) -> Result<Request> {
         };
     }
     let mut named = BTreeMap::new();
+    let mut docker_images = BTreeMap::new();
     for c in &args.build_contexts {
         let (name, value) = c
             .split_once('=')
             .with_context(|| format!("--build-context {c:?}: expected NAME=VALUE"))?;
+        if let Some(image) = value.strip_prefix("docker-image://") {
+            let r: rbuild_registry::Reference = image
+                .parse()
+                .with_context(|| format!("--build-context {c:?}"))?;
+            docker_images.insert(name.to_string(), r.to_string());
+            continue;
+        }
         let parsed = match NamedContext::parse(value)? {
             // A directory named through a symlink is the directory it names.
             NamedContext::Dir(dir) => NamedContext::Dir(
@@ -118,6 +136,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         outputs,
         build_args,
         named,
+        docker_images,
         secrets,
         network,
         labels,
@@ -220,11 +239,20 @@ fn build(
         crate::progress::diagnostic(events, &w.to_string(), None);
     }
     let (context, _filtered) = apply_dockerignore(req, state)?;
-    let sources = Sources::new(context, req.named.clone());
+    let bases = crate::load::store_source(state.root(), &store, args, &req.dockerfile)?;
+    let sources = Sources::new(context, req.named.clone())
+        .with_images(Box::new(crate::bases::Shared(bases.clone())));
     if crate::check::call_of(args)? == Call::Check {
         let opts = lower_options(req, args, &req.platforms[0]);
         return crate::check::check(&df, &opts, &mut sources.resolver(&store));
     }
+    let registry = std::sync::Arc::new(crate::registry::client(&req.outputs, &args.tags)?);
+    let sources = sources.with_remote(crate::registry::remote_resolver(
+        registry.clone(),
+        req.docker_images.clone(),
+        req.named.keys().cloned().collect(),
+        req.quiet,
+    ));
     if !req.quiet {
         crate::check::note_syntax(&df);
     }
@@ -275,8 +303,19 @@ fn build(
         manifests,
         tags: args.tags.clone(),
     };
-    export(state, &store, &image, &req.outputs, events)?;
-    report(&store, &image, args, req.quiet)
+    export(
+        state,
+        &store,
+        &image,
+        &req.outputs,
+        events,
+        &registry,
+        req.quiet,
+    )?;
+    crate::load::finish(state.root(), &store, &image, &req.outputs, req.quiet)?;
+    crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
+    let based = crate::load::bases_metadata(&sources, &bases);
+    report(&store, &image, args, req.quiet, based)
 }
 
 fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerOptions {
@@ -317,7 +356,13 @@ fn apply_dockerignore(
 }
 
 /// `--iidfile`, `--metadata-file` and, with `--quiet`, the digest on stdout.
-fn report(store: &Store, image: &BuiltImage, args: &BuildArgs, quiet: bool) -> Result<()> {
+fn report(
+    store: &Store,
+    image: &BuiltImage,
+    args: &BuildArgs,
+    quiet: bool,
+    bases: serde_json::Value,
+) -> Result<()> {
     let root = rbuild_export::root_descriptor(store, image)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, root.digest.to_string())
@@ -332,6 +377,7 @@ fn report(store: &Store, image: &BuiltImage, args: &BuildArgs, quiet: bool) -> R
                 "size": root.size,
             },
             "image.name": args.tags.join(","),
+            "rbuild.bases": bases,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -348,6 +394,8 @@ fn export(
     image: &BuiltImage,
     outputs: &[Output],
     events: &dyn rbuild_progress::EventSink,
+    registry: &rbuild_registry::Registry,
+    quiet: bool,
 ) -> Result<()> {
     if outputs.is_empty() {
         events.event(&rbuild_progress::Event::Warning(
@@ -360,10 +408,19 @@ fn export(
         ));
     }
     for o in outputs {
+        if matches!(o, Output::Image { .. }) {
+            continue;
+        }
+        if let Output::Registry(r) = o {
+            crate::registry::push(registry, store, image, r, quiet)?;
+            continue;
+        }
         let vertex = crate::progress::Export::start(events, export_kind(o));
         let r = write_output(state, store, image, o, &vertex);
-        if r.is_ok() {
-            vertex.say(&format!("wrote {}", o.dest().display()));
+        if r.is_ok()
+            && let Some(dest) = o.dest()
+        {
+            vertex.say(&format!("wrote {}", dest.display()));
         }
         vertex.finish(r.as_ref().err());
         r?;
@@ -378,6 +435,8 @@ fn export_kind(o: &Output) -> &'static str {
         Output::Docker { .. } => "docker image format",
         Output::Local { .. } => "client directory",
         Output::Tar { .. } => "client tarball",
+        Output::Image { .. } => "image store",
+        Output::Registry(_) => "image registry",
     }
 }
 
@@ -406,6 +465,7 @@ fn write_output(
         }
         Output::Local { dest } => crate::rootfs_export::write_local(state, store, image, dest)?,
         Output::Tar { dest } => crate::rootfs_export::write_tar(state, store, image, dest)?,
+        Output::Image { .. } | Output::Registry(_) => {}
     }
     if let Some(m) = meter {
         m.finish();

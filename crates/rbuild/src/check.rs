@@ -54,7 +54,9 @@ pub fn note_syntax(df: &Dockerfile) {
 /// `resolver`. Fails when the file has errors, or findings and `# check=error=true`.
 pub fn check(df: &Dockerfile, opts: &LowerOptions, resolver: &mut dyn BaseResolver) -> Result<()> {
     note_syntax(df);
-    let (lints, errors) = rbuild_graph::check(df, opts, resolver);
+    let mut offline = crate::lint_offline::SkipUnresolved::new(resolver);
+    let (mut lints, errors) = rbuild_graph::check(df, opts, &mut offline);
+    offline.finish(&mut lints);
     if lints.is_empty() {
         println!("Check complete, no warnings found.");
     } else {

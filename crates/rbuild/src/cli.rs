@@ -36,6 +36,82 @@ pub enum Command {
     /// Developer tools.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Run a command in a container of an image from the local store (or an archive).
+    Run(Box<crate::cli_images::RunArgs>),
+    /// List the images in the local store (= image ls).
+    Images(crate::cli_images::LsArgs),
+    /// Manage the images in the local store.
+    #[command(subcommand)]
+    Image(crate::cli_images::ImageCommand),
+    /// Manage local manifest lists (docker manifest).
+    #[command(subcommand)]
+    Manifest(crate::cli_images::ManifestCommand),
+    /// Pull an image from a registry into the local store.
+    Pull(crate::cli_images::PullArgs),
+    /// Push an image of the local store to a registry.
+    Push(crate::cli_images::PushArgs),
+    /// State directory maintenance.
+    #[command(subcommand)]
+    System(crate::cli_images::SystemCommand),
+    /// Log in to a registry: check the credentials, then save them in Docker's config.json.
+    Login(LoginArgs),
+    /// Remove the saved credentials of a registry.
+    Logout {
+        /// The registry (default: docker.io).
+        registry: Option<String>,
+    },
+    /// Inspect and assemble images in registries (as `docker buildx imagetools`).
+    #[command(subcommand)]
+    Imagetools(ImagetoolsCommand),
+}
+
+/// `rbuild login` flags (as `docker login`).
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (default: docker.io).
+    pub registry: Option<String>,
+    /// User name.
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The password (prefer --password-stdin: a command line is visible to other users).
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+}
+
+/// `rbuild imagetools ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImagetoolsCommand {
+    /// Show an image: registry REF, oci-layout:PATH[:TAG] or oci-archive:PATH.
+    Inspect {
+        /// The image.
+        reference: String,
+        /// Print the manifest or index exactly as stored.
+        #[arg(long)]
+        raw: bool,
+        /// Output format: '{{json .}}' prints a JSON description.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Create an index from images (or indexes) and push it.
+    Create {
+        /// The names the index is pushed under.
+        #[arg(short = 't', long = "tag")]
+        tags: Vec<String>,
+        /// Add the manifests of the existing first tag to the new index.
+        #[arg(long)]
+        append: bool,
+        /// Print the index instead of pushing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Annotations: KEY=VALUE or index:KEY=VALUE.
+        #[arg(long = "annotation")]
+        annotations: Vec<String>,
+        /// Source images or indexes.
+        sources: Vec<String>,
+    },
 }
 
 /// `rbuild debug ...`.
@@ -69,10 +145,14 @@ pub struct BuildArgs {
     /// Output destination: type=oci,dest=FILE[,tar=false][,compression=gzip|uncompressed][,compression-level=N].
     #[arg(short = 'o', long = "output")]
     pub output: Vec<String>,
+    /// Push the image to the registry of every -t name (= --output type=registry).
+    #[arg(long)]
+    pub push: bool,
     /// Set a build-time variable (NAME=VALUE, or NAME to take it from the environment).
     #[arg(long = "build-arg", value_parser = parse_build_arg)]
     pub build_args: Vec<String>,
-    /// Additional build contexts, NAME=oci-layout://PATH[:TAG|@DIGEST] or NAME=DIR.
+    /// Additional build contexts, NAME=oci-layout://PATH[:TAG|@DIGEST], NAME=docker-image://REF
+    /// or NAME=DIR.
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
     /// Build only this stage and what it needs.
@@ -120,6 +200,22 @@ pub struct BuildArgs {
     /// Instead of building: check, outline (build args) or targets (stages).
     #[arg(long)]
     pub call: Option<String>,
+    /// Put the built image (every platform) in the local image store under its -t names
+    /// (= -o type=image).
+    #[arg(long)]
+    pub load: bool,
+    /// When to pull FROM images not bound by --build-context: missing (use the local
+    /// store, pull what it lacks), always (--pull alone), never (the local store only).
+    #[arg(long, num_args = 0..=1, default_value = "missing", default_missing_value = "always",
+          require_equals = true, value_parser = ["missing", "always", "never"])]
+    pub pull: String,
+    /// Write the resolved base images to <Dockerfile>.lock (reference → index and
+    /// per-platform manifest digests).
+    #[arg(long)]
+    pub lock: bool,
+    /// Resolve base images only through <Dockerfile>.lock; fail on any that it does not pin.
+    #[arg(long, conflicts_with = "lock")]
+    pub locked: bool,
 }
 
 /// A `--platform` list element: a known Linux platform (`a,,b` and `bogus/arch` are refused

@@ -31,6 +31,28 @@ pub enum Output {
         /// The archive path.
         dest: PathBuf,
     },
+    /// The local image store, under these names (`--load`, `type=image,name=...`).
+    Image {
+        /// Names; empty takes the build's `-t` names.
+        names: Vec<String>,
+    },
+    /// An image for a registry: `type=registry`, or `type=image,push=true`.
+    Registry(RegistryOutput),
+}
+
+/// `type=registry` / `type=image,push=true` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOutput {
+    /// `name=` (the `-t` names when empty).
+    pub names: Vec<String>,
+    /// Whether to push.
+    pub push: bool,
+    /// `push-by-digest=true`: put the image by digest, not by tag.
+    pub by_digest: bool,
+    /// `registry.insecure=true`: plain HTTP / unverified TLS allowed for the names' registries.
+    pub insecure: bool,
+    /// How the pushed layers are compressed.
+    pub compression: Compression,
 }
 
 impl Output {
@@ -38,17 +60,19 @@ impl Output {
     pub fn compression(&self) -> Compression {
         match self {
             Output::Oci { compression, .. } => *compression,
+            Output::Registry(r) => r.compression,
             _ => Compression::default(),
         }
     }
 
-    /// Where the output goes.
-    pub fn dest(&self) -> &std::path::Path {
+    /// Where the output goes (`None` for the image store and registries).
+    pub fn dest(&self) -> Option<&std::path::Path> {
         match self {
             Output::Oci { dest, .. }
             | Output::Docker { dest }
             | Output::Local { dest }
-            | Output::Tar { dest } => dest,
+            | Output::Tar { dest } => Some(dest),
+            Output::Image { .. } | Output::Registry(_) => None,
         }
     }
 }
@@ -63,9 +87,13 @@ pub fn parse(value: &str) -> Result<Output> {
             dest: PathBuf::from(value),
         });
     }
+    if is_push(value) {
+        return parse_registry(value);
+    }
     let mut kind = None;
     let mut dest = None;
     let mut tar = true;
+    let mut names = Vec::new();
     let mut codec = None;
     let mut level = None;
     for part in value.split(',') {
@@ -75,20 +103,21 @@ pub fn parse(value: &str) -> Result<Output> {
         match k.trim() {
             "type" => kind = Some(v.to_string()),
             "dest" => dest = Some(PathBuf::from(v)),
+            "name" => names.push(v.to_string()),
+            "push" if v == "false" => {}
+            "push" => bail!(
+                "--output {value:?}: push=true needs the registry client, which this version of rbuild does not have yet"
+            ),
             "tar" => {
                 tar = v
                     .parse()
                     .with_context(|| format!("--output {value:?}: tar must be true or false"))?
             }
             "compression" => codec = Some(v.to_string()),
-            "compression-level" => {
-                level = Some(v.parse::<u32>().ok().filter(|l| *l <= 22).with_context(|| {
-                    format!("--output {value:?}: compression-level must be 0 to 9 (gzip) or 0 to 22 (zstd)")
-                })?)
-            }
+            "compression-level" => level = Some(parse_level(value, v)?),
             other => {
                 bail!(
-                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, compression, compression-level)"
+                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name, compression, compression-level)"
                 )
             }
         }
@@ -124,7 +153,8 @@ pub fn parse(value: &str) -> Result<Output> {
                 _ => Output::Tar { dest },
             })
         }
-        Some(other @ ("registry" | "image" | "cacheonly")) => {
+        Some("image") => Ok(Output::Image { names }),
+        Some(other @ "cacheonly") => {
             bail!(
                 "--output type={other} is not supported by this version of rbuild; use type=oci, docker, local or tar"
             )
@@ -155,6 +185,58 @@ fn compression(value: &str, codec: Option<&str>, level: Option<u32>) -> Result<C
             "--output {value:?}: compression {other:?} is not supported (rbuild writes gzip, zstd or uncompressed layers)"
         ),
     }
+}
+
+/// Whether an output pushes to a registry: `type=registry`, or `type=image` with `push=true`.
+fn is_push(value: &str) -> bool {
+    let keys: Vec<(&str, &str)> = value
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let kind = keys.iter().find(|(k, _)| *k == "type").map(|(_, v)| *v);
+    kind == Some("registry") || (kind == Some("image") && keys.contains(&("push", "true")))
+}
+
+/// A `compression-level=` value (its range is checked with the codec).
+fn parse_level(value: &str, v: &str) -> Result<u32> {
+    v.parse::<u32>().ok().filter(|l| *l <= 22).with_context(|| {
+        format!("--output {value:?}: compression-level must be 0 to 9 (gzip) or 0 to 22 (zstd)")
+    })
+}
+
+/// `type=registry|image,name=…,push=…,push-by-digest=…,registry.insecure=…`.
+fn parse_registry(value: &str) -> Result<Output> {
+    let mut out = RegistryOutput {
+        push: true,
+        ..RegistryOutput::default()
+    };
+    let (mut codec, mut level) = (None, None);
+    let flag = |k: &str, v: &str| -> Result<bool> {
+        v.parse()
+            .with_context(|| format!("--output {value:?}: {k} must be true or false"))
+    };
+    for part in value.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("--output {value:?}: expected key=value pairs"))?;
+        match k.trim() {
+            "type" => {}
+            "compression" => codec = Some(v.to_string()),
+            "compression-level" => level = Some(parse_level(value, v)?),
+            "name" => out.names.push(v.to_string()),
+            "push" => out.push = flag(k, v)?,
+            "push-by-digest" => out.by_digest = flag(k, v)?,
+            "registry.insecure" => out.insecure = flag(k, v)?,
+            // rbuild writes OCI media types: `true` is what it does anyway.
+            "oci-mediatypes" if v == "true" => {}
+            other => bail!(
+                "--output {value:?}: unsupported key {other:?} (a registry output supports name, push, push-by-digest, registry.insecure, compression, compression-level, oci-mediatypes=true)"
+            ),
+        }
+    }
+    out.compression = compression(value, codec.as_deref(), level)?;
+    Ok(Output::Registry(out))
 }
 
 #[cfg(test)]
@@ -232,5 +314,33 @@ mod tests {
         );
         assert!(parse("type=oci,dest=x,tar=maybe").is_err());
         assert!(parse("type=oci,dest=x,color=red").is_err());
+    }
+
+    #[test]
+    fn registry_outputs_parse() {
+        assert_eq!(
+            parse("type=image,name=r:5000/a:1,push=true,registry.insecure=true").unwrap(),
+            Output::Registry(RegistryOutput {
+                names: vec!["r:5000/a:1".into()],
+                push: true,
+                by_digest: false,
+                insecure: true,
+                compression: Compression::Gzip(6),
+            })
+        );
+        assert!(matches!(
+            parse("type=registry,compression=zstd").unwrap(),
+            Output::Registry(RegistryOutput {
+                compression: Compression::Zstd(3),
+                ..
+            })
+        ));
+        assert_eq!(
+            parse("type=image,name=app").unwrap(),
+            Output::Image {
+                names: vec!["app".into()]
+            }
+        );
+        assert!(parse("type=registry,store=false").is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! `rbuild prune`: removes the build cache (layers, blobs, cache index, cache mounts).
+//! `rbuild prune`: removes the build cache (layers, blobs, cache index, cache mounts);
+//! what the local image store's names need stays.
 
 use anyhow::{Context, Result};
 use rbuild_solver::StateDir;
@@ -10,13 +11,25 @@ use std::process::ExitCode;
 pub fn run(state: &StateDir, only_cache_mounts: bool) -> Result<ExitCode> {
     let _lock = crate::build::lock_state_exclusive(state)?;
     let mut freed = 0u64;
+    let keeps_images = !only_cache_mounts && crate::image_prune::has_images(state.root());
     for path in state.prunable(only_cache_mounts) {
         if !path.exists() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if keeps_images && ["store", "layers"].contains(&name) {
+            // Named images stay: only what no name needs goes.
             continue;
         }
         freed += du(&path);
         make_writable(&path);
         std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    if keeps_images {
+        freed += crate::image_prune::remove_unneeded(state.root(), false)?;
     }
     println!("Total: {:.1} MB reclaimed", freed as f64 / 1e6);
     Ok(ExitCode::SUCCESS)
@@ -36,7 +49,7 @@ fn du(path: &Path) -> u64 {
 
 /// overlayfs work dirs are left mode 000; let the owner remove what it owns. What a step left
 /// in a cache mount may hold symlinks, so the tree is walked through `rbuild-fsroot`.
-fn make_writable(path: &Path) {
+pub(crate) fn make_writable(path: &Path) {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };

@@ -132,7 +132,7 @@ fn layer_entries(layout: &OciLayout, layer: &serde_json::Value) -> Vec<Entry> {
     let data = layout.blob(layer["digest"].as_str().unwrap());
     let mut plain = Vec::new();
     if layer["mediaType"].as_str().unwrap().ends_with("+gzip") {
-        flate2::read::GzDecoder::new(data)
+        flate2::read::MultiGzDecoder::new(data)
             .read_to_end(&mut plain)
             .unwrap();
     } else {

@@ -530,7 +530,7 @@ fn layer_modes(layout: &OciLayout, manifest: &str) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     for l in layout.json(manifest)["layers"].as_array().unwrap() {
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(layout.blob(l["digest"].as_str().unwrap()))
+        flate2::read::MultiGzDecoder::new(layout.blob(l["digest"].as_str().unwrap()))
             .read_to_end(&mut plain)
             .unwrap();
         for e in tar::Archive::new(&plain[..]).entries().unwrap() {

@@ -295,7 +295,7 @@ impl OciLayout {
         for (i, l) in m["layers"].as_array().unwrap().iter().enumerate() {
             let data = self.blob(l["digest"].as_str().unwrap());
             let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(data)
+            flate2::read::MultiGzDecoder::new(data)
                 .read_to_end(&mut plain)
                 .unwrap();
             let mut a = tar::Archive::new(&plain[..]);

@@ -1,0 +1,357 @@
+//! Pulling: manifests (bounded, verified), the platform's manifest from an index, and
+//! blobs streamed into the store and verified on the way (nothing unverified enters it).
+
+use crate::error::RegistryError;
+use crate::manifest::{self, ACCEPT, Descriptor, Document, MAX_MANIFEST};
+use crate::reference::Reference;
+use crate::session::Session;
+use crate::transport::{Host, Scope};
+use futures_util::{StreamExt, TryStreamExt};
+use rbuild_core::{Digest, Platform};
+use rbuild_image::{ImageConfig, LayerBlob};
+use rbuild_source::ResolvedImage;
+use rbuild_store::{Store, StoreError};
+use reqwest::header;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Blobs downloaded at once.
+pub const PARALLEL_BLOBS: usize = 4;
+
+/// A manifest or index as the registry served it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The exact bytes.
+    pub bytes: Vec<u8>,
+    /// Its media type.
+    pub media_type: String,
+    /// The digest of `bytes`.
+    pub digest: Digest,
+    /// The parsed document.
+    pub document: Document,
+}
+
+/// Fetches the manifest `reference` (a tag or digest) of `repo`. By digest, the bytes must
+/// hash to it; by tag, to the `Docker-Content-Digest` the registry sent, if any.
+pub async fn fetch_manifest(
+    host: &Host,
+    repo: &str,
+    reference: &str,
+    expected: Option<&Digest>,
+) -> Result<Fetched, RegistryError> {
+    let scope = Scope::pull(repo);
+    let url = host.url(&format!("/v2/{repo}/manifests/{reference}"));
+    let what = format!("manifest {reference}");
+    let resp = host
+        .send(&what, &scope, |c| {
+            c.get(&url).header(header::ACCEPT, ACCEPT)
+        })
+        .await?;
+    let resp = host.check(&what, &scope, resp).await?;
+    let content_type = header_str(&resp, header::CONTENT_TYPE);
+    let served_digest = header_str(&resp, "docker-content-digest");
+    let name = format!("{}/{repo}:{reference}", host.registry);
+    let bytes = crate::read_limited(
+        resp,
+        MAX_MANIFEST,
+        &format!("manifest of {name}"),
+        &host.registry,
+    )
+    .await?;
+    let digest = Digest::sha256(&bytes);
+    let claimed = match expected {
+        Some(d) => Some(d.clone()),
+        None => served_digest.parse().ok(),
+    };
+    if let Some(want) = claimed
+        && want != digest
+    {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("manifest of {name}"),
+            expected: want,
+            found: digest,
+        });
+    }
+    let (media_type, document) = manifest::parse(&bytes, &content_type, &name)?;
+    Ok(Fetched {
+        bytes,
+        media_type,
+        digest,
+        document,
+    })
+}
+
+fn header_str(resp: &reqwest::Response, name: impl header::AsHeaderName) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Downloads blob `desc` of `repo` into the store unless it is there with the right size.
+/// Bytes past the descriptor's size stop the download; a digest mismatch leaves nothing.
+pub async fn fetch_blob(
+    host: &Host,
+    repo: &str,
+    desc: &Descriptor,
+    store: &Store,
+) -> Result<(), RegistryError> {
+    if store.blob_size(&desc.digest) == Some(desc.size) {
+        return Ok(());
+    }
+    let attempts = crate::retry::Retry::from_env().attempts;
+    let mut n = 0;
+    loop {
+        n += 1;
+        match fetch_blob_once(host, repo, desc, store).await {
+            Err(RegistryError::Http { source, .. })
+                if n < attempts && crate::retry::transient(&source) =>
+            {
+                tracing::info!(
+                    "{}: blob {} broke off ({source}), fetching again",
+                    host.registry,
+                    desc.digest
+                );
+                tokio::time::sleep(crate::retry::Retry::from_env().delay(n)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn fetch_blob_once(
+    host: &Host,
+    repo: &str,
+    desc: &Descriptor,
+    store: &Store,
+) -> Result<(), RegistryError> {
+    let scope = Scope::pull(repo);
+    let url = host.url(&format!("/v2/{repo}/blobs/{}", desc.digest));
+    let what = format!("blob {}", desc.digest);
+    let resp = host.send(&what, &scope, |c| c.get(&url)).await?;
+    let resp = host.check(&what, &scope, resp).await?;
+    let size_err = |found| RegistryError::SizeMismatch {
+        what: format!("blob {} of {}/{repo}", desc.digest, host.registry),
+        expected: desc.size,
+        found,
+    };
+    if let Some(len) = resp.content_length()
+        && len != desc.size
+    {
+        return Err(size_err(len));
+    }
+    let mut writer = store.writer()?;
+    let mut written = 0u64;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|source| RegistryError::Http {
+            registry: host.registry.clone(),
+            what: what.clone(),
+            source,
+        })?;
+        written += chunk.len() as u64;
+        if written > desc.size {
+            return Err(size_err(written));
+        }
+        writer
+            .write_all(&chunk)
+            .map_err(RegistryError::io("write", store.root().join("tmp")))?;
+    }
+    if written != desc.size {
+        return Err(size_err(written));
+    }
+    match writer.commit(Some(&desc.digest)) {
+        Ok(_) => Ok(()),
+        Err(StoreError::DigestMismatch { expected, found }) => Err(RegistryError::DigestMismatch {
+            what: format!("blob of {}/{repo}", host.registry),
+            expected,
+            found,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fetches blobs, [`PARALLEL_BLOBS`] at a time.
+pub async fn fetch_blobs(
+    host: &Host,
+    repo: &str,
+    descs: &[Descriptor],
+    store: &Store,
+) -> Result<(), RegistryError> {
+    futures_util::stream::iter(descs.iter().map(|d| fetch_blob(host, repo, d, store)))
+        .buffer_unordered(PARALLEL_BLOBS)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
+}
+
+/// Stores a fetched manifest's bytes (they hash to its digest by construction).
+fn keep(store: &Store, f: &Fetched) -> Result<(), RegistryError> {
+    store.put_bytes(&f.bytes)?;
+    Ok(())
+}
+
+/// The root manifest of `reference`, from the first of its mirrors (then itself) that
+/// has it; returns the host it came from.
+pub async fn fetch_root(
+    session: &Session<'_>,
+    reference: &Reference,
+) -> Result<(Arc<Host>, Fetched), RegistryError> {
+    let mut last = None;
+    for registry in session.pull_order(reference.registry()) {
+        let attempt = async {
+            let host = session.host(&registry, reference.repository()).await?;
+            let f = fetch_manifest(
+                &host,
+                reference.repository(),
+                &reference.manifest_reference(),
+                reference.digest(),
+            )
+            .await?;
+            Ok::<_, RegistryError>((host, f))
+        }
+        .await;
+        match attempt {
+            Ok(found) => return Ok(found),
+            Err(e) => {
+                if registry != reference.registry() {
+                    tracing::warn!("mirror {registry} of {}: {e}", reference.registry());
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| RegistryError::NotFound {
+        reference: reference.to_string(),
+        what: "manifest".into(),
+    }))
+}
+
+/// Pulls the image `reference` for `platform`: follows indexes with the variant
+/// fallbacks of [`Platform::matches`], then fetches config and layers into the store.
+pub async fn pull_platform(
+    session: &Session<'_>,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<ResolvedImage, RegistryError> {
+    let (host, root) = fetch_root(session, reference).await?;
+    keep(store, &root)?;
+    let repo = reference.repository();
+    let mut current = root;
+    let mut depth = 0;
+    while let Document::Index(entries) = &current.document {
+        depth += 1;
+        let desc = pick_platform(entries, platform, reference, depth)?;
+        current = fetch_manifest(&host, repo, &desc.digest.to_string(), Some(&desc.digest)).await?;
+        keep(store, &current)?;
+    }
+    let Document::Manifest { config, layers } = &current.document else {
+        unreachable!("the loop leaves only manifests")
+    };
+    fetch_blob(&host, repo, config, store).await?;
+    let config_bytes = store.read_verified(&config.digest)?;
+    let image_config = ImageConfig::from_json(&config_bytes)
+        .map_err(|e| RegistryError::malformed(format!("image config of {reference}"), e))?;
+    if image_config.rootfs.diff_ids.len() != layers.len() {
+        return Err(RegistryError::malformed(
+            format!("image config of {reference}"),
+            format!(
+                "{} layers but {} diff_ids",
+                layers.len(),
+                image_config.rootfs.diff_ids.len()
+            ),
+        ));
+    }
+    fetch_blobs(&host, repo, layers, store).await?;
+    Ok(resolved(reference, current.digest, image_config, layers))
+}
+
+fn resolved(
+    reference: &Reference,
+    manifest_digest: Digest,
+    config: ImageConfig,
+    layers: &[Descriptor],
+) -> ResolvedImage {
+    let blobs = layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .map(|(d, diff_id)| LayerBlob {
+            digest: d.digest.clone(),
+            diff_id: diff_id.clone(),
+            size: d.size,
+            media_type: d.media_type.clone(),
+        })
+        .collect();
+    let platform = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+    ResolvedImage {
+        source: reference.to_string(),
+        manifest_digest,
+        config,
+        layers: blobs,
+        platform,
+    }
+}
+
+/// The index entry for `platform`, or an error listing the platforms the index has.
+pub fn pick_platform<'d>(
+    entries: &'d [Descriptor],
+    platform: &Platform,
+    reference: &Reference,
+    depth: usize,
+) -> Result<&'d Descriptor, RegistryError> {
+    if depth > 4 {
+        return Err(RegistryError::malformed(
+            format!("index of {reference}"),
+            "indexes nested too deep",
+        ));
+    }
+    let mut available = Vec::new();
+    for d in entries {
+        let Some(p) = &d.platform else { continue };
+        let candidate = p.platform();
+        if platform.matches(&candidate) {
+            return Ok(d);
+        }
+        if !available.contains(&candidate.to_string()) {
+            available.push(candidate.to_string());
+        }
+    }
+    Err(RegistryError::NoPlatform {
+        image: reference.to_string(),
+        platform: platform.clone(),
+        available: available.join(", "),
+    })
+}
+
+/// Pulls every platform of `reference` (root, manifests, configs, layers) into the store;
+/// returns the root.
+pub async fn pull_all(
+    session: &Session<'_>,
+    store: &Store,
+    reference: &Reference,
+) -> Result<Fetched, RegistryError> {
+    let (host, root) = fetch_root(session, reference).await?;
+    keep(store, &root)?;
+    let repo = reference.repository();
+    let mut todo = vec![root.clone()];
+    while let Some(f) = todo.pop() {
+        match &f.document {
+            Document::Index(entries) => {
+                for d in entries {
+                    let child =
+                        fetch_manifest(&host, repo, &d.digest.to_string(), Some(&d.digest)).await?;
+                    keep(store, &child)?;
+                    todo.push(child);
+                }
+            }
+            Document::Manifest { config, layers } => {
+                let mut all = vec![config.clone()];
+                all.extend(layers.iter().cloned());
+                fetch_blobs(&host, repo, &all, store).await?;
+            }
+        }
+    }
+    Ok(root)
+}

@@ -1,0 +1,100 @@
+//! `image prune`: removes the blobs and layer directories that no image name and no
+//! build-cache entry needs (under the state directory's exclusive lock).
+
+use crate::cli::Cli;
+use anyhow::{Context, Result};
+use rbuild_core::Digest;
+use rbuild_images::walk;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Runs `image prune`.
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let root = crate::state::enter(cli)?;
+    let _lock = crate::build::lock_state_exclusive(&rbuild_solver::StateDir::at(root.clone()))?;
+    let freed = remove_unneeded(&root, true)?;
+    println!(
+        "Total reclaimed space: {}",
+        crate::inspect::human_size(freed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the state directory has named images.
+pub fn has_images(root: &Path) -> bool {
+    std::fs::read_dir(root.join("images")).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Removes the blobs and layer directories no name (and, with `keep_cache`, no cache
+/// entry) needs; returns the bytes of blobs freed. The caller holds the exclusive lock.
+pub fn remove_unneeded(root: &Path, keep_cache: bool) -> Result<u64> {
+    let images = crate::state::images(root)?;
+    let (blobs, layers) = needed(root, &images, keep_cache)?;
+    let mut freed = 0u64;
+    let blob_dir = images.blobs().root().join("blobs/sha256");
+    for entry in
+        std::fs::read_dir(&blob_dir).with_context(|| format!("reading {}", blob_dir.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let keep = format!("sha256:{name}")
+            .parse::<Digest>()
+            .is_ok_and(|d| blobs.contains(&d));
+        if !keep {
+            freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let layer_dir = root.join("layers");
+    for entry in std::fs::read_dir(&layer_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !layers.contains(&name) {
+            crate::prune::make_writable(&entry.path());
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(freed)
+}
+
+/// The blobs and layer directories (diff id hex) that names and cache entries need.
+fn needed(
+    root: &Path,
+    images: &rbuild_images::ImageStore,
+    with_cache: bool,
+) -> Result<(BTreeSet<Digest>, BTreeSet<String>)> {
+    let mut blobs = BTreeSet::new();
+    let mut layers = BTreeSet::new();
+    for record in images.list()? {
+        let closure = walk::closure(images.blobs(), &record.target).with_context(|| {
+            format!(
+                "{} is damaged (see rbuild system check); nothing was removed",
+                record.name
+            )
+        })?;
+        blobs.extend(closure.into_iter().map(|n| n.digest));
+        for (p, m) in walk::platforms(images.blobs(), &record.target)? {
+            let img = walk::manifest_image(images.blobs(), &m, Some(&p))?;
+            layers.extend(img.layers.iter().map(|l| l.diff_id.hex().to_string()));
+        }
+    }
+    let cache_entries = std::fs::read_dir(root.join("cache"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for entry in cache_entries.filter(|_| with_cache) {
+        let Ok(data) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        if let Ok(blob) = serde_json::from_slice::<rbuild_image::LayerBlob>(&data) {
+            layers.insert(blob.diff_id.hex().to_string());
+            blobs.insert(blob.digest);
+        }
+    }
+    Ok((blobs, layers))
+}

@@ -1,0 +1,178 @@
+//! The build's registry side: `FROM` images no `--build-context` names are pulled, and
+//! `--push` / `-o type=registry|image` outputs are pushed.
+
+use crate::output::{Output, RegistryOutput};
+use anyhow::{Context, Result, bail};
+use rbuild_core::Platform;
+use rbuild_export::BuiltImage;
+use rbuild_registry::{Config, Reference, Registry, Root};
+use rbuild_solver::RemoteResolver;
+use rbuild_store::Store;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The registry client for a build: rbuild's config file, plus `registry.insecure=true`
+/// for the registries of outputs that say so.
+pub fn client(outputs: &[Output], tags: &[String]) -> Result<Registry> {
+    let mut config = Config::load()?;
+    for o in outputs {
+        if let Output::Registry(r) = o
+            && r.insecure
+        {
+            for t in targets(r, tags)? {
+                config.allow_insecure(t.registry());
+            }
+        }
+    }
+    Ok(Registry::new(config))
+}
+
+/// A resolver that pulls `FROM` references from their registry; `aliases` are the
+/// `--build-context NAME=docker-image://REF` names, `contexts` the other names (listed
+/// when a pull fails).
+pub fn remote_resolver(
+    registry: Arc<Registry>,
+    aliases: BTreeMap<String, String>,
+    contexts: Vec<String>,
+    quiet: bool,
+) -> Box<RemoteResolver> {
+    Box::new(move |reference: &str, platform: &Platform, store: &Store| {
+        let target = alias_of(&aliases, reference).unwrap_or(reference);
+        let r: Reference = target.parse().map_err(|e| format!("{e}"))?;
+        if !quiet {
+            eprintln!("pulling {r} for {platform}");
+        }
+        registry
+            .pull(store, &r, platform)
+            .map_err(|e| not_pulled(reference, platform, &contexts, &render(&e)).into())
+    })
+}
+
+/// Why a base image is missing: the places looked in, the registry's answer, what to do.
+fn not_pulled(reference: &str, platform: &Platform, contexts: &[String], why: &str) -> String {
+    let names = if contexts.is_empty() {
+        "none given".to_string()
+    } else {
+        contexts.join(", ")
+    };
+    format!(
+        "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
+         - build contexts (--build-context NAME=oci-layout://PATH): {names}\n  \
+         - registries: {why}\n\
+         Provide it with --build-context {}=oci-layout://PATH[:TAG], or make the registry reachable",
+        reference.split('@').next().unwrap_or(reference)
+    )
+}
+
+/// The alias `reference` names, in any of the forms users write it (`name`,
+/// `name:latest`, `docker.io/library/name`).
+fn alias_of<'a>(aliases: &'a BTreeMap<String, String>, reference: &str) -> Option<&'a str> {
+    let short = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
+    [reference, short]
+        .into_iter()
+        .flat_map(|r| [r, r.strip_suffix(":latest").unwrap_or(r)])
+        .find_map(|r| aliases.get(r).map(String::as_str))
+}
+
+/// An error with its causes, as the CLI shows them.
+fn render(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        src = s.source();
+    }
+    text
+}
+
+/// The references an output pushes to: its `name=`s, else the `-t` names.
+pub fn targets(out: &RegistryOutput, tags: &[String]) -> Result<Vec<Reference>> {
+    let names = if out.names.is_empty() {
+        tags
+    } else {
+        &out.names
+    };
+    if names.is_empty() {
+        bail!("pushing needs a name: give -t NAME[:TAG] or --output type=registry,name=NAME");
+    }
+    names
+        .iter()
+        .map(|n| n.parse::<Reference>().map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// Checks before the build that every registry output has names that parse.
+pub fn validate(outputs: &[Output], tags: &[String]) -> Result<()> {
+    for o in outputs {
+        if let Output::Registry(r) = o
+            && r.push
+        {
+            targets(r, tags)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes the built image to every target of `out`.
+pub fn push(
+    registry: &Registry,
+    store: &Store,
+    image: &BuiltImage,
+    out: &RegistryOutput,
+    quiet: bool,
+) -> Result<()> {
+    let targets = targets(out, &image.tags)?;
+    if !out.push {
+        if !quiet {
+            eprintln!("image kept in rbuild's store (type=image without push=true)");
+        }
+        return Ok(());
+    }
+    let root = rbuild_export::root_descriptor(store, image)?;
+    let root = Root {
+        media_type: root.media_type,
+        digest: root.digest,
+    };
+    let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+    let report = registry
+        .push(store, &root, &targets, out.by_digest, &HashMap::new())
+        .with_context(|| format!("pushing to {}", names.join(", ")))?;
+    if !quiet {
+        eprintln!(
+            "pushed {} ({}): {} blob(s) uploaded ({} bytes), {} already there, {} mounted, {} manifest(s)",
+            names.join(", "),
+            root.digest,
+            report.uploaded,
+            report.uploaded_bytes,
+            report.present,
+            report.mounted,
+            report.manifests
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_match_the_forms_users_write() {
+        let mut a = BTreeMap::new();
+        a.insert("base".to_string(), "r:5000/x:1".to_string());
+        assert_eq!(alias_of(&a, "base"), Some("r:5000/x:1"));
+        assert_eq!(alias_of(&a, "base:latest"), Some("r:5000/x:1"));
+        assert_eq!(
+            alias_of(&a, "docker.io/library/base:latest"),
+            Some("r:5000/x:1")
+        );
+        assert_eq!(alias_of(&a, "base:2"), None);
+    }
+}
