@@ -153,10 +153,9 @@ impl StoreSource {
                 Err(_) => self.missing(reference),
             };
         }
+        // --pull=always: the registry's current image, not the stored one.
         if self.pull == Pull::Always {
-            return Err(format!(
-                "--pull=always: {reference} would be pulled from a registry, which this version of rbuild cannot reach yet; use --pull=missing or --pull=never to use the local image store"
-            ));
+            return Ok(None);
         }
         match self.images.get(name).map_err(|e| e.to_string())? {
             Some(r) => Ok(Some(r.target)),

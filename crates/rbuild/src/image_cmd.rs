@@ -1,7 +1,7 @@
 //! `rbuild images`, `image ...`, `system check`, `pull`, `push`.
 
 use crate::cli::Cli;
-use crate::cli_images::{ImageCommand, LsArgs, PullArgs, PushArgs, SaveArgs};
+use crate::cli_images::{ImageCommand, LsArgs, SaveArgs};
 use crate::inspect;
 use anyhow::{Context, Result, bail};
 use rbuild_images::{ImageStore, Reference, archive, fsck, save};
@@ -26,6 +26,10 @@ pub fn dispatch(cli: &Cli, cmd: &ImageCommand) -> Result<ExitCode> {
 }
 
 /// Opens the store of the state directory under its shared lock.
+pub(crate) fn open_store(cli: &Cli) -> Result<(ImageStore, nix::fcntl::Flock<std::fs::File>)> {
+    open(cli)
+}
+
 fn open(cli: &Cli) -> Result<(ImageStore, nix::fcntl::Flock<std::fs::File>)> {
     let root = crate::state::root_dir(cli)?;
     let lock = rbuild_solver::StateDir::at(root.clone()).lock_for_build()?;
@@ -229,21 +233,4 @@ pub fn check(cli: &Cli) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-const NO_REGISTRY: &str = "needs the registry client, which this version of rbuild does not have yet; move images with rbuild image save / image load, or bind them with --build-context";
-
-/// `rbuild pull` (not available yet).
-pub fn pull(args: &PullArgs) -> Result<ExitCode> {
-    bail!("rbuild pull {}: {NO_REGISTRY}", args.image)
-}
-
-/// `rbuild push` (not available yet).
-pub fn push(args: &PushArgs) -> Result<ExitCode> {
-    bail!("rbuild push {}: {NO_REGISTRY}", args.image)
-}
-
-/// The message of commands that need a registry.
-pub fn no_registry(what: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {NO_REGISTRY}")
 }

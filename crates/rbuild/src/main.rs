@@ -23,6 +23,7 @@ mod run_cmd;
 mod run_tty;
 mod state;
 mod template;
+mod transfer;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -41,8 +42,8 @@ fn main() -> ExitCode {
         cli::Command::Images(args) => image_cmd::ls(&cli, args),
         cli::Command::Image(cmd) => image_cmd::dispatch(&cli, cmd),
         cli::Command::Manifest(cmd) => manifest_cmd::run(&cli, cmd),
-        cli::Command::Pull(args) => image_cmd::pull(args),
-        cli::Command::Push(args) => image_cmd::push(args),
+        cli::Command::Pull(args) => transfer::pull(&cli, args),
+        cli::Command::Push(args) => transfer::push(&cli, args),
         cli::Command::System(cli_images::SystemCommand::Check) => image_cmd::check(&cli),
         cli::Command::Login(args) => login::login(args),
         cli::Command::Logout { registry } => login::logout(registry.as_deref()),

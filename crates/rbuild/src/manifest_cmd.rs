@@ -42,10 +42,9 @@ pub fn run(cli: &Cli, cmd: &ManifestCommand) -> Result<ExitCode> {
                 }
             }
         }
-        ManifestCommand::Push { list, .. } => {
-            return Err(crate::image_cmd::no_registry(&format!(
-                "rbuild manifest push {list}"
-            )));
+        ManifestCommand::Push { list, destination } => {
+            drop(images);
+            return crate::transfer::manifest_push(cli, list, destination.as_deref());
         }
     }
     Ok(ExitCode::SUCCESS)

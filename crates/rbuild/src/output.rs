@@ -105,9 +105,7 @@ pub fn parse(value: &str) -> Result<Output> {
             "dest" => dest = Some(PathBuf::from(v)),
             "name" => names.push(v.to_string()),
             "push" if v == "false" => {}
-            "push" => bail!(
-                "--output {value:?}: push=true needs the registry client, which this version of rbuild does not have yet"
-            ),
+            "push" => bail!("--output {value:?}: push must be true or false"),
             "tar" => {
                 tar = v
                     .parse()

@@ -4,6 +4,7 @@
 //! integrity under concurrent builds and `kill -9`.
 
 mod common;
+mod registry_support;
 
 use common::*;
 use std::path::{Path, PathBuf};
@@ -708,6 +709,51 @@ fn manifest_lists_are_made_from_single_platform_images() {
     assert_eq!(index["manifests"][1]["platform"]["variant"], "v8");
     let listed = stdout(&run_ok(rbuild(&state).arg("images")));
     assert!(listed.contains("linux/amd64,linux/arm64"), "{listed}");
-    let out = run(rbuild(&state).args(["manifest", "push", "app:list"]));
-    assert!(stderr(&out).contains("not have yet"), "{}", stderr(&out));
+    // manifest push to a real registry: skopeo sees the index with both platforms.
+    let reg = registry_support::Registry::start(registry_support::Options::default());
+    if !precondition(
+        reg.is_some(),
+        "docker-registry is installed (CI installs it)",
+    ) {
+        return;
+    }
+    let reg = reg.unwrap();
+    let dest = format!("{}/team/app:list", reg.host());
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let pushed = run_ok(
+        rbuild(&state)
+            .env("HOME", &home)
+            .args(["manifest", "push", "app:list", &dest]),
+    );
+    let digest = stdout(&pushed).trim().to_string();
+    let raw = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{dest}"),
+    ]));
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    assert_eq!(
+        common::sha256_hex(&raw.stdout),
+        digest.trim_start_matches("sha256:")
+    );
+    // And back: `rbuild pull --all-platforms` into a fresh store names both platforms.
+    let fresh = tmp.path().join("fresh");
+    let pulled = run_ok(
+        rbuild(&fresh)
+            .env("HOME", &home)
+            .args(["pull", "--all-platforms", &dest]),
+    );
+    assert_eq!(stdout(&pulled).trim(), digest);
+    let listed = stdout(&run_ok(rbuild(&fresh).arg("images")));
+    assert!(listed.contains("linux/amd64,linux/arm64"), "{listed}");
+    check_store(&fresh);
 }
