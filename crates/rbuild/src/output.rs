@@ -292,7 +292,7 @@ mod tests {
     fn bad_outputs_are_rejected_with_reasons() {
         assert!(parse("type=oci").unwrap_err().to_string().contains("dest"));
         assert!(
-            parse("type=registry")
+            parse("type=cacheonly")
                 .unwrap_err()
                 .to_string()
                 .contains("not supported")

@@ -98,7 +98,10 @@ impl Buildah {
     /// Chooses the storage driver: overlay when a trivial build works with it, else vfs.
     pub fn probe(layout: &Path) -> Result<Buildah> {
         let ctx = util::TempDir::new("buildah-probe")?;
-        std::fs::write(ctx.path().join("Dockerfile"), "ARG BASE\nFROM $BASE\nRUN true\n")?;
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "ARG BASE\nFROM $BASE\nRUN true\n",
+        )?;
         let case = Case {
             name: "probe".into(),
             dir: ctx.path().to_path_buf(),
