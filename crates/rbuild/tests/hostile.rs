@@ -68,7 +68,7 @@ struct Runner {
 
 impl Runner {
     fn new(base: &Path, rootless: bool) -> Runner {
-        fs::copy(env!("CARGO_BIN_EXE_rbuild"), base.join("rbuild")).unwrap();
+        copy_rbuild_to(&base.join("rbuild"));
         copy_dir(
             &repo().join("testdata/images/busybox-amd64"),
             &base.join("busybox"),

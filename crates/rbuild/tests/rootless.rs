@@ -31,7 +31,7 @@ fn unprivileged_user_builds_the_same_image() {
     ensure_user();
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
-    std::fs::copy(env!("CARGO_BIN_EXE_rbuild"), base.join("rbuild")).unwrap();
+    copy_rbuild_to(&base.join("rbuild"));
     copy_tree(&busybox_layout(), &base.join("busybox"));
     copy_tree(&repo().join("Dockerfiles/hello"), &base.join("hello"));
     std::fs::create_dir(base.join("home")).unwrap();

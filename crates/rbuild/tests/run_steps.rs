@@ -27,7 +27,7 @@ fn ensure_subid_user() {
 /// Copies the binary, fixture and a context where `USER` can read them, and returns a
 /// command that runs rbuild as that user.
 fn as_user(base: &Path) -> Command {
-    std::fs::copy(env!("CARGO_BIN_EXE_rbuild"), base.join("rbuild")).unwrap();
+    copy_rbuild_to(&base.join("rbuild"));
     run_ok(
         Command::new("cp")
             .arg("-a")

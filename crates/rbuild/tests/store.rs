@@ -248,7 +248,7 @@ fn rootless_load_and_run_of_each_platform() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
     let bin = base.join("rbuild");
-    std::fs::copy(env!("CARGO_BIN_EXE_rbuild"), &bin).unwrap();
+    copy_rbuild_to(&bin);
     run_ok(
         Command::new("cp")
             .arg("-a")
@@ -508,8 +508,10 @@ fn locked_builds_use_their_pins_and_refuse_what_is_not_pinned() {
     );
     let first = tmp.path().join("first.iid");
     let meta = tmp.path().join("meta.json");
+    // SOURCE_DATE_EPOCH fixes the config's `created`, so equal inputs give one digest.
     run_ok(
         rbuild(&state)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
             .args(["build", "--lock", "--iidfile"])
             .arg(&first)
             .arg("--metadata-file")
@@ -538,6 +540,7 @@ fn locked_builds_use_their_pins_and_refuse_what_is_not_pinned() {
     let second = tmp.path().join("second.iid");
     run_ok(
         rbuild(&state)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
             .args(["build", "--locked", "--iidfile"])
             .arg(&second)
             .arg(&ctx),

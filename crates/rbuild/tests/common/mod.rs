@@ -359,6 +359,17 @@ pub fn precondition(ok: bool, what: &str) -> bool {
     ok
 }
 
+/// Copies the rbuild binary to `dest` with `cp`: the copy's write descriptor then lives in
+/// that child alone, so a process another test thread forks meanwhile cannot hold it open
+/// and make executing the copy fail with "text file busy".
+pub fn copy_rbuild_to(dest: &Path) {
+    run_ok(
+        Command::new("cp")
+            .arg(env!("CARGO_BIN_EXE_rbuild"))
+            .arg(dest),
+    );
+}
+
 /// The unprivileged user the rootless tests run as.
 pub const TEST_USER: &str = "rbuildtest";
 
