@@ -118,6 +118,7 @@ pub fn copy(
         keep_ids,
         chown: Chowner::default(),
         deferred: Vec::new(),
+        linked: std::collections::HashMap::new(),
         stats: CopyStats::default(),
     };
     for item in &items {
@@ -406,6 +407,9 @@ struct Copier<'a> {
     /// Directories whose mode (if any) and times are set once their contents are written.
     deferred: Vec<(Vec<OsString>, Option<u32>, i64, u32)>,
     stats: CopyStats,
+    /// Files with several links copied so far, by source (device, inode): where their first
+    /// copy went, so the other names become hard links to it as in the source.
+    linked: std::collections::HashMap<(u64, u64), Vec<OsString>>,
 }
 
 impl Copier<'_> {
@@ -647,6 +651,16 @@ impl Copier<'_> {
             ));
             self.stats.dirs += 1;
             return self.copy_children(src, target, rel);
+        }
+        if ft.is_file() && meta.nlink() > 1 {
+            let id = (meta.dev(), meta.ino());
+            if let Some(first) = self.linked.get(&id) {
+                let first = out_at(&self.out, first)?;
+                out.hard_link_to(&first).ctx("hardlink", &path)?;
+                self.stats.files += 1;
+                return Ok(());
+            }
+            self.linked.insert(id, target.to_vec());
         }
         if ft.is_file() {
             copy_file(&src.host, &out)?;

@@ -401,3 +401,43 @@ pub fn as_test_user(program: &Path, home: &Path) -> Command {
     .env("HOME", home);
     c
 }
+
+/// Writes an OCI layout at `dir` holding one linux/amd64 image whose one layer is `tar`
+/// (gzip-compressed), named `latest`.
+pub fn single_layer_layout(dir: &Path, tar: &[u8]) {
+    use std::io::Write;
+    let sha = |d: &[u8]| format!("sha256:{}", sha256_hex(d));
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let put = |data: &[u8]| {
+        let d = sha(data);
+        std::fs::write(dir.join("blobs/sha256").join(&d[7..]), data).unwrap();
+        d
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(tar).unwrap();
+    let blob = gz.finish().unwrap();
+    let layer = put(&blob);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha(tar)]},
+    }))
+    .unwrap();
+    let config_digest = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": blob.len()}],
+    }))
+    .unwrap();
+    let manifest_digest = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
