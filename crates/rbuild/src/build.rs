@@ -284,7 +284,8 @@ fn build(
         no_cache_filter: args.no_cache_filter.clone(),
         compression: req
             .outputs
-            .first()
+            .iter()
+            .find(|o| matches!(o, Output::Oci { .. } | Output::Registry(_)))
             .map(Output::compression)
             .unwrap_or_default(),
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")

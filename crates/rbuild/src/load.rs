@@ -15,12 +15,18 @@ use std::sync::Arc;
 /// Checks the outputs: at most one file output besides the image store, and image
 /// outputs with valid names (`-t` names when the output names none).
 pub fn check_outputs(outputs: &mut [Output], tags: &[String]) -> Result<()> {
-    let files = outputs
+    // Several outputs are written from one build, whose layers are compressed once.
+    let mut kinds: Vec<_> = outputs
         .iter()
-        .filter(|o| !matches!(o, Output::Image { .. }))
-        .count();
-    if files > 1 {
-        bail!("only one --output is supported per build (besides --load / type=image)");
+        .filter(|o| matches!(o, Output::Oci { .. } | Output::Registry(_)))
+        .map(Output::compression)
+        .collect();
+    kinds.dedup();
+    if kinds.len() > 1 {
+        bail!(
+            "the outputs ask for different layer compressions ({}); rbuild compresses a build's layers once, so give them all the same compression",
+            kinds.iter().map(|c| c.key()).collect::<Vec<_>>().join(", ")
+        );
     }
     for o in outputs.iter_mut() {
         if let Output::Image { names } = o {

@@ -176,3 +176,59 @@ fn warnings_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         "no escape sequences: {stderr:?}"
     );
 }
+
+#[test]
+fn several_outputs_are_written_by_one_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nCOPY f /f\n",
+        &[("f", "x\n")],
+    );
+    let (oci, local, docker) = (
+        tmp.path().join("a.tar"),
+        tmp.path().join("dir"),
+        tmp.path().join("d.tar"),
+    );
+    let out = run(&mut build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64",
+        Some(&oci),
+        &[
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            "-o",
+            &format!("type=docker,dest={}", docker.display()),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(local.join("f")).unwrap(), "x\n");
+    let l = OciLayout::open_tar(&oci);
+    assert!(l.file(&l.manifest_for("linux/amd64"), "f").is_some());
+    assert!(docker.is_file());
+    // Different compressions in one build cannot be honoured: refused before building.
+    let clash = run(&mut build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64",
+        Some(&oci),
+        &[
+            "-o",
+            &format!(
+                "type=oci,dest={},compression=zstd",
+                tmp.path().join("z.tar").display()
+            ),
+        ],
+    ));
+    assert!(!clash.status.success());
+    assert!(
+        String::from_utf8_lossy(&clash.stderr).contains("different layer compressions"),
+        "{}",
+        String::from_utf8_lossy(&clash.stderr)
+    );
+}
