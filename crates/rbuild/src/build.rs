@@ -464,8 +464,12 @@ fn write_output(
         Output::Docker { dest } => {
             rbuild_export::write_docker_tar_with(store, image, dest, &mut on_bytes)?
         }
-        Output::Local { dest } => crate::rootfs_export::write_local(state, store, image, dest)?,
-        Output::Tar { dest } => crate::rootfs_export::write_tar(state, store, image, dest)?,
+        Output::Local { dest, split } => {
+            crate::rootfs_export::write_local(state, store, image, dest, *split)?
+        }
+        Output::Tar { dest, split } => {
+            crate::rootfs_export::write_tar(state, store, image, dest, *split)?
+        }
         Output::Image { .. } | Output::Registry(_) => {}
     }
     if let Some(m) = meter {

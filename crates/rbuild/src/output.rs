@@ -25,11 +25,15 @@ pub enum Output {
     Local {
         /// The directory.
         dest: PathBuf,
+        /// `platform-split` (default true): one subdirectory per platform when several.
+        split: bool,
     },
     /// The final filesystem as a tar archive (one top-level directory per platform when several).
     Tar {
         /// The archive path.
         dest: PathBuf,
+        /// `platform-split`, as for [`Output::Local`].
+        split: bool,
     },
     /// The local image store, under these names (`--load`, `type=image,name=...`).
     Image {
@@ -70,8 +74,8 @@ impl Output {
         match self {
             Output::Oci { dest, .. }
             | Output::Docker { dest }
-            | Output::Local { dest }
-            | Output::Tar { dest } => Some(dest),
+            | Output::Local { dest, .. }
+            | Output::Tar { dest, .. } => Some(dest),
             Output::Image { .. } | Output::Registry(_) => None,
         }
     }
@@ -85,6 +89,7 @@ pub fn parse(value: &str) -> Result<Output> {
         }
         return Ok(Output::Local {
             dest: PathBuf::from(value),
+            split: true,
         });
     }
     if is_push(value) {
@@ -96,6 +101,7 @@ pub fn parse(value: &str) -> Result<Output> {
     let mut names = Vec::new();
     let mut codec = None;
     let mut level = None;
+    let mut split = None;
     for part in value.split(',') {
         let (k, v) = part.split_once('=').with_context(|| {
             format!("--output {value:?}: expected key=value pairs such as type=oci,dest=out.tar")
@@ -113,12 +119,20 @@ pub fn parse(value: &str) -> Result<Output> {
             }
             "compression" => codec = Some(v.to_string()),
             "compression-level" => level = Some(parse_level(value, v)?),
+            "platform-split" => {
+                split = Some(v.parse::<bool>().with_context(|| {
+                    format!("--output {value:?}: platform-split must be true or false")
+                })?)
+            }
             other => {
                 bail!(
-                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name, compression, compression-level)"
+                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name, compression, compression-level, platform-split)"
                 )
             }
         }
+    }
+    if split.is_some() && !matches!(kind.as_deref(), Some("local" | "tar")) {
+        bail!("--output {value:?}: platform-split applies to type=local and type=tar only");
     }
     match kind.as_deref() {
         Some("oci") => {
@@ -138,6 +152,7 @@ pub fn parse(value: &str) -> Result<Output> {
             bail!("--output {value:?}: compression options apply to type=oci only")
         }
         Some(kind @ ("docker" | "local" | "tar")) => {
+            let split = split.unwrap_or(true);
             let dest = dest.with_context(|| match kind {
                 "docker" => format!("--output {value:?}: rbuild has no Docker daemon to load into; give dest=FILE and run `docker load -i FILE`"),
                 _ => format!("--output {value:?}: type={kind} needs dest=PATH"),
@@ -147,8 +162,8 @@ pub fn parse(value: &str) -> Result<Output> {
             }
             Ok(match kind {
                 "docker" => Output::Docker { dest },
-                "local" => Output::Local { dest },
-                _ => Output::Tar { dest },
+                "local" => Output::Local { dest, split },
+                _ => Output::Tar { dest, split },
             })
         }
         Some("image") => Ok(Output::Image { names }),
@@ -303,14 +318,29 @@ mod tests {
                 .to_string()
                 .contains("docker load")
         );
-        assert_eq!(parse("out").unwrap(), Output::Local { dest: "out".into() });
+        assert_eq!(
+            parse("out").unwrap(),
+            Output::Local {
+                dest: "out".into(),
+                split: true
+            }
+        );
+        assert_eq!(
+            parse("type=local,dest=o,platform-split=false").unwrap(),
+            Output::Local {
+                dest: "o".into(),
+                split: false
+            }
+        );
         assert_eq!(
             parse("type=tar,dest=r.tar").unwrap(),
             Output::Tar {
-                dest: "r.tar".into()
+                dest: "r.tar".into(),
+                split: true
             }
         );
         assert!(parse("type=oci,dest=x,tar=maybe").is_err());
+        assert!(parse("type=oci,dest=x,platform-split=false").is_err());
         assert!(parse("type=oci,dest=x,color=red").is_err());
     }
 

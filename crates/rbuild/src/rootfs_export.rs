@@ -13,12 +13,18 @@ use std::path::{Path, PathBuf};
 /// Writes each platform's filesystem under `dest` (directly when there is one platform,
 /// in `os_arch[_variant]` subdirectories otherwise). `dest` must not exist or be empty;
 /// it appears complete or not at all.
-pub fn write_local(state: &StateDir, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
+pub fn write_local(
+    state: &StateDir,
+    store: &Store,
+    image: &BuiltImage,
+    dest: &Path,
+    split: bool,
+) -> Result<()> {
     if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
         bail!("destination {} exists and is not empty", dest.display());
     }
     let tmp = rbuild_export::temp_dir_beside(dest)?;
-    materialise(state, store, image, tmp.path())?;
+    materialise(state, store, image, tmp.path(), split)?;
     if dest.exists() {
         std::fs::remove_dir(dest)?;
     }
@@ -28,9 +34,15 @@ pub fn write_local(state: &StateDir, store: &Store, image: &BuiltImage, dest: &P
 }
 
 /// Writes the same tree as [`write_local`] as one tar archive at `dest` (atomically).
-pub fn write_tar(state: &StateDir, store: &Store, image: &BuiltImage, dest: &Path) -> Result<()> {
+pub fn write_tar(
+    state: &StateDir,
+    store: &Store,
+    image: &BuiltImage,
+    dest: &Path,
+    split: bool,
+) -> Result<()> {
     let work = state.temp_dir("rootfs-")?;
-    materialise(state, store, image, work.path())?;
+    materialise(state, store, image, work.path(), split)?;
     let out = rbuild_export::temp_file_beside(dest)?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out.as_file()));
     tar.follow_symlinks(false);
@@ -45,8 +57,17 @@ pub fn write_tar(state: &StateDir, store: &Store, image: &BuiltImage, dest: &Pat
     Ok(())
 }
 
-fn materialise(state: &StateDir, store: &Store, image: &BuiltImage, out: &Path) -> Result<()> {
-    let several = image.manifests.len() > 1;
+/// Copies each platform's filesystem into `out`: into `os_arch[_variant]/` subdirectories
+/// when there are several and `split` is set (buildx's `platform-split`), else all into
+/// `out` itself, a later platform's files replacing an earlier one's.
+fn materialise(
+    state: &StateDir,
+    store: &Store,
+    image: &BuiltImage,
+    out: &Path,
+    split: bool,
+) -> Result<()> {
+    let several = split && image.manifests.len() > 1;
     for m in &image.manifests {
         let target = if several {
             let name = m.platform.to_string().replace('/', "_");
@@ -85,9 +106,8 @@ fn layer_dirs(state: &StateDir, store: &Store, manifest: &Digest) -> Result<Vec<
         if !dir.is_dir() {
             bail!("layer {d} is not unpacked in {}", state.root().display());
         }
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
+        dirs.push(dir);
     }
-    Ok(dirs)
+    // Duplicates and layers below a root-opaque one drop out, as in every stack.
+    Ok(rbuild_solver::visible_lowers(dirs))
 }

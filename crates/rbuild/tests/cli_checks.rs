@@ -232,3 +232,38 @@ fn several_outputs_are_written_by_one_build() {
         String::from_utf8_lossy(&clash.stderr)
     );
 }
+
+#[test]
+fn platform_split_false_merges_the_platforms_into_one_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nARG TARGETARCH\nRUN echo $TARGETARCH > /only-$TARGETARCH\n",
+        &[],
+    );
+    let dest = tmp.path().join("out");
+    let out = run(&mut build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64,linux/arm64",
+        None,
+        &[
+            "-o",
+            &format!("type=local,dest={},platform-split=false", dest.display()),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("only-amd64")).unwrap(),
+        "amd64\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("only-arm64")).unwrap(),
+        "arm64\n"
+    );
+    assert!(!dest.join("linux_amd64").exists());
+}
