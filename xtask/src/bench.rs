@@ -96,6 +96,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let platforms = fixtures::run(root, false)?;
     let have_arm64 = platforms.contains(&Platform::linux("arm64", None));
     let rbuild = demo::build_rbuild(root)?;
+    let commit = commit_id(root);
     let load_before = measure::load_average();
     let setup = Setup::new(root, rbuild, have_arm64 && !options.quick)?;
     let jobs = prepare_jobs(&cases, have_arm64, options.quick)?;
@@ -107,7 +108,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let (mib, reps) = if options.quick { (64, 1) } else { (256, 3) };
     let limits = limits::measure(mib, reps)?;
     let text = report_text(&ReportInput {
-        root,
+        commit: &commit,
         options: &options,
         jobs: &jobs,
         present: setup.present(),
@@ -444,7 +445,7 @@ fn outcome(present: bool, cell: Option<&Cell>, mode: Mode) -> Outcome {
 }
 
 struct ReportInput<'a> {
-    root: &'a Path,
+    commit: &'a str,
     options: &'a Options,
     jobs: &'a [Job],
     present: Vec<bool>,
@@ -475,13 +476,17 @@ fn report_text(input: &ReportInput) -> String {
     text
 }
 
+/// The short commit id of the tree at `root`, `?` when git cannot say.
+fn commit_id(root: &Path) -> String {
+    let mut git = Command::new("git");
+    git.arg("-C")
+        .arg(root)
+        .args(["rev-parse", "--short", "HEAD"]);
+    util::output_text(&mut git).unwrap_or_else(|_| "?".into())
+}
+
 fn header_text(input: &ReportInput) -> String {
-    let commit = util::output_text(Command::new("git").arg("-C").arg(input.root).args([
-        "rev-parse",
-        "--short",
-        "HEAD",
-    ]))
-    .unwrap_or_else(|_| "?".into());
+    let commit = input.commit;
     let date = util::output_text(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
