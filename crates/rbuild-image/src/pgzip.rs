@@ -120,14 +120,44 @@ fn worker(rx: &std::sync::Mutex<mpsc::Receiver<Job>>, tx: &mpsc::Sender<Done>, l
     }
 }
 
-/// One gzip member of `data`: no name, mtime 0, the level's compression.
+/// One gzip member of `data`: no name, mtime 0, the level's compression — or stored
+/// deflate blocks when the block looks incompressible (already compressed or random data
+/// only costs time at any level). The choice depends on the bytes alone, so the output
+/// stays the same for the same input.
 fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let level = if incompressible(data) {
+        0
+    } else {
+        level.min(9)
+    };
     let out = Vec::with_capacity(data.len() / 2 + 64);
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
-        .write(out, flate2::Compression::new(level.min(9)));
+        .write(out, flate2::Compression::new(level));
     gz.write_all(data)?;
     gz.finish()
+}
+
+/// Whether a block's byte histogram is so flat (more than 7.99 bits of entropy per byte)
+/// that deflate cannot shrink it noticeably.
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < 64 * 1024 {
+        return false;
+    }
+    let mut counts = [0u64; 256];
+    for &b in data {
+        counts[b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    entropy > 7.99
 }
 
 impl<W: Write> Write for ParGzWriter<W> {
@@ -181,6 +211,29 @@ mod tests {
         assert_eq!(one, compress(&data, 5));
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&one[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn random_blocks_are_stored_and_read_back() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let data: Vec<u8> = (0..2 * BLOCK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert!(incompressible(&data[..BLOCK]));
+        assert!(!incompressible(&sample(BLOCK)));
+        let out = compress(&data, 2);
+        assert!(out.len() > data.len(), "stored, not squeezed");
+        assert!(out.len() < data.len() + data.len() / 100);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&out[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
