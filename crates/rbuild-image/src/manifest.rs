@@ -103,5 +103,15 @@ pub fn write_index(entries: &[IndexEntry]) -> Result<Vec<u8>, ImageError> {
         .media_type(MediaType::ImageIndex)
         .manifests(manifests)
         .build()?;
-    Ok(serde_json::to_vec(&index)?)
+    // oci-spec keeps annotations in a HashMap: sort them so the bytes (and the digest)
+    // never depend on hashing order.
+    let mut value = serde_json::to_value(&index)?;
+    if let Some(list) = value.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+        for m in list {
+            if let Some(a) = m.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+                a.sort_keys();
+            }
+        }
+    }
+    Ok(serde_json::to_vec(&value)?)
 }
