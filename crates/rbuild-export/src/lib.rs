@@ -45,18 +45,30 @@ pub struct BuiltImage {
     pub manifests: Vec<ImageManifestBlob>,
     /// `-t` names, e.g. `hello:1`.
     pub tags: Vec<String>,
+    /// `--annotation`s for the index, the manifests' descriptors and the layout's entry
+    /// (the manifests' own are in the manifests already).
+    pub annotations: rbuild_image::Annotations,
 }
 
 /// The top-level descriptor of a built image: a manifest for one platform, an image
 /// index over all manifests otherwise. The index blob is written to the store.
 pub fn root_descriptor(store: &Store, image: &BuiltImage) -> Result<IndexEntry, ExportError> {
+    use rbuild_image::AnnotationTarget as At;
+    let ann = &image.annotations;
+    let listed = |m: &rbuild_image::ImageManifestBlob| {
+        ann.for_target(At::ManifestDescriptor, Some(&m.platform))
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
     if let [single] = image.manifests.as_slice() {
+        let mut annotations = listed(single);
+        annotations.extend(ann.for_target(At::IndexDescriptor, None));
         return Ok(IndexEntry {
             media_type: media_type::OCI_MANIFEST.into(),
             digest: single.digest.clone(),
             size: single.size,
             platform: Some(single.platform.clone()),
-            annotations: Vec::new(),
+            annotations,
         });
     }
     let entries: Vec<IndexEntry> = image
@@ -67,16 +79,20 @@ pub fn root_descriptor(store: &Store, image: &BuiltImage) -> Result<IndexEntry, 
             digest: m.digest.clone(),
             size: m.size,
             platform: Some(m.platform.clone()),
-            annotations: Vec::new(),
+            annotations: listed(m),
         })
         .collect();
-    let (digest, size) = store.put_bytes(&write_index(&entries)?)?;
+    let index = write_index(&entries, &ann.for_target(At::Index, None))?;
+    let (digest, size) = store.put_bytes(&index)?;
     Ok(IndexEntry {
         media_type: media_type::OCI_INDEX.into(),
         digest,
         size,
         platform: None,
-        annotations: Vec::new(),
+        annotations: ann
+            .for_target(At::IndexDescriptor, None)
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -125,17 +141,25 @@ fn layout_index_of(roots: &[(IndexEntry, Vec<String>)]) -> Vec<u8> {
     };
     let mut manifests: Vec<serde_json::Value> = Vec::new();
     for (root, tags) in roots {
+        // The root's own annotations (`index-descriptor`), then the names, in key order.
+        let own: std::collections::BTreeMap<String, String> =
+            root.annotations.iter().cloned().collect();
+        let with = |extra: &[(&str, String)]| {
+            let mut all = own.clone();
+            all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            (!all.is_empty()).then(|| serde_json::json!(all))
+        };
         if tags.is_empty() {
-            manifests.push(descriptor(root, None));
+            manifests.push(descriptor(root, with(&[])));
         }
         for t in tags {
             let (full, tag) = split_tag(t);
             manifests.push(descriptor(
                 root,
-                Some(serde_json::json!({
-                    "io.containerd.image.name": full,
-                    "org.opencontainers.image.ref.name": tag,
-                })),
+                with(&[
+                    ("io.containerd.image.name", full),
+                    ("org.opencontainers.image.ref.name", tag),
+                ]),
             ));
         }
     }
@@ -531,6 +555,7 @@ mod tests {
                 platform: "linux/amd64".parse().unwrap(),
             }],
             tags: vec![],
+            annotations: Default::default(),
         };
         let dest = dir.path().join("out");
         assert!(write_oci_dir(&store, &image, &dest).is_err());

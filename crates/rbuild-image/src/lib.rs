@@ -2,11 +2,13 @@
 //! compressed and digested in one streaming pass, and manifest / index assembly with one
 //! canonical JSON writer so the same image always has the same digest.
 
+mod annotations;
 mod config;
 mod layer;
 mod manifest;
 mod pgzip;
 
+pub use annotations::{Annotation, AnnotationTarget, Annotations, BadAnnotation};
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use layer::{Compression, LayerBlob, LayerWriter};
 pub use manifest::{

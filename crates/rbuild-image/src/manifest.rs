@@ -7,7 +7,7 @@ use oci_spec::image::{
 };
 use rbuild_core::{Digest, Platform, media_type};
 use rbuild_store::Store;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A descriptor for a blob.
 pub fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Result<Descriptor, ImageError> {
@@ -41,12 +41,14 @@ pub struct ImageManifestBlob {
     pub platform: Platform,
 }
 
-/// Writes an image manifest for `config` (already stored) and `layers`.
+/// Writes an image manifest for `config` (already stored) and `layers`, with `annotations`
+/// (sorted, so the bytes are canonical).
 pub fn write_manifest(
     store: &Store,
     config: (&Digest, u64),
     layers: &[LayerBlob],
     platform: &Platform,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<ImageManifestBlob, ImageError> {
     let layers = layers
         .iter()
@@ -58,7 +60,9 @@ pub fn write_manifest(
         .config(descriptor(media_type::OCI_CONFIG, config.0, config.1)?)
         .layers(layers)
         .build()?;
-    let (digest, size) = store.put_bytes(&serde_json::to_vec(&manifest)?)?;
+    let mut value = serde_json::to_value(&manifest)?;
+    insert_annotations(&mut value, annotations);
+    let (digest, size) = store.put_bytes(&serde_json::to_vec(&value)?)?;
     Ok(ImageManifestBlob {
         digest,
         size,
@@ -81,8 +85,26 @@ pub struct IndexEntry {
     pub annotations: Vec<(String, String)>,
 }
 
-/// Serialises an image index over `entries` (canonical bytes; not stored).
-pub fn write_index(entries: &[IndexEntry]) -> Result<Vec<u8>, ImageError> {
+/// Adds `annotations` to a manifest or index document, in key order.
+fn insert_annotations(doc: &mut serde_json::Value, annotations: &BTreeMap<String, String>) {
+    if annotations.is_empty() {
+        return;
+    }
+    if let Some(obj) = doc.as_object_mut() {
+        let map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        obj.insert("annotations".into(), serde_json::Value::Object(map));
+    }
+}
+
+/// Serialises an image index over `entries` with the index's own `annotations`
+/// (canonical bytes; not stored).
+pub fn write_index(
+    entries: &[IndexEntry],
+    annotations: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, ImageError> {
     let manifests = entries
         .iter()
         .map(|e| {
@@ -106,6 +128,7 @@ pub fn write_index(entries: &[IndexEntry]) -> Result<Vec<u8>, ImageError> {
     // oci-spec keeps annotations in a HashMap: sort them so the bytes (and the digest)
     // never depend on hashing order.
     let mut value = serde_json::to_value(&index)?;
+    insert_annotations(&mut value, annotations);
     if let Some(list) = value.get_mut("manifests").and_then(|m| m.as_array_mut()) {
         for m in list {
             if let Some(a) = m.get_mut("annotations").and_then(|a| a.as_object_mut()) {

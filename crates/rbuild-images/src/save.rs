@@ -95,6 +95,7 @@ fn save_docker(
             platform: chosen.0.clone(),
         }],
         tags: it.names.clone(),
+        annotations: Default::default(),
     };
     rbuild_export::write_docker_tar(images.blobs(), &image, dest)?;
     Ok(())
@@ -159,13 +160,16 @@ fn root_for(
     if let [single] = entries.as_slice() {
         return Ok(single.clone());
     }
-    let (digest, size) = images
-        .blobs()
-        .put_bytes(&write_index(&entries).map_err(|e| ImagesError::Malformed {
-            what: "image index for",
-            digest: it.target.digest.clone(),
-            detail: e.to_string(),
-        })?)?;
+    let (digest, size) =
+        images
+            .blobs()
+            .put_bytes(&write_index(&entries, &Default::default()).map_err(|e| {
+                ImagesError::Malformed {
+                    what: "image index for",
+                    digest: it.target.digest.clone(),
+                    detail: e.to_string(),
+                }
+            })?)?;
     Ok(IndexEntry {
         media_type: rbuild_core::media_type::OCI_INDEX.into(),
         digest,

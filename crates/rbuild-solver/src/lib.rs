@@ -196,6 +196,8 @@ pub struct Solver<'a> {
     pub events: &'a dyn rbuild_progress::EventSink,
     /// `--label` values added to the final image's config.
     pub labels: BTreeMap<String, String>,
+    /// `--annotation`s; the solver writes the manifests' own.
+    pub annotations: rbuild_image::Annotations,
     /// `--allow`: what steps may ask for beyond the default sandbox.
     pub entitlements: Entitlements,
 }
@@ -484,11 +486,15 @@ impl Solver<'_> {
         let (cfg_digest, cfg_size) = self
             .store
             .put_bytes(&config.to_json().map_err(rbuild_image::ImageError::from)?)?;
+        let annotations = self
+            .annotations
+            .for_target(rbuild_image::AnnotationTarget::Manifest, Some(platform));
         Ok(rbuild_image::write_manifest(
             self.store,
             (&cfg_digest, cfg_size),
             &result.layers,
             platform,
+            &annotations,
         )?)
     }
 }

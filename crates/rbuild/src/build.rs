@@ -31,6 +31,7 @@ struct Request {
     secrets: Secrets,
     network: NetworkMode,
     labels: BTreeMap<String, String>,
+    annotations: rbuild_image::Annotations,
     quiet: bool,
     entitlements: Entitlements,
 }
@@ -103,6 +104,13 @@ fn request(args: &BuildArgs) -> Result<Request> {
         let (id, path) = rbuild_solver::parse_ssh(s)?;
         secrets.ssh.insert(id, path);
     }
+    let mut annotations = rbuild_image::Annotations::default();
+    for a in &args.annotations {
+        annotations.add_flag(a)?;
+    }
+    for o in &args.output {
+        output::annotations(o, &mut annotations)?;
+    }
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l
@@ -140,6 +148,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         secrets,
         network,
         labels,
+        annotations,
         quiet,
         entitlements,
     })
@@ -295,6 +304,7 @@ fn build(
         network: req.network,
         events,
         labels: req.labels.clone(),
+        annotations: req.annotations.clone(),
         entitlements: req.entitlements,
     };
     let jobs: Vec<_> = graphs.iter().zip(&req.platforms).collect();
@@ -303,6 +313,7 @@ fn build(
     let image = BuiltImage {
         manifests,
         tags: args.tags.clone(),
+        annotations: req.annotations.clone(),
     };
     export(
         state,

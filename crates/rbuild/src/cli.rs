@@ -180,6 +180,10 @@ pub struct BuildArgs {
     /// Set a label on the image (KEY=VALUE).
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Add an annotation: [TYPE[,TYPE]][[PLATFORM]]:KEY=VALUE, TYPE one of manifest (the
+    /// default), manifest-descriptor, index, index-descriptor.
+    #[arg(long = "annotation")]
+    pub annotations: Vec<String>,
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR.
     #[arg(long = "secret")]
     pub secrets: Vec<String>,

@@ -106,6 +106,9 @@ pub fn parse(value: &str) -> Result<Output> {
         let (k, v) = part.split_once('=').with_context(|| {
             format!("--output {value:?}: expected key=value pairs such as type=oci,dest=out.tar")
         })?;
+        if is_annotation_key(k) {
+            continue;
+        }
         match k.trim() {
             "type" => kind = Some(v.to_string()),
             "dest" => dest = Some(PathBuf::from(v)),
@@ -200,6 +203,21 @@ fn compression(value: &str, codec: Option<&str>, level: Option<u32>) -> Result<C
     }
 }
 
+/// Adds the `annotation[-TYPE][[PLATFORM]].KEY=VALUE` keys of one `--output` to `into`.
+pub fn annotations(value: &str, into: &mut rbuild_image::Annotations) -> Result<()> {
+    for part in value.split(',') {
+        if let Some((k, v)) = part.split_once('=') {
+            into.add_output_key(k.trim(), v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether an output key is an annotation (read by [`annotations`], not by the parsers).
+fn is_annotation_key(k: &str) -> bool {
+    k.trim().starts_with("annotation")
+}
+
 /// Whether an output pushes to a registry: `type=registry`, or `type=image` with `push=true`.
 fn is_push(value: &str) -> bool {
     let keys: Vec<(&str, &str)> = value
@@ -233,6 +251,9 @@ fn parse_registry(value: &str) -> Result<Output> {
         let (k, v) = part
             .split_once('=')
             .with_context(|| format!("--output {value:?}: expected key=value pairs"))?;
+        if is_annotation_key(k) {
+            continue;
+        }
         match k.trim() {
             "type" => {}
             "compression" => codec = Some(v.to_string()),

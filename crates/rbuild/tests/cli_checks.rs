@@ -267,3 +267,70 @@ fn platform_split_false_merges_the_platforms_into_one_directory() {
     );
     assert!(!dest.join("linux_amd64").exists());
 }
+
+#[test]
+fn annotations_go_where_buildx_puts_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\n", &[]);
+    let dest = tmp.path().join("out.tar");
+    let o = format!(
+        "type=oci,dest={},annotation-index.org.example.o=3,annotation-manifest[linux/amd64].org.example.only=amd",
+        dest.display()
+    );
+    let out = run(&mut build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64,linux/arm64",
+        None,
+        &[
+            "-o",
+            &o,
+            "--annotation",
+            "org.opencontainers.image.title=app",
+            "--annotation",
+            "index:org.example.idx=1",
+            "--annotation",
+            "manifest-descriptor:org.example.d=2",
+            "--annotation",
+            "manifest[linux/arm64]:org.example.arch=arm",
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = OciLayout::open_tar(&dest);
+    let amd64 = l.json(&l.manifest_for("linux/amd64"));
+    let arm64 = l.json(&l.manifest_for("linux/arm64"));
+    assert_eq!(
+        amd64["annotations"]["org.opencontainers.image.title"],
+        "app"
+    );
+    assert_eq!(amd64["annotations"]["org.example.only"], "amd");
+    assert!(amd64["annotations"].get("org.example.arch").is_none());
+    assert_eq!(arm64["annotations"]["org.example.arch"], "arm");
+    let root = l.index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index = l.json(&root);
+    assert_eq!(index["annotations"]["org.example.idx"], "1");
+    assert_eq!(index["annotations"]["org.example.o"], "3");
+    for m in index["manifests"].as_array().unwrap() {
+        assert_eq!(m["annotations"]["org.example.d"], "2");
+    }
+    let bad = run(&mut build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64",
+        None,
+        &["--annotation", "bogus:k=v"],
+    ));
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("annotation"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
