@@ -255,7 +255,7 @@ impl<W: Write> State<W> {
         }
         let took = since(self.began, SystemTime::now());
         writeln!(self.out, "Summary ({:.1}s):", took.as_secs_f64())?;
-        for p in self.tally.platforms() {
+        for p in &self.tally.platforms() {
             writeln!(self.out, "  {}", PlatformTally::line(p))?;
         }
         Ok(())

@@ -96,9 +96,12 @@ impl Tally {
         }
     }
 
-    /// The platforms in the order they first appeared.
-    pub fn platforms(&self) -> &[PlatformTally] {
-        &self.platforms
+    /// The platforms, sorted by name: the summary reads the same however the platforms'
+    /// threads were scheduled.
+    pub fn platforms(&self) -> Vec<PlatformTally> {
+        let mut out = self.platforms.clone();
+        out.sort_by(|a, b| a.platform.cmp(&b.platform));
+        out
     }
 
     fn platform_index(&mut self, p: &str) -> usize {

@@ -312,7 +312,7 @@ impl Inner {
             s.order.len(),
             if success { "FINISHED" } else { "FAILED" }
         );
-        for p in s.tally.platforms() {
+        for p in &s.tally.platforms() {
             let _ = writeln!(out, " => {}", PlatformTally::line(p));
         }
         eprint!("{out}");
