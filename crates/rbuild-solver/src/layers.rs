@@ -233,7 +233,9 @@ pub fn commit(
 ) -> Result<(LayerBlob, PathBuf), SolveError> {
     let mut writer = LayerWriter::new(solver.store, solver.compression)?;
     let opts = DiffOptions {
-        clamp_mtime: solver.source_date_epoch,
+        clamp_mtime: solver
+            .source_date_epoch
+            .filter(|_| solver.rewrite_timestamp),
         exclude: Vec::new(),
     };
     rbuild_snapshot::write_layer_tar(changes, lowers, &mut writer, &opts)?;

@@ -186,8 +186,11 @@ pub struct Solver<'a> {
     pub no_cache_filter: Vec<String>,
     /// Layer compression.
     pub compression: Compression,
-    /// `SOURCE_DATE_EPOCH`, when set: the image's created time and clamp for new files.
+    /// `SOURCE_DATE_EPOCH`, when set: the image's created and history times.
     pub source_date_epoch: Option<i64>,
+    /// `rewrite-timestamp=true`: also clamp the mtimes of files in new layers to
+    /// `source_date_epoch`.
+    pub rewrite_timestamp: bool,
     /// `--secret` and `--ssh` values.
     pub secrets: &'a Secrets,
     /// `--network` of the build: what `RUN --network=default` means.

@@ -155,7 +155,11 @@ fn push_layer(
 /// The parts of the solver's settings that shape a stored blob (compression and the
 /// `SOURCE_DATE_EPOCH` mtime clamp), for keys that do not chain from a stage's base.
 pub(crate) fn blob_shape(solver: &Solver) -> Vec<u8> {
-    format!("{:?}\0{:?}", solver.compression, solver.source_date_epoch).into_bytes()
+    // SOURCE_DATE_EPOCH shapes a layer only through the mtime clamp of rewrite-timestamp.
+    let clamp = solver
+        .source_date_epoch
+        .filter(|_| solver.rewrite_timestamp);
+    format!("{:?}\0{:?}", solver.compression, clamp).into_bytes()
 }
 
 /// Reports a chunk of a step's (combined) output.

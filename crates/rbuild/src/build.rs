@@ -32,6 +32,7 @@ struct Request {
     network: NetworkMode,
     labels: BTreeMap<String, String>,
     annotations: rbuild_image::Annotations,
+    rewrite_timestamp: bool,
     quiet: bool,
     entitlements: Entitlements,
 }
@@ -108,8 +109,10 @@ fn request(args: &BuildArgs) -> Result<Request> {
     for a in &args.annotations {
         annotations.add_flag(a)?;
     }
+    let mut rewrite_timestamp = false;
     for o in &args.output {
         output::annotations(o, &mut annotations)?;
+        rewrite_timestamp |= output::rewrite_timestamp(o)?.unwrap_or(false);
     }
     let mut labels = BTreeMap::new();
     for l in &args.labels {
@@ -149,6 +152,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         network,
         labels,
         annotations,
+        rewrite_timestamp,
         quiet,
         entitlements,
     })
@@ -297,9 +301,14 @@ fn build(
             .find(|o| matches!(o, Output::Oci { .. } | Output::Registry(_)))
             .map(Output::compression)
             .unwrap_or_default(),
-        source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
+        // `--build-arg SOURCE_DATE_EPOCH=…` first, then the environment, as buildx.
+        source_date_epoch: req
+            .build_args
+            .get("SOURCE_DATE_EPOCH")
+            .cloned()
+            .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
             .and_then(|v| v.parse().ok()),
+        rewrite_timestamp: req.rewrite_timestamp,
         secrets: &req.secrets,
         network: req.network,
         events,

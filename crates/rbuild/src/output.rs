@@ -213,9 +213,35 @@ pub fn annotations(value: &str, into: &mut rbuild_image::Annotations) -> Result<
     Ok(())
 }
 
-/// Whether an output key is an annotation (read by [`annotations`], not by the parsers).
+/// Whether an output key is read outside the parsers: annotations (see [`annotations`])
+/// and `rewrite-timestamp` (see [`rewrite_timestamp`]).
 fn is_annotation_key(k: &str) -> bool {
-    k.trim().starts_with("annotation")
+    let k = k.trim();
+    k.starts_with("annotation") || k == "rewrite-timestamp"
+}
+
+/// `rewrite-timestamp=true|false` of one `--output`: clamp the mtimes of the files in the
+/// build's new layers to SOURCE_DATE_EPOCH, as buildx does. Image outputs only.
+pub fn rewrite_timestamp(value: &str) -> Result<Option<bool>> {
+    let mut found = None;
+    let mut kind = None;
+    for part in value.split(',') {
+        match part.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("rewrite-timestamp", v)) => {
+                found = Some(v.parse::<bool>().with_context(|| {
+                    format!("--output {value:?}: rewrite-timestamp must be true or false")
+                })?)
+            }
+            Some(("type", t)) => kind = Some(t.to_string()),
+            _ => {}
+        }
+    }
+    if found.is_some() && matches!(kind.as_deref(), Some("local" | "tar") | None) {
+        bail!(
+            "--output {value:?}: rewrite-timestamp applies to image outputs (oci, docker, image, registry)"
+        );
+    }
+    Ok(found)
 }
 
 /// Whether an output pushes to a registry: `type=registry`, or `type=image` with `push=true`.

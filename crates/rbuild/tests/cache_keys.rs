@@ -639,17 +639,30 @@ fn source_date_epoch_is_an_input() {
     }
     let c = Case::new();
     c.write("FROM busybox\nRUN echo x > /out.txt\n", &[]);
-    let epoch = |v: &str| c.build_oci("", &[], &[("SOURCE_DATE_EPOCH", v)]);
-    let b1 = epoch("1000");
-    let b2 = epoch("2000");
+    let epoch = |v: &str, o: &str| c.build_oci(o, &[], &[("SOURCE_DATE_EPOCH", v)]);
+    // With rewrite-timestamp=true the epoch clamps new files' mtimes: it shapes the layer.
+    let b1 = epoch("1000", ",rewrite-timestamp=true");
+    let b2 = epoch("2000", ",rewrite-timestamp=true");
     assert!(!b2.cached("echo x"), "the mtime clamp shapes the layer");
     let (l1, l2) = (b1.layout(), b2.layout());
     assert_eq!(top_entry(&l1, "out.txt").mtime, 1000);
     assert_eq!(top_entry(&l2, "out.txt").mtime, 2000);
     assert_eq!(l2.config(&manifest(&l2))["created"], "1970-01-01T00:33:20Z");
-    let b3 = epoch("2000");
+    let b3 = epoch("2000", ",rewrite-timestamp=true");
     assert!(b3.cached("echo x"));
     assert_eq!(top_entry(&b3.layout(), "out.txt").mtime, 2000);
+    // Without it (buildx's default) the epoch only sets the config's times: the files keep
+    // their real mtimes, and another epoch reuses the layer.
+    let b4 = epoch("3000", "");
+    assert!(
+        !b4.cached("echo x"),
+        "unclamped is another layer than clamped"
+    );
+    assert!(top_entry(&b4.layout(), "out.txt").mtime > 1_700_000_000);
+    let b5 = epoch("4000", "");
+    assert!(b5.cached("echo x"));
+    let l5 = b5.layout();
+    assert_eq!(l5.config(&manifest(&l5))["created"], "1970-01-01T01:06:40Z");
 }
 
 #[test]

@@ -45,10 +45,10 @@ fn hello_build(
 #[test]
 fn source_date_epoch_builds_in_different_places_and_times_are_identical() {
     let a = tempfile::tempdir().unwrap();
-    let (first, _) = hello_build(a.path(), "", Some("1700000000"));
+    let (first, _) = hello_build(a.path(), ",rewrite-timestamp=true", Some("1700000000"));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let b = tempfile::tempdir().unwrap();
-    let (second, dest) = hello_build(b.path(), "", Some("1700000000"));
+    let (second, dest) = hello_build(b.path(), ",rewrite-timestamp=true", Some("1700000000"));
     assert!(first.starts_with("sha256:"), "{first}");
     assert_eq!(first, second, "same input, same index digest");
     let l = OciLayout::open_tar(&dest);
@@ -113,4 +113,40 @@ fn zstd_layers_are_read_by_skopeo_and_umoci() {
     );
     let arch = std::fs::read_to_string(bundle.join("rootfs/arch")).unwrap();
     assert_eq!(arch.trim(), "x86_64");
+}
+
+#[test]
+fn source_date_epoch_as_a_build_arg_sets_the_created_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(&tmp.path().join("ctx"), "FROM busybox\nRUN true\n", &[]);
+    let dest = tmp.path().join("out.tar");
+    let mut c = build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64",
+        Some(&dest),
+        &["--build-arg", "SOURCE_DATE_EPOCH=86400"],
+    );
+    c.env_remove("SOURCE_DATE_EPOCH");
+    run_ok(&mut c);
+    let l = OciLayout::open_tar(&dest);
+    assert_eq!(
+        l.config(&l.manifest_for("linux/amd64"))["created"],
+        "1970-01-02T00:00:00Z"
+    );
+    let refused = run(&mut build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64",
+        None,
+        &[
+            "-o",
+            &format!(
+                "type=local,dest={},rewrite-timestamp=true",
+                tmp.path().join("d").display()
+            ),
+        ],
+    ));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("image outputs"));
 }
