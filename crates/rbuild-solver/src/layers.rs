@@ -97,6 +97,41 @@ pub fn unpack_into_state(
     Ok(dest)
 }
 
+/// `force-compression=true`: `blob` stored again with the build's compression (same
+/// diff id, new blob digest), unless it already has it.
+pub fn recompress(solver: &Solver, blob: &LayerBlob) -> Result<LayerBlob, SolveError> {
+    if blob.media_type == solver.compression.media_type() {
+        return Ok(blob.clone());
+    }
+    let layer_err = |reason: LayerError| SolveError::Layer {
+        digest: blob.digest.clone(),
+        media_type: blob.media_type.clone(),
+        reason: Box::new(reason),
+    };
+    let codec = LayerCodec::from_media_type(&blob.media_type)
+        .ok_or_else(|| layer_err(LayerError::UnsupportedMediaType))?;
+    let file = BufReader::with_capacity(1 << 20, solver.store.open_blob(&blob.digest)?);
+    let mut reader: Box<dyn Read> = match codec {
+        LayerCodec::Tar => Box::new(file),
+        LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        LayerCodec::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file)
+                .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
+        ),
+    };
+    let mut writer = LayerWriter::new(solver.store, solver.compression)?;
+    std::io::copy(&mut reader, &mut writer)
+        .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?;
+    let out = writer.finish()?;
+    if out.diff_id != blob.diff_id {
+        return Err(layer_err(LayerError::DiffId {
+            expected: blob.diff_id.clone(),
+            found: out.diff_id,
+        }));
+    }
+    Ok(out)
+}
+
 /// The xattr that marks a layer directory whose layer hides everything below it.
 const OPAQUE_XATTR: &str = "user.overlay.opaque";
 

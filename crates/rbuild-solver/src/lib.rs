@@ -188,6 +188,9 @@ pub struct Solver<'a> {
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`, when set: the image's created and history times.
     pub source_date_epoch: Option<i64>,
+    /// `force-compression=true`: base and cached layers of another compression are stored
+    /// again with `compression` for the image.
+    pub force_compression: bool,
     /// `rewrite-timestamp=true`: also clamp the mtimes of files in new layers to
     /// `source_date_epoch`.
     pub rewrite_timestamp: bool,
@@ -478,6 +481,14 @@ impl Solver<'_> {
         result: StageResult,
         platform: &Platform,
     ) -> Result<ImageManifestBlob, SolveError> {
+        let mut result = result;
+        if self.force_compression {
+            result.layers = result
+                .layers
+                .iter()
+                .map(|l| layers::recompress(self, l))
+                .collect::<Result<_, _>>()?;
+        }
         let mut config = result.config;
         if !self.labels.is_empty() {
             let labels = config.config.labels.get_or_insert_with(Default::default);

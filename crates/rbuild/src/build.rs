@@ -33,6 +33,7 @@ struct Request {
     labels: BTreeMap<String, String>,
     annotations: rbuild_image::Annotations,
     rewrite_timestamp: bool,
+    force_compression: bool,
     quiet: bool,
     entitlements: Entitlements,
 }
@@ -109,10 +110,11 @@ fn request(args: &BuildArgs) -> Result<Request> {
     for a in &args.annotations {
         annotations.add_flag(a)?;
     }
-    let mut rewrite_timestamp = false;
+    let (mut rewrite_timestamp, mut force_compression) = (false, false);
     for o in &args.output {
         output::annotations(o, &mut annotations)?;
         rewrite_timestamp |= output::rewrite_timestamp(o)?.unwrap_or(false);
+        force_compression |= output::force_compression(o)?.unwrap_or(false);
     }
     let mut labels = BTreeMap::new();
     for l in &args.labels {
@@ -153,6 +155,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         labels,
         annotations,
         rewrite_timestamp,
+        force_compression,
         quiet,
         entitlements,
     })
@@ -309,6 +312,7 @@ fn build(
             .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
             .and_then(|v| v.parse().ok()),
         rewrite_timestamp: req.rewrite_timestamp,
+        force_compression: req.force_compression,
         secrets: &req.secrets,
         network: req.network,
         events,

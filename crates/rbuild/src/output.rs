@@ -217,29 +217,39 @@ pub fn annotations(value: &str, into: &mut rbuild_image::Annotations) -> Result<
 /// and `rewrite-timestamp` (see [`rewrite_timestamp`]).
 fn is_annotation_key(k: &str) -> bool {
     let k = k.trim();
-    k.starts_with("annotation") || k == "rewrite-timestamp"
+    k.starts_with("annotation") || k == "rewrite-timestamp" || k == "force-compression"
 }
 
 /// `rewrite-timestamp=true|false` of one `--output`: clamp the mtimes of the files in the
 /// build's new layers to SOURCE_DATE_EPOCH, as buildx does. Image outputs only.
 pub fn rewrite_timestamp(value: &str) -> Result<Option<bool>> {
+    image_flag(value, "rewrite-timestamp")
+}
+
+/// `force-compression=true|false` of one `--output`: layers of another compression (base
+/// images, the cache) are compressed again as the output asks. Image outputs only.
+pub fn force_compression(value: &str) -> Result<Option<bool>> {
+    image_flag(value, "force-compression")
+}
+
+/// A boolean key that only image outputs take.
+fn image_flag(value: &str, key: &str) -> Result<Option<bool>> {
     let mut found = None;
     let mut kind = None;
     for part in value.split(',') {
         match part.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
-            Some(("rewrite-timestamp", v)) => {
-                found = Some(v.parse::<bool>().with_context(|| {
-                    format!("--output {value:?}: rewrite-timestamp must be true or false")
-                })?)
+            Some((k, v)) if k == key => {
+                found =
+                    Some(v.parse::<bool>().with_context(|| {
+                        format!("--output {value:?}: {key} must be true or false")
+                    })?)
             }
             Some(("type", t)) => kind = Some(t.to_string()),
             _ => {}
         }
     }
     if found.is_some() && matches!(kind.as_deref(), Some("local" | "tar") | None) {
-        bail!(
-            "--output {value:?}: rewrite-timestamp applies to image outputs (oci, docker, image, registry)"
-        );
+        bail!("--output {value:?}: {key} applies to image outputs (oci, docker, image, registry)");
     }
     Ok(found)
 }

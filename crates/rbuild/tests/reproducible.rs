@@ -150,3 +150,49 @@ fn source_date_epoch_as_a_build_arg_sets_the_created_time() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("image outputs"));
 }
+
+#[test]
+fn force_compression_recompresses_the_base_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN echo x > /x\n",
+        &[],
+    );
+    let build_with = |opts: &str, name: &str| {
+        let dest = tmp.path().join(name);
+        run_ok(&mut build_command(
+            &tmp.path().join("state"),
+            &ctx,
+            "linux/amd64",
+            None,
+            &[
+                "-o",
+                &format!("type=oci,dest={},compression=zstd{opts}", dest.display()),
+            ],
+        ));
+        let l = OciLayout::open_tar(&dest);
+        let m = l.json(&l.manifest_for("linux/amd64"));
+        let types: Vec<String> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["mediaType"].as_str().unwrap().to_string())
+            .collect();
+        (types, l)
+    };
+    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let (kept, _) = build_with("", "kept.tar");
+    assert_eq!(
+        kept[0], "application/vnd.oci.image.layer.v1.tar+gzip",
+        "the base stays as it is"
+    );
+    assert_eq!(kept[1], zstd);
+    let (forced, l) = build_with(",force-compression=true", "forced.tar");
+    assert!(forced.iter().all(|t| t == zstd), "{forced:?}");
+    // The recompressed base still unpacks to the same files.
+    assert!(
+        l.file(&l.manifest_for("linux/amd64"), "bin/busybox")
+            .is_some()
+    );
+}

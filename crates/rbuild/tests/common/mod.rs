@@ -294,10 +294,17 @@ impl OciLayout {
         let mut out = Vec::new();
         for (i, l) in m["layers"].as_array().unwrap().iter().enumerate() {
             let data = self.blob(l["digest"].as_str().unwrap());
+            let media = l["mediaType"].as_str().unwrap_or_default();
             let mut plain = Vec::new();
-            flate2::read::MultiGzDecoder::new(data)
-                .read_to_end(&mut plain)
-                .unwrap();
+            if media.ends_with("+zstd") {
+                plain = zstd::decode_all(data).unwrap();
+            } else if media.ends_with(".tar") {
+                plain = data.to_vec();
+            } else {
+                flate2::read::MultiGzDecoder::new(data)
+                    .read_to_end(&mut plain)
+                    .unwrap();
+            }
             let mut a = tar::Archive::new(&plain[..]);
             for e in a.entries().unwrap() {
                 let mut e = e.unwrap();
