@@ -19,6 +19,30 @@ pub fn temp_dir(state: &StateDir, prefix: &str) -> Result<tempfile::TempDir, Sol
     Ok(state.temp_dir(prefix)?)
 }
 
+/// The error of a layer blob, naming its digest and media type.
+fn layer_error(blob: &LayerBlob, reason: LayerError) -> SolveError {
+    SolveError::Layer {
+        digest: blob.digest.clone(),
+        media_type: blob.media_type.clone(),
+        reason: Box::new(reason),
+    }
+}
+
+/// The uncompressed tar stream of `blob`, read from `raw`, decoded as its media type says.
+fn decoded<'a>(blob: &LayerBlob, raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>, SolveError> {
+    let codec = LayerCodec::from_media_type(&blob.media_type)
+        .ok_or_else(|| layer_error(blob, LayerError::UnsupportedMediaType))?;
+    let file = BufReader::with_capacity(1 << 20, raw);
+    Ok(match codec {
+        LayerCodec::Tar => Box::new(file),
+        LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        LayerCodec::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file)
+                .map_err(|e| layer_error(blob, LayerError::Unpack(SnapshotError::TarRead(e))))?,
+        ),
+    })
+}
+
 /// Returns the unpacked directory of `blob`, unpacking it from the store if needed. The blob
 /// is decompressed as its media type says; errors name the layer.
 pub fn ensure_unpacked(solver: &Solver, blob: &LayerBlob) -> Result<PathBuf, SolveError> {
@@ -49,13 +73,10 @@ pub fn unpack_into_state(
     if dest.is_dir() {
         return Ok(dest);
     }
-    let layer_err = |reason: LayerError| SolveError::Layer {
-        digest: blob.digest.clone(),
-        media_type: blob.media_type.clone(),
-        reason: Box::new(reason),
-    };
-    let codec = LayerCodec::from_media_type(&blob.media_type)
-        .ok_or_else(|| layer_err(LayerError::UnsupportedMediaType))?;
+    let layer_err = |reason: LayerError| layer_error(blob, reason);
+    if LayerCodec::from_media_type(&blob.media_type).is_none() {
+        return Err(layer_err(LayerError::UnsupportedMediaType));
+    }
     let tmp = temp_dir(state, "unpack-")?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
@@ -64,15 +85,7 @@ pub fn unpack_into_state(
         rbuild_progress::Meter::start(events, v, id, Some(blob.size))
     });
     let metered = rbuild_progress::MeteredRead::new(store.open_blob(&blob.digest)?, meter);
-    let file = BufReader::with_capacity(1 << 20, metered);
-    let reader: Box<dyn Read + '_> = match codec {
-        LayerCodec::Tar => Box::new(file),
-        LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        LayerCodec::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(file)
-                .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
-        ),
-    };
+    let reader = decoded(blob, metered)?;
     let mut hashing = HashingReader::new(SpaceGuard::new(reader, state.root()));
     let unpacked = rbuild_snapshot::unpack_layer(&mut hashing, &target).and_then(|stats| {
         std::io::copy(&mut hashing, &mut std::io::sink())
@@ -103,22 +116,8 @@ pub fn recompress(solver: &Solver, blob: &LayerBlob) -> Result<LayerBlob, SolveE
     if blob.media_type == solver.compression.media_type() {
         return Ok(blob.clone());
     }
-    let layer_err = |reason: LayerError| SolveError::Layer {
-        digest: blob.digest.clone(),
-        media_type: blob.media_type.clone(),
-        reason: Box::new(reason),
-    };
-    let codec = LayerCodec::from_media_type(&blob.media_type)
-        .ok_or_else(|| layer_err(LayerError::UnsupportedMediaType))?;
-    let file = BufReader::with_capacity(1 << 20, solver.store.open_blob(&blob.digest)?);
-    let mut reader: Box<dyn Read> = match codec {
-        LayerCodec::Tar => Box::new(file),
-        LayerCodec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        LayerCodec::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(file)
-                .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?,
-        ),
-    };
+    let layer_err = |reason: LayerError| layer_error(blob, reason);
+    let mut reader = decoded(blob, solver.store.open_blob(&blob.digest)?)?;
     let mut writer = LayerWriter::new(solver.store, solver.compression)?;
     std::io::copy(&mut reader, &mut writer)
         .map_err(|e| layer_err(LayerError::Unpack(SnapshotError::TarRead(e))))?;
