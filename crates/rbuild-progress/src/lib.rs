@@ -13,6 +13,8 @@ mod meter;
 mod plain;
 mod rawjson;
 mod summary;
+#[cfg(test)]
+mod testbuf;
 mod time;
 mod tty;
 

@@ -245,20 +245,8 @@ impl<W: Write> State<W> {
 mod tests {
     use super::*;
     use crate::event::{Stream, Vertex};
-    use std::sync::Arc;
 
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::testbuf::Buf;
 
     #[test]
     fn lines_have_buildkit_field_names() {

@@ -7,22 +7,6 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// What `uname -m` prints inside a RUN for each fixture platform.
-fn expected_uname(platform: &str) -> &'static str {
-    match platform {
-        "linux/amd64" => "x86_64",
-        "linux/arm64" => "aarch64",
-        "linux/arm/v7" => "armv7l",
-        "linux/arm/v6" => "armv6l",
-        "linux/386" => "i686",
-        "linux/ppc64le" => "ppc64le",
-        "linux/s390x" => "s390x",
-        "linux/mips64le" => "mips64",
-        "linux/riscv64" => "riscv64",
-        other => panic!("no expected uname for {other}"),
-    }
-}
-
 /// Unpacks the image for `platform` with umoci and returns the rootfs path.
 fn umoci_unpack(out_tar: &Path, work: &Path, platform: &str) -> std::path::PathBuf {
     let layout_dir = work.join("layout");

@@ -10,22 +10,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// What `uname -m` prints for each fixture platform.
-fn expected_uname(platform: &str) -> &'static str {
-    match platform {
-        "linux/amd64" => "x86_64",
-        "linux/arm64" => "aarch64",
-        "linux/arm/v7" => "armv7l",
-        "linux/arm/v6" => "armv6l",
-        "linux/386" => "i686",
-        "linux/ppc64le" => "ppc64le",
-        "linux/s390x" => "s390x",
-        "linux/mips64le" => "mips64",
-        "linux/riscv64" => "riscv64",
-        other => panic!("no expected uname for {other}"),
-    }
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -448,3 +448,19 @@ pub fn single_layer_layout(dir: &Path, tar: &[u8]) {
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
+
+/// What `uname -m` prints inside a RUN for each fixture platform.
+pub fn expected_uname(platform: &str) -> &'static str {
+    match platform {
+        "linux/amd64" => "x86_64",
+        "linux/arm64" => "aarch64",
+        "linux/arm/v7" => "armv7l",
+        "linux/arm/v6" => "armv6l",
+        "linux/386" => "i686",
+        "linux/ppc64le" => "ppc64le",
+        "linux/s390x" => "s390x",
+        "linux/mips64le" => "mips64",
+        "linux/riscv64" => "riscv64",
+        other => panic!("no expected uname for {other}"),
+    }
+}
