@@ -17,6 +17,7 @@
 //! So whatever a tree contains and in whatever order its entries arrive, nothing outside it is
 //! read, written or changed through these calls.
 
+pub mod devices;
 mod sys;
 mod target;
 

@@ -236,12 +236,14 @@ impl<'r> Target<'r> {
         .map(drop)
     }
 
-    /// Creates a device node or fifo; `kind` is `libc::S_IFCHR`, `S_IFBLK` or `S_IFIFO`.
+    /// Creates a device node or fifo; `kind` is `libc::S_IFCHR`, `S_IFBLK` or `S_IFIFO`. Inside
+    /// the build namespace a device is created by the process outside it when rbuild runs as
+    /// root ([`crate::devices`]); EPERM otherwise.
     pub fn mknod(&self, kind: u32, perm: u32, major: u32, minor: u32) -> io::Result<()> {
         let name = self.require_name()?;
         let dev = libc::makedev(major, minor);
         // SAFETY: valid descriptor and name.
-        cvt(unsafe {
+        let made = cvt(unsafe {
             libc::mknodat(
                 self.dirfd().as_raw_fd(),
                 name.as_ptr(),
@@ -249,7 +251,20 @@ impl<'r> Target<'r> {
                 dev,
             )
         })
-        .map(drop)
+        .map(drop);
+        let device = (kind == libc::S_IFCHR || kind == libc::S_IFBLK) && dev != 0;
+        match made {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && device => {
+                match crate::devices::mknod_outside(self.dirfd(), name, kind, perm, (major, minor))
+                {
+                    // The outer process's umask applied there: set the bits asked for.
+                    Some(Ok(())) => self.chmod(perm),
+                    Some(Err(outside)) => Err(outside),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Sets the permission bits (setuid, setgid and sticky included). A symlink is refused

@@ -277,20 +277,25 @@ fn mount_rootfs(spec: &WireSpec, root_path: &Path) -> Result<(), Failure> {
                 )
             })
         }
-        Rootfs::Dir(dir) => mount(
-            Some(dir.as_path()),
-            root_path,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| {
-            (
-                ErrorKind::Setup,
-                format!("bind {} on {}: {e}", dir.display(), root_path.display()),
-            )
-        }),
+        Rootfs::Dir(dir) => bind_rootfs_nodev(dir, root_path),
     }
+}
+
+/// Binds a directory as the rootfs, without device access: device nodes in it (from base
+/// layers, as root) must not be openable by the step, as on an overlay mounted in the
+/// build namespace.
+fn bind_rootfs_nodev(dir: &Path, root_path: &Path) -> Result<(), Failure> {
+    let fail = |what: &str, e: nix::Error| {
+        (
+            ErrorKind::Setup,
+            format!("{what} {} on {}: {e}", dir.display(), root_path.display()),
+        )
+    };
+    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(Some(dir), root_path, None::<&str>, bind, None::<&str>).map_err(|e| fail("bind", e))?;
+    let nodev = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV | locked_flags(dir);
+    mount(None::<&str>, root_path, None::<&str>, nodev, None::<&str>)
+        .map_err(|e| fail("remount nodev", e))
 }
 
 fn mount_proc(root: &OwnedFd, root_path: &Path, created: &mut Vec<PathBuf>) -> Result<(), Failure> {

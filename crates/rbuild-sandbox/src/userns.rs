@@ -13,7 +13,7 @@ use nix::unistd::{ForkResult, Pid, fork};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -36,10 +36,12 @@ pub fn enter_build_namespace() -> Result<(), SandboxError> {
 /// namespace cannot be created or the maps cannot be written.
 pub fn enter_build_namespace_with(maps: &IdMaps) -> Result<(), SandboxError> {
     if std::env::var(IN_USERNS_ENV).as_deref() == Ok("1") {
+        rbuild_fsroot::devices::adopt_inner_end();
         return Ok(());
     }
     let argv = current_argv()?;
-    let envp = inner_env();
+    let devices = device_socket();
+    let envp = inner_env(devices.as_ref().map(|(_, inner)| inner.as_raw_fd()));
     let (ready_r, ready_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let parent = nix::unistd::getpid();
@@ -49,12 +51,19 @@ pub fn enter_build_namespace_with(maps: &IdMaps) -> Result<(), SandboxError> {
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
+            if let Some((_, inner)) = &devices {
+                keep_across_exec(inner);
+            }
             child_enter(parent, ready_w, go_r, &argv, &envp)
         }
         ForkResult::Parent { child } => {
             drop(ready_w);
             drop(go_r);
+            let outer = devices.map(|(outer, _inner)| outer);
             parent_setup(child, maps, ready_r, go_w)?;
+            if let Some(outer) = outer {
+                std::thread::spawn(move || rbuild_fsroot::devices::serve(outer));
+            }
             forward_and_wait(child)
         }
     }
@@ -73,9 +82,27 @@ fn current_argv() -> Result<Vec<CString>, SandboxError> {
         .collect()
 }
 
-fn inner_env() -> Vec<CString> {
+/// The socket through which the inner process has device nodes created: only when rbuild
+/// runs as root, since no one else could create them outside either.
+fn device_socket() -> Option<(OwnedFd, OwnedFd)> {
+    if !nix::unistd::getuid().is_root() {
+        return None;
+    }
+    rbuild_fsroot::devices::socket_pair()
+        .map_err(|e| tracing::debug!("no device socket: {e}"))
+        .ok()
+}
+
+/// Clears close-on-exec on the descriptor the re-executed program adopts.
+fn keep_across_exec(fd: &OwnedFd) {
+    // SAFETY: plain fcntl on an open descriptor.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
+}
+
+fn inner_env(device_fd: Option<RawFd>) -> Vec<CString> {
+    use rbuild_fsroot::devices::DEVICE_SOCKET_ENV;
     std::env::vars_os()
-        .filter(|(k, _)| k != IN_USERNS_ENV)
+        .filter(|(k, _)| k != IN_USERNS_ENV && k != DEVICE_SOCKET_ENV)
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -83,6 +110,7 @@ fn inner_env() -> Vec<CString> {
             CString::new(kv).ok()
         })
         .chain(CString::new(format!("{IN_USERNS_ENV}=1")).ok())
+        .chain(device_fd.and_then(|fd| CString::new(format!("{DEVICE_SOCKET_ENV}={fd}")).ok()))
         .collect()
 }
 

@@ -57,9 +57,15 @@ const LOCK: &str = "lock";
 
 impl StateDir {
     /// Creates (if needed) and opens the state directory at `root`, resolving symlinks.
+    ///
+    /// `layers/` and `tmp/` are kept private (0700): as root they may hold device nodes
+    /// from base images, which no other user may reach.
     pub fn create(root: &Path) -> Result<StateDir, StateError> {
         fs::create_dir_all(root).map_err(StateError::at(root))?;
         let root = root.canonicalize().map_err(StateError::at(root))?;
+        for private in [LAYERS, TMP] {
+            private_dir(&root.join(private))?;
+        }
         Ok(StateDir { root })
     }
 
@@ -199,6 +205,18 @@ impl StateDir {
             make_work_dir_removable(&p);
             let _ = fs::remove_dir_all(&p);
         }
+    }
+}
+
+/// Creates `dir` (if needed) with mode 0700, or makes an existing one 0700.
+fn private_dir(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(StateError::at(dir))
+        }
+        Err(e) => Err(StateError::at(dir)(e)),
     }
 }
 

@@ -10,7 +10,7 @@ use common::*;
 use hostile_corpus::{Case, Expect};
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -142,7 +142,7 @@ fn assert_outcome(case: &str, what: &str, expect: &Expect, out: &Output) {
     }
 }
 
-fn check_tree(case: &Case, root: &Path) {
+fn check_tree(case: &Case, root: &Path, rootless: bool) {
     for c in &case.checks {
         let p = root.join(&c.path);
         let meta = fs::symlink_metadata(&p);
@@ -157,6 +157,23 @@ fn check_tree(case: &Case, root: &Path) {
                 u32::from_str_radix(&c.arg, 8).unwrap(),
                 "{ctx}"
             ),
+            "device" if rootless => assert!(meta.is_err(), "{ctx}: skipped rootless"),
+            "device" => {
+                let m = meta.unwrap();
+                let want: Vec<u32> = c
+                    .arg
+                    .split(' ')
+                    .skip(1)
+                    .map(|n| n.parse().unwrap())
+                    .collect();
+                let kind = c.arg.split(' ').next().unwrap();
+                let is_kind = match kind {
+                    "char" => m.file_type().is_char_device(),
+                    _ => m.file_type().is_block_device(),
+                };
+                assert!(is_kind, "{ctx}: not a {kind} device");
+                assert_eq!(m.rdev(), libc::makedev(want[0], want[1]), "{ctx}");
+            }
             other => panic!("{ctx}: unknown check {other}"),
         }
     }
@@ -191,10 +208,10 @@ fn run_corpus(rootless: bool) {
             case.name
         );
         if case.expect == Expect::Ok {
-            check_tree(case, &dir.join("out-b"));
+            check_tree(case, &dir.join("out-b"), rootless);
             let out = runner.build(&ctx, &layout, &dir.join("out-from"), &[]);
             assert_outcome(&case.name, "COPY --from", &Expect::Ok, &out);
-            check_tree(case, &dir.join("out-from/from"));
+            check_tree(case, &dir.join("out-from/from"), rootless);
             assert_eq!(
                 snapshot(&sentinel),
                 before,

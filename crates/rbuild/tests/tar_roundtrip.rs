@@ -73,6 +73,10 @@ fn base_tar() -> Vec<u8> {
     dev.set_device_major(1).unwrap();
     dev.set_device_minor(3).unwrap();
     add(&mut b, "rt/null", dev, b"");
+    let mut block = header(T::Block, 0o640, 0, 6, 0);
+    block.set_device_major(7).unwrap();
+    block.set_device_minor(200).unwrap();
+    add(&mut b, "rt/loop200", block, b"");
     add(&mut b, "rt/gone", header(T::Regular, 0o644, 0, 0, 1), b"g");
     add(&mut b, "rt/opq/", header(T::Directory, 0o755, 0, 0, 0), b"");
     add(
@@ -124,7 +128,9 @@ fn every_entry_type_and_attribute_survives_a_build_and_umoci() {
         "FROM special AS s\n\
          FROM busybox\n\
          COPY --from=s /rt /rt\n\
-         RUN rm /rt/gone && rm -rf /rt/opq && mkdir /rt/opq && echo new > /rt/opq/new\n",
+         RUN rm /rt/gone && rm -rf /rt/opq && mkdir /rt/opq && echo new > /rt/opq/new\n\
+         # A step cannot open a device node that came with a layer (the rootfs is nodev).\n\
+         RUN if echo x 2>/dev/null > /rt/null; then exit 9; fi\n",
         &[],
     );
     let dest = tmp.path().join("out.tar");
@@ -193,9 +199,14 @@ fn every_entry_type_and_attribute_survives_a_build_and_umoci() {
     );
     assert!(meta("fifo").file_type().is_fifo());
     assert_eq!(attrs("fifo").0, 0o600);
-    // Device nodes need CAP_MKNOD in the initial user namespace, which the build's own
-    // namespace never has: they are skipped with a warning, as root and rootless.
-    assert!(!rt.join("null").exists());
+    // As root, device nodes are created (by the process outside the build namespace).
+    let null = meta("null");
+    assert!(null.file_type().is_char_device());
+    assert_eq!((null.rdev(), attrs("null").0), (libc::makedev(1, 3), 0o666));
+    let lp = meta("loop200");
+    assert!(lp.file_type().is_block_device());
+    assert_eq!(lp.rdev(), libc::makedev(7, 200));
+    assert_eq!((attrs("loop200").0, lp.uid(), lp.gid()), (0o640, 0, 6));
     assert!(!rt.join("gone").exists(), "the whiteout deleted it");
     let opq: Vec<_> = fs::read_dir(rt.join("opq"))
         .unwrap()
