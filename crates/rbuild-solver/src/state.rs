@@ -208,15 +208,46 @@ impl StateDir {
     }
 }
 
-/// Creates `dir` (if needed) with mode 0700, or makes an existing one 0700.
+/// Creates `dir` (if needed) with mode 0700, or makes an existing one 0700, and asks the
+/// filesystem to spread the directories made in it ([`spread_subdirectories`]).
 fn private_dir(dir: &Path) -> Result<(), StateError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(StateError::at(dir))
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(StateError::at(dir))?;
         }
-        Err(e) => Err(StateError::at(dir)(e)),
+        Err(e) => return Err(StateError::at(dir)(e)),
+    }
+    spread_subdirectories(dir);
+    Ok(())
+}
+
+/// `FS_TOPDIR_FL`: "top of a directory hierarchy" (`chattr +T`).
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Marks `dir` as the top of directory hierarchies (`chattr +T`), so that ext4 places each
+/// directory made in it (a layer's tree, a step's work directory) in a block group of its
+/// own choosing instead of the parent's. On ext4 without a journal, the inode allocator
+/// skips every inode freed in the last minutes, reading its inode-table block each time: in
+/// a group where a previous tree was just deleted, creating a file costs ~0.5 ms instead of
+/// ~10 µs. Best effort: filesystems without the flag ignore it.
+fn spread_subdirectories(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = fs::File::open(dir) else {
+        return;
+    };
+    let get = nix::request_code_read!(b'f', 1, std::mem::size_of::<libc::c_long>());
+    let set = nix::request_code_write!(b'f', 2, std::mem::size_of::<libc::c_long>());
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS read and write one int through a valid pointer.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), get as _, &mut flags) != 0 || flags & FS_TOPDIR_FL != 0 {
+            return;
+        }
+        flags |= FS_TOPDIR_FL;
+        let _ = libc::ioctl(file.as_raw_fd(), set as _, &flags);
     }
 }
 
