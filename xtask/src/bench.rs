@@ -84,10 +84,8 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
 /// Runs the selected cases and prints (and with `--save` writes) the report.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let options = parse_args(args)?;
-    let cases = select_cases(
-        &cases::find_cases(&root.join("Dockerfiles/bench"))?,
-        &options,
-    )?;
+    let all_cases = cases::find_cases(&root.join("Dockerfiles/bench"))?;
+    let cases = select_cases(&all_cases, &options)?;
     if cases.is_empty() {
         util::info("no benchmark cases: Dockerfiles/bench/<case>/Dockerfile does not exist yet");
         return Ok(());
@@ -100,7 +98,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let load_before = measure::load_average();
     let setup = Setup::new(root, rbuild, have_arm64 && !options.quick)?;
     let jobs = prepare_jobs(&cases, have_arm64, options.quick)?;
-    let results = run_all(&setup.builders, &jobs, options.runs);
+    let warm_up = all_cases.iter().find(|c| c.name == WARM_UP_CASE);
+    let results = run_all(&setup.builders, &jobs, options.runs, warm_up);
     if let Some(Some(buildkit)) = setup.builders.get(2) {
         let _ = buildkit.forget();
     }
@@ -275,7 +274,12 @@ struct Results {
 
 /// Runs every job `runs` times; within a run each case and platform set is built by
 /// every builder in turn, so slow phases of the machine hit all of them.
-fn run_all(builders: &[Option<Box<dyn Builder>>], jobs: &[Job], runs: usize) -> Results {
+fn run_all(
+    builders: &[Option<Box<dyn Builder>>],
+    jobs: &[Job],
+    runs: usize,
+    warm_up: Option<&Case>,
+) -> Results {
     let mut results = Results::default();
     for run in 1..=runs {
         for job in jobs {
@@ -287,7 +291,8 @@ fn run_all(builders: &[Option<Box<dyn Builder>>], jobs: &[Job], runs: usize) -> 
                 ));
                 for (column, builder) in builders.iter().enumerate() {
                     if let Some(builder) = builder {
-                        measure_cell(&mut results, builder.as_ref(), column, job, set);
+                        let cell = CellJob { column, job, set, warm_up };
+                        measure_cell(&mut results, builder.as_ref(), &cell);
                     }
                 }
             }
@@ -296,20 +301,24 @@ fn run_all(builders: &[Option<Box<dyn Builder>>], jobs: &[Job], runs: usize) -> 
     results
 }
 
-fn measure_cell(
-    results: &mut Results,
-    builder: &dyn Builder,
+/// One builder's turn on a case and platform set.
+struct CellJob<'a> {
     column: usize,
-    job: &Job,
-    set: &[Platform],
-) {
-    let case = &job.prepared.case;
+    job: &'a Job,
+    set: &'a [Platform],
+    /// The small build run (untimed) before the cold one; see [`settle_disk`].
+    warm_up: Option<&'a Case>,
+}
+
+fn measure_cell(results: &mut Results, builder: &dyn Builder, cell_job: &CellJob<'_>) {
+    let (column, set) = (cell_job.column, cell_job.set);
+    let case = &cell_job.job.prepared.case;
     let key = (case.name.clone(), cases::platform_label(set), column);
     let cell = results.cells.entry(key).or_default();
     if cell.failed {
         return;
     }
-    match cold_and_warm(builder, case, set) {
+    match cold_and_warm(builder, case, set, cell_job.warm_up) {
         Ok(pair) => {
             util::info(&format!(
                 "{}: cold {}, warm {}",
@@ -345,12 +354,17 @@ fn show_sample(s: &Sample) -> String {
     format!("{} {rss}", report::seconds(s.wall))
 }
 
+/// The case built (untimed) after [`settle_disk`], so that each builder's binaries, daemon
+/// and base image are back in the page cache before its cold build.
+const WARM_UP_CASE: &str = "hello";
+
 /// Writes back and drops the kernel's clean caches before a cold build, so that no builder
 /// pays for the previous one's deletions. On ext4 without a journal (this kind of VM disk),
 /// inodes freed in the last minutes are skipped by the allocator while their inode-table
 /// blocks are cached, one lookup each: right after another builder's state was deleted,
-/// creating a file costs up to ~0.6 ms instead of ~10 µs, whoever creates it. Needs root;
-/// otherwise only syncs.
+/// creating a file costs up to ~0.6 ms instead of ~10 µs, whoever creates it. A small
+/// untimed build ([`WARM_UP_CASE`]) then brings each builder's own files back into the
+/// cache. Needs root; otherwise only syncs.
 fn settle_disk() {
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };
@@ -365,9 +379,20 @@ struct ColdWarm {
     run_steps: Vec<Duration>,
 }
 
-fn cold_and_warm(builder: &dyn Builder, case: &Case, set: &[Platform]) -> Result<ColdWarm> {
+fn cold_and_warm(
+    builder: &dyn Builder,
+    case: &Case,
+    set: &[Platform],
+    warm_up: Option<&Case>,
+) -> Result<ColdWarm> {
     builder.forget()?;
     settle_disk();
+    // Kept until the measured builds are done: deleting it would be the next build's cost.
+    let scratch = util::TempDir::new("bench-warm-up")?;
+    if let Some(small) = warm_up {
+        build_once(builder, scratch.path(), small, set, Mode::Cold)?;
+        builder.forget()?;
+    }
     let state = util::TempDir::new("bench-state")?;
     let cold = build_once(builder, state.path(), case, set, Mode::Cold)?;
     let run_steps = builder.run_steps(&log_path(state.path(), Mode::Cold));
@@ -507,7 +532,7 @@ fn header_text(input: &ReportInput) -> String {
         "rbuild bench at {commit}, {date}, {cores} cores; load average (1/5/15 min) {} before, {} after\n\
          median of {} run(s); builders take turns within a run; every build writes an OCI archive \
          (rbuild -o type=oci, buildctl --output type=oci, buildah build + push oci-archive: timed together)\n\
-         cold: fresh state (BuildKit: after buildctl prune --all), after sync and dropping the page cache; warm: the same build again; \
+         cold: fresh state (BuildKit: after buildctl prune --all), after sync, dropping the page cache and an untimed hello build; warm: the same build again; \
          RSS: peak of the largest process in the builder's tree (wait4 ru_maxrss; BuildKit: buildkitd's VmHWM)\n",
         input.load_before,
         measure::load_average(),
