@@ -1,6 +1,6 @@
 //! Project automation for rbuild, run as `cargo xtask <command>`.
 //!
-//! Commands: `deps`, `fixtures`, `test`, `demo`, `bench`, `fuzz`. Each prints what it runs, and
+//! Commands: `deps`, `fixtures`, `tools`, `test`, `demo`, `bench`, `fuzz`. Each prints what it runs, and
 //! exits nonzero when something it needs is missing or fails.
 
 mod apt;
@@ -11,6 +11,7 @@ mod fixtures;
 mod hostbinfmt;
 mod layout;
 mod rootfs;
+mod tools;
 mod util;
 
 use anyhow::{Result, bail};
@@ -21,7 +22,9 @@ usage: cargo xtask <command> [options]
 commands:
   deps                 install the system packages the test suite needs (apt, as root)
   fixtures [--force]   build the busybox and Debian base images under testdata/images/
-  test [-- ARGS]       deps + fixtures + `cargo test --workspace ARGS` (what CI runs)
+  tools                fetch test tools newer than the host's (umoci for zstd layers) into
+                       the target dir; prints the variables that point the tests at them
+  test [-- ARGS]       deps + fixtures + tools + `cargo test --workspace ARGS` (what CI runs)
   demo                 build Dockerfiles/hello for every fixture platform and show the result
   bench [--quick] [--case NAME] [--runs N] [--save FILE]
                        time rbuild against buildah (when installed) and BuildKit (when
@@ -58,6 +61,12 @@ fn run() -> Result<()> {
                 _ => bail!("usage: cargo xtask fixtures [--force]"),
             };
             all_fixtures(&root, force)
+        }
+        "tools" => {
+            no_extra_args(command, rest)?;
+            let umoci = tools::umoci(&root)?;
+            println!("export {}={}", tools::UMOCI_ENV, umoci.display());
+            Ok(())
         }
         "test" => test(rest),
         "demo" => {
@@ -97,13 +106,19 @@ fn test(rest: &[String]) -> Result<()> {
         Some((dashes, extra)) if dashes == "--" => extra,
         Some(_) => bail!("usage: cargo xtask test [-- ARGS for cargo test]"),
     };
-    util::step("1/3 system packages (cargo xtask deps)");
+    let root = util::repo_root()?;
+    util::step("1/4 system packages (cargo xtask deps)");
     apt::deps()?;
-    util::step("2/3 fixture images (cargo xtask fixtures)");
-    all_fixtures(&util::repo_root()?, false)?;
-    util::step("3/3 cargo test --workspace");
+    util::step("2/4 fixture images (cargo xtask fixtures)");
+    all_fixtures(&root, false)?;
+    util::step("3/4 newer test tools (cargo xtask tools)");
+    let umoci = tools::umoci(&root)?;
+    util::step("4/4 cargo test --workspace");
     let mut cmd = util::cargo();
-    cmd.arg("test").arg("--workspace").args(extra);
+    cmd.env(tools::UMOCI_ENV, &umoci)
+        .arg("test")
+        .arg("--workspace")
+        .args(extra);
     util::run(&mut cmd)?;
     util::step("all tests passed");
     Ok(())

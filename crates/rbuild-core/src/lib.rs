@@ -21,14 +21,16 @@ pub mod media_type {
     pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
     /// A zstd-compressed OCI layer.
     pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-    /// A Docker schema 2 manifest list (read for compatibility).
+    /// A Docker schema 2 manifest list.
     pub const DOCKER_MANIFEST_LIST: &str =
         "application/vnd.docker.distribution.manifest.list.v2+json";
-    /// A Docker schema 2 manifest (read for compatibility).
+    /// A Docker schema 2 manifest.
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    /// A gzip-compressed Docker layer (read for compatibility).
+    /// A Docker image config.
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    /// A gzip-compressed Docker layer.
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    /// An uncompressed Docker layer (read for compatibility).
+    /// An uncompressed Docker layer.
     pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
     /// A Docker foreign (non-distributable) gzip layer (read for compatibility).
     pub const DOCKER_FOREIGN_LAYER_GZIP: &str =

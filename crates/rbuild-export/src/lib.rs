@@ -48,6 +48,8 @@ pub struct BuiltImage {
     /// `--annotation`s for the index, the manifests' descriptors and the layout's entry
     /// (the manifests' own are in the manifests already).
     pub annotations: rbuild_image::Annotations,
+    /// The media types the manifests were written with; the index gets the same family.
+    pub media_types: rbuild_image::MediaTypes,
 }
 
 /// The top-level descriptor of a built image: a manifest for one platform, an image
@@ -64,7 +66,7 @@ pub fn root_descriptor(store: &Store, image: &BuiltImage) -> Result<IndexEntry, 
         let mut annotations = listed(single);
         annotations.extend(ann.for_target(At::IndexDescriptor, None));
         return Ok(IndexEntry {
-            media_type: media_type::OCI_MANIFEST.into(),
+            media_type: image.media_types.manifest().into(),
             digest: single.digest.clone(),
             size: single.size,
             platform: Some(single.platform.clone()),
@@ -75,17 +77,21 @@ pub fn root_descriptor(store: &Store, image: &BuiltImage) -> Result<IndexEntry, 
         .manifests
         .iter()
         .map(|m| IndexEntry {
-            media_type: media_type::OCI_MANIFEST.into(),
+            media_type: image.media_types.manifest().into(),
             digest: m.digest.clone(),
             size: m.size,
             platform: Some(m.platform.clone()),
             annotations: listed(m),
         })
         .collect();
-    let index = write_index(&entries, &ann.for_target(At::Index, None))?;
+    let index = write_index(
+        &entries,
+        &ann.for_target(At::Index, None),
+        image.media_types,
+    )?;
     let (digest, size) = store.put_bytes(&index)?;
     Ok(IndexEntry {
-        media_type: media_type::OCI_INDEX.into(),
+        media_type: image.media_types.index().into(),
         digest,
         size,
         platform: None,
@@ -556,6 +562,7 @@ mod tests {
             }],
             tags: vec![],
             annotations: Default::default(),
+            media_types: Default::default(),
         };
         let dest = dir.path().join("out");
         assert!(write_oci_dir(&store, &image, &dest).is_err());

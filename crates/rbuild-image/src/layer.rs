@@ -3,7 +3,7 @@
 
 use crate::ImageError;
 use crate::pgzip::ParGzWriter;
-use rbuild_core::{Digest, Sha256Writer, media_type};
+use rbuild_core::{Digest, LayerCodec, Sha256Writer, media_type};
 use rbuild_store::{BlobWriter, Store};
 use std::io::{self, Write};
 
@@ -33,12 +33,22 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// The layer media type this compression gives (OCI types).
+    /// The layer media type this compression gives (OCI types; manifests name a layer in
+    /// the family they are written with, see [`crate::MediaTypes::retype_layer`]).
     pub fn media_type(&self) -> &'static str {
         match self {
             Compression::Gzip(_) => media_type::OCI_LAYER_GZIP,
             Compression::Zstd(_) => media_type::OCI_LAYER_ZSTD,
             Compression::Uncompressed => media_type::OCI_LAYER_TAR,
+        }
+    }
+
+    /// The codec of this compression.
+    pub fn codec(&self) -> LayerCodec {
+        match self {
+            Compression::Gzip(_) => LayerCodec::Gzip,
+            Compression::Zstd(_) => LayerCodec::Zstd,
+            Compression::Uncompressed => LayerCodec::Tar,
         }
     }
 

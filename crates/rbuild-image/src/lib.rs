@@ -6,6 +6,7 @@ mod annotations;
 mod config;
 mod layer;
 mod manifest;
+mod media;
 mod pgzip;
 
 pub use annotations::{Annotation, AnnotationTarget, Annotations, BadAnnotation};
@@ -14,6 +15,7 @@ pub use layer::{Compression, LayerBlob, LayerWriter};
 pub use manifest::{
     ImageManifestBlob, IndexEntry, descriptor, oci_platform, write_index, write_manifest,
 };
+pub use media::MediaTypes;
 
 /// Errors of image assembly.
 #[derive(Debug, thiserror::Error)]
@@ -31,4 +33,16 @@ pub enum ImageError {
     /// An OCI structure could not be built or parsed.
     #[error("oci structure: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
+    /// A layer's compression has no media type in the family the image is written with.
+    #[error(
+        "layer {digest} is {media_type}, which {family} cannot describe (Docker's media types have no zstd layer: use compression=gzip or uncompressed with force-compression=true, or oci-mediatypes=true)"
+    )]
+    LayerMediaType {
+        /// The layer blob.
+        digest: rbuild_core::Digest,
+        /// Its stored media type.
+        media_type: String,
+        /// The family asked for.
+        family: MediaTypes,
+    },
 }

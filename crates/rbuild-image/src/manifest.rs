@@ -1,11 +1,11 @@
 //! Manifests and indexes, built with oci-spec's types and written once, canonically.
 
-use crate::{ImageError, LayerBlob};
+use crate::{ImageError, LayerBlob, MediaTypes};
 use oci_spec::image::{
     Arch, Descriptor, DescriptorBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
     PlatformBuilder,
 };
-use rbuild_core::{Digest, Platform, media_type};
+use rbuild_core::{Digest, Platform};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,22 +42,27 @@ pub struct ImageManifestBlob {
 }
 
 /// Writes an image manifest for `config` (already stored) and `layers`, with `annotations`
-/// (sorted, so the bytes are canonical).
+/// (sorted, so the bytes are canonical), in the media types of `types`: each layer keeps
+/// its blob and is named with `types`' type for its codec.
 pub fn write_manifest(
     store: &Store,
     config: (&Digest, u64),
     layers: &[LayerBlob],
     platform: &Platform,
     annotations: &BTreeMap<String, String>,
+    types: MediaTypes,
 ) -> Result<ImageManifestBlob, ImageError> {
     let layers = layers
         .iter()
-        .map(|l| descriptor(&l.media_type, &l.digest, l.size))
+        .map(|l| {
+            let mt = types.retype_layer(&l.digest, &l.media_type)?;
+            descriptor(&mt, &l.digest, l.size)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(descriptor(media_type::OCI_CONFIG, config.0, config.1)?)
+        .media_type(MediaType::from(types.manifest()))
+        .config(descriptor(types.config(), config.0, config.1)?)
         .layers(layers)
         .build()?;
     let mut value = serde_json::to_value(&manifest)?;
@@ -99,11 +104,12 @@ fn insert_annotations(doc: &mut serde_json::Value, annotations: &BTreeMap<String
     }
 }
 
-/// Serialises an image index over `entries` with the index's own `annotations`
-/// (canonical bytes; not stored).
+/// Serialises an image index (a manifest list for [`MediaTypes::Docker`]) over `entries`
+/// with the index's own `annotations` (canonical bytes; not stored).
 pub fn write_index(
     entries: &[IndexEntry],
     annotations: &BTreeMap<String, String>,
+    types: MediaTypes,
 ) -> Result<Vec<u8>, ImageError> {
     let manifests = entries
         .iter()
@@ -122,7 +128,7 @@ pub fn write_index(
         .collect::<Result<Vec<_>, ImageError>>()?;
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
+        .media_type(MediaType::from(types.index()))
         .manifests(manifests)
         .build()?;
     // oci-spec keeps annotations in a HashMap: sort them so the bytes (and the digest)

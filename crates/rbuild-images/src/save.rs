@@ -4,7 +4,7 @@
 use crate::{ImageStore, ImagesError, Reference, Target, walk};
 use rbuild_core::Platform;
 use rbuild_export::BuiltImage;
-use rbuild_image::{ImageManifestBlob, IndexEntry, write_index};
+use rbuild_image::{ImageManifestBlob, IndexEntry, MediaTypes, write_index};
 use std::path::Path;
 
 /// The archive format.
@@ -96,6 +96,7 @@ fn save_docker(
         }],
         tags: it.names.clone(),
         annotations: Default::default(),
+        media_types: MediaTypes::of(&chosen.1.media_type),
     };
     rbuild_export::write_docker_tar(images.blobs(), &image, dest)?;
     Ok(())
@@ -160,16 +161,15 @@ fn root_for(
     if let [single] = entries.as_slice() {
         return Ok(single.clone());
     }
-    let (digest, size) =
-        images
-            .blobs()
-            .put_bytes(&write_index(&entries, &Default::default()).map_err(|e| {
-                ImagesError::Malformed {
-                    what: "image index for",
-                    digest: it.target.digest.clone(),
-                    detail: e.to_string(),
-                }
-            })?)?;
+    let (digest, size) = images.blobs().put_bytes(
+        &write_index(&entries, &Default::default(), MediaTypes::Oci).map_err(|e| {
+            ImagesError::Malformed {
+                what: "image index for",
+                digest: it.target.digest.clone(),
+                detail: e.to_string(),
+            }
+        })?,
+    )?;
     Ok(IndexEntry {
         media_type: rbuild_core::media_type::OCI_INDEX.into(),
         digest,

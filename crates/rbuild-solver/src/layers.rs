@@ -111,9 +111,10 @@ pub fn unpack_into_state(
 }
 
 /// `force-compression=true`: `blob` stored again with the build's compression (same
-/// diff id, new blob digest), unless it already has it.
+/// diff id, new blob digest), unless it already has its codec (under any family's name:
+/// a Docker gzip layer is an OCI gzip layer with another descriptor).
 pub fn recompress(solver: &Solver, blob: &LayerBlob) -> Result<LayerBlob, SolveError> {
-    if blob.media_type == solver.compression.media_type() {
+    if LayerCodec::from_media_type(&blob.media_type) == Some(solver.compression.codec()) {
         return Ok(blob.clone());
     }
     let layer_err = |reason: LayerError| layer_error(blob, reason);

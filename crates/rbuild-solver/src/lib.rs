@@ -186,6 +186,8 @@ pub struct Solver<'a> {
     pub no_cache_filter: Vec<String>,
     /// Layer compression.
     pub compression: Compression,
+    /// The media types the image's manifests and descriptors carry (`oci-mediatypes=`).
+    pub media_types: rbuild_image::MediaTypes,
     /// `SOURCE_DATE_EPOCH`, when set: the image's created and history times.
     pub source_date_epoch: Option<i64>,
     /// `force-compression=true`: base and cached layers of another compression are stored
@@ -509,6 +511,7 @@ impl Solver<'_> {
             &result.layers,
             platform,
             &annotations,
+            self.media_types,
         )?)
     }
 }

@@ -34,6 +34,7 @@ struct Request {
     annotations: rbuild_image::Annotations,
     rewrite_timestamp: bool,
     force_compression: bool,
+    media_types: rbuild_image::MediaTypes,
     quiet: bool,
     entitlements: Entitlements,
 }
@@ -54,7 +55,10 @@ fn request(args: &BuildArgs) -> Result<Request> {
         .map(|o| output::parse(o))
         .collect::<Result<Vec<_>>>()?;
     if args.load {
-        outputs.push(Output::Image { names: Vec::new() });
+        outputs.push(Output::Image {
+            names: Vec::new(),
+            media_types: None,
+        });
     }
     if args.push {
         outputs.push(Output::Registry(output::RegistryOutput {
@@ -116,6 +120,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         rewrite_timestamp |= output::rewrite_timestamp(o)?.unwrap_or(false);
         force_compression |= output::force_compression(o)?.unwrap_or(false);
     }
+    let media_types = output::build_media_types(&outputs, &annotations)?;
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l
@@ -156,6 +161,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         annotations,
         rewrite_timestamp,
         force_compression,
+        media_types,
         quiet,
         entitlements,
     })
@@ -313,6 +319,7 @@ fn build(
             .and_then(|v| v.parse().ok()),
         rewrite_timestamp: req.rewrite_timestamp,
         force_compression: req.force_compression,
+        media_types: req.media_types,
         secrets: &req.secrets,
         network: req.network,
         events,
@@ -327,6 +334,7 @@ fn build(
         manifests,
         tags: args.tags.clone(),
         annotations: req.annotations.clone(),
+        media_types: req.media_types,
     };
     export(
         state,
@@ -485,7 +493,7 @@ fn write_output(
         Output::Oci {
             dest, tar: false, ..
         } => rbuild_export::write_oci_dir(store, image, dest)?,
-        Output::Docker { dest } => {
+        Output::Docker { dest, .. } => {
             rbuild_export::write_docker_tar_with(store, image, dest, &mut on_bytes)?
         }
         Output::Local { dest, split } => {

@@ -29,7 +29,7 @@ pub fn check_outputs(outputs: &mut [Output], tags: &[String]) -> Result<()> {
         );
     }
     for o in outputs.iter_mut() {
-        if let Output::Image { names } = o {
+        if let Output::Image { names, .. } = o {
             if names.is_empty() {
                 names.extend(tags.iter().cloned());
             }
@@ -82,7 +82,7 @@ pub fn finish(
     let names: Vec<&String> = outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Image { names } => Some(names),
+            Output::Image { names, .. } => Some(names),
             _ => None,
         })
         .flatten()

@@ -1,7 +1,7 @@
 //! `--output` parsing: buildx's `type=...,key=value` form.
 
 use anyhow::{Context, Result, bail};
-use rbuild_image::Compression;
+use rbuild_image::{Compression, MediaTypes};
 use std::path::PathBuf;
 
 /// Where the built image goes.
@@ -15,11 +15,15 @@ pub enum Output {
         tar: bool,
         /// How the image's layers are compressed (`compression=`, `compression-level=`).
         compression: Compression,
+        /// `oci-mediatypes=` (default true).
+        media_types: MediaTypes,
     },
     /// An archive `docker load` reads (one platform).
     Docker {
         /// The archive path.
         dest: PathBuf,
+        /// `oci-mediatypes=` (default true, as BuildKit's docker exporter).
+        media_types: MediaTypes,
     },
     /// The final filesystem as a directory (one subdirectory per platform when several).
     Local {
@@ -39,6 +43,9 @@ pub enum Output {
     Image {
         /// Names; empty takes the build's `-t` names.
         names: Vec<String>,
+        /// `oci-mediatypes=` when given; otherwise the store takes what the other outputs
+        /// ask for.
+        media_types: Option<MediaTypes>,
     },
     /// An image for a registry: `type=registry`, or `type=image,push=true`.
     Registry(RegistryOutput),
@@ -57,6 +64,8 @@ pub struct RegistryOutput {
     pub insecure: bool,
     /// How the pushed layers are compressed.
     pub compression: Compression,
+    /// `oci-mediatypes=` (default true).
+    pub media_types: MediaTypes,
 }
 
 impl Output {
@@ -69,16 +78,53 @@ impl Output {
         }
     }
 
+    /// The media types an image output asks for (`None` for filesystem outputs and for
+    /// the image store without `oci-mediatypes=`).
+    pub fn media_types(&self) -> Option<MediaTypes> {
+        match self {
+            Output::Oci { media_types, .. } | Output::Docker { media_types, .. } => {
+                Some(*media_types)
+            }
+            Output::Registry(r) => Some(r.media_types),
+            Output::Image { media_types, .. } => *media_types,
+            Output::Local { .. } | Output::Tar { .. } => None,
+        }
+    }
+
     /// Where the output goes (`None` for the image store and registries).
     pub fn dest(&self) -> Option<&std::path::Path> {
         match self {
             Output::Oci { dest, .. }
-            | Output::Docker { dest }
+            | Output::Docker { dest, .. }
             | Output::Local { dest, .. }
             | Output::Tar { dest, .. } => Some(dest),
             Output::Image { .. } | Output::Registry(_) => None,
         }
     }
+}
+
+/// The media types of a build's images: what its image outputs ask for (OCI when none
+/// does). The manifests are written once, so the outputs must agree; and Docker's
+/// manifests carry no annotations (BuildKit refuses them the same way).
+pub fn build_media_types(
+    outputs: &[Output],
+    annotations: &rbuild_image::Annotations,
+) -> Result<MediaTypes> {
+    let mut asked: Vec<MediaTypes> = outputs.iter().filter_map(Output::media_types).collect();
+    asked.dedup();
+    let types = match asked.as_slice() {
+        [] => MediaTypes::Oci,
+        [one] => *one,
+        _ => bail!(
+            "the outputs ask for different media types (oci-mediatypes=true and false); rbuild writes a build's manifests once, so give them all the same oci-mediatypes"
+        ),
+    };
+    if types == MediaTypes::Docker && !annotations.0.is_empty() {
+        bail!(
+            "cannot export annotations with \"oci-mediatypes=false\": Docker's manifests and lists have no annotations (drop the annotations or use OCI media types)"
+        );
+    }
+    Ok(types)
 }
 
 /// Parses one `--output` value. A bare path is buildx's shorthand for `type=local,dest=PATH`.
@@ -102,6 +148,7 @@ pub fn parse(value: &str) -> Result<Output> {
     let mut codec = None;
     let mut level = None;
     let mut split = None;
+    let mut oci_types = None;
     for part in value.split(',') {
         let (k, v) = part.split_once('=').with_context(|| {
             format!("--output {value:?}: expected key=value pairs such as type=oci,dest=out.tar")
@@ -122,6 +169,7 @@ pub fn parse(value: &str) -> Result<Output> {
             }
             "compression" => codec = Some(v.to_string()),
             "compression-level" => level = Some(parse_level(value, v)?),
+            "oci-mediatypes" => oci_types = Some(oci_flag(value, v)?),
             "platform-split" => {
                 split = Some(v.parse::<bool>().with_context(|| {
                     format!("--output {value:?}: platform-split must be true or false")
@@ -129,7 +177,7 @@ pub fn parse(value: &str) -> Result<Output> {
             }
             other => {
                 bail!(
-                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name, compression, compression-level, platform-split)"
+                    "--output {value:?}: unknown key {other:?} (rbuild supports type, dest, tar, name, compression, compression-level, oci-mediatypes, platform-split)"
                 )
             }
         }
@@ -137,6 +185,12 @@ pub fn parse(value: &str) -> Result<Output> {
     if split.is_some() && !matches!(kind.as_deref(), Some("local" | "tar")) {
         bail!("--output {value:?}: platform-split applies to type=local and type=tar only");
     }
+    if oci_types.is_some() && matches!(kind.as_deref(), Some("local" | "tar")) {
+        bail!(
+            "--output {value:?}: oci-mediatypes applies to image outputs (oci, docker, image, registry)"
+        );
+    }
+    let media_types = oci_types.unwrap_or_default();
     match kind.as_deref() {
         Some("oci") => {
             let dest =
@@ -145,10 +199,12 @@ pub fn parse(value: &str) -> Result<Output> {
                 bail!("--output {value:?}: writing to stdout is not supported; give a file path");
             }
             let compression = compression(value, codec.as_deref(), level)?;
+            check_media_types(value, compression, media_types)?;
             Ok(Output::Oci {
                 dest,
                 tar,
                 compression,
+                media_types,
             })
         }
         Some(_) if codec.is_some() || level.is_some() => {
@@ -164,12 +220,15 @@ pub fn parse(value: &str) -> Result<Output> {
                 bail!("--output {value:?}: writing to stdout is not supported; give a file path");
             }
             Ok(match kind {
-                "docker" => Output::Docker { dest },
+                "docker" => Output::Docker { dest, media_types },
                 "local" => Output::Local { dest, split },
                 _ => Output::Tar { dest, split },
             })
         }
-        Some("image") => Ok(Output::Image { names }),
+        Some("image") => Ok(Output::Image {
+            names,
+            media_types: oci_types,
+        }),
         Some(other @ "cacheonly") => {
             bail!(
                 "--output type={other} is not supported by this version of rbuild; use type=oci, docker, local or tar"
@@ -201,6 +260,27 @@ fn compression(value: &str, codec: Option<&str>, level: Option<u32>) -> Result<C
             "--output {value:?}: compression {other:?} is not supported (rbuild writes gzip, zstd or uncompressed layers)"
         ),
     }
+}
+
+/// `oci-mediatypes=true|false` as a media type family.
+fn oci_flag(value: &str, v: &str) -> Result<MediaTypes> {
+    let oci = v
+        .trim()
+        .parse::<bool>()
+        .with_context(|| format!("--output {value:?}: oci-mediatypes must be true or false"))?;
+    Ok(MediaTypes::from_oci_flag(oci))
+}
+
+/// Docker's media types have no zstd layer type. BuildKit writes
+/// `application/vnd.docker.image.rootfs.diff.tar.zstd` anyway, which skopeo and podman
+/// refuse ("unsupported docker v2s2 media type"); rbuild refuses to write it.
+fn check_media_types(value: &str, compression: Compression, types: MediaTypes) -> Result<()> {
+    if types.layer(compression.codec()).is_none() {
+        bail!(
+            "--output {value:?}: compression=zstd needs OCI media types: Docker's media types (oci-mediatypes=false) have no zstd layer type; use compression=gzip or drop oci-mediatypes=false"
+        );
+    }
+    Ok(())
 }
 
 /// Adds the `annotation[-TYPE][[PLATFORM]].KEY=VALUE` keys of one `--output` to `into`.
@@ -298,14 +378,14 @@ fn parse_registry(value: &str) -> Result<Output> {
             "push" => out.push = flag(k, v)?,
             "push-by-digest" => out.by_digest = flag(k, v)?,
             "registry.insecure" => out.insecure = flag(k, v)?,
-            // rbuild writes OCI media types: `true` is what it does anyway.
-            "oci-mediatypes" if v == "true" => {}
+            "oci-mediatypes" => out.media_types = oci_flag(value, v)?,
             other => bail!(
-                "--output {value:?}: unsupported key {other:?} (a registry output supports name, push, push-by-digest, registry.insecure, compression, compression-level, oci-mediatypes=true)"
+                "--output {value:?}: unsupported key {other:?} (a registry output supports name, push, push-by-digest, registry.insecure, compression, compression-level, oci-mediatypes)"
             ),
         }
     }
     out.compression = compression(value, codec.as_deref(), level)?;
+    check_media_types(value, out.compression, out.media_types)?;
     Ok(Output::Registry(out))
 }
 
@@ -321,6 +401,7 @@ mod tests {
                 dest: "out.tar".into(),
                 tar: true,
                 compression: Compression::Gzip(6),
+                media_types: MediaTypes::Oci,
             }
         );
         assert_eq!(
@@ -329,6 +410,7 @@ mod tests {
                 dest: "d".into(),
                 tar: false,
                 compression: Compression::Gzip(6),
+                media_types: MediaTypes::Oci,
             }
         );
         assert_eq!(
@@ -411,6 +493,7 @@ mod tests {
                 by_digest: false,
                 insecure: true,
                 compression: Compression::Gzip(6),
+                media_types: MediaTypes::Oci,
             })
         );
         assert!(matches!(
@@ -423,9 +506,59 @@ mod tests {
         assert_eq!(
             parse("type=image,name=app").unwrap(),
             Output::Image {
-                names: vec!["app".into()]
+                names: vec!["app".into()],
+                media_types: None,
             }
         );
         assert!(parse("type=registry,store=false").is_err());
+    }
+
+    #[test]
+    fn oci_mediatypes_parse_per_output() {
+        let docker = Some(MediaTypes::Docker);
+        assert_eq!(
+            parse("type=oci,dest=x,oci-mediatypes=false")
+                .unwrap()
+                .media_types(),
+            docker
+        );
+        assert_eq!(
+            parse("type=docker,dest=x").unwrap().media_types(),
+            Some(MediaTypes::Oci)
+        );
+        assert_eq!(
+            parse("type=docker,dest=x,oci-mediatypes=false")
+                .unwrap()
+                .media_types(),
+            docker
+        );
+        assert_eq!(
+            parse("type=registry,oci-mediatypes=false")
+                .unwrap()
+                .media_types(),
+            docker
+        );
+        assert_eq!(
+            parse("type=image,name=a,oci-mediatypes=false")
+                .unwrap()
+                .media_types(),
+            docker
+        );
+        assert_eq!(parse("type=image,name=a").unwrap().media_types(), None);
+        assert!(
+            parse("type=oci,dest=x,oci-mediatypes=no")
+                .unwrap_err()
+                .to_string()
+                .contains("true or false")
+        );
+        assert!(parse("type=local,dest=x,oci-mediatypes=false").is_err());
+        for zstd in [
+            "type=oci,dest=x,compression=zstd,oci-mediatypes=false",
+            "type=registry,compression=zstd,oci-mediatypes=false",
+        ] {
+            let err = parse(zstd).unwrap_err().to_string();
+            assert!(err.contains("no zstd layer type"), "{err}");
+        }
+        assert!(parse("type=oci,dest=x,compression=uncompressed,oci-mediatypes=false").is_ok());
     }
 }

@@ -7,47 +7,9 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Unpacks the image for `platform` with umoci and returns the rootfs path.
+/// Unpacks the image for `platform` with the host's umoci and returns the rootfs path.
 fn umoci_unpack(out_tar: &Path, work: &Path, platform: &str) -> std::path::PathBuf {
-    let layout_dir = work.join("layout");
-    if !layout_dir.exists() {
-        std::fs::create_dir_all(&layout_dir).unwrap();
-        run_ok(
-            Command::new("tar")
-                .arg("xf")
-                .arg(out_tar)
-                .arg("-C")
-                .arg(&layout_dir),
-        );
-    }
-    // umoci unpacks one manifest by tag: give the platform's manifest a tag of its own.
-    let layout = OciLayout::open_dir(&layout_dir);
-    let digest = layout.manifest_for(platform);
-    let manifest = layout.blob(&digest).len();
-    let tag = platform.replace('/', "-");
-    let mut index = layout.index.clone();
-    index["manifests"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": digest,
-            "size": manifest,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }));
-    std::fs::write(
-        layout_dir.join("index.json"),
-        serde_json::to_vec(&index).unwrap(),
-    )
-    .unwrap();
-    let bundle = work.join(format!("bundle-{tag}"));
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:{tag}", layout_dir.display()))
-            .arg(&bundle),
-    );
-    bundle.join("rootfs")
+    umoci_unpack_with(Path::new("umoci"), out_tar, work, platform)
 }
 
 fn read(path: &Path) -> String {

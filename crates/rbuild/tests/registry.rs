@@ -847,3 +847,81 @@ fn bearer_token_auth_with_per_repository_scopes() {
             .all(|q| q.contains("service=rbuild-test-registry"))
     );
 }
+
+#[test]
+fn push_with_docker_media_types_puts_a_manifest_list() {
+    let Some(reg) = registry(Options::default()) else {
+        return;
+    };
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let ctx = context(
+        &work.path().join("ctx"),
+        "FROM busybox\nCOPY hi /hi\n",
+        &[("hi", "pushed\n")],
+    );
+    let name = format!("{}/team/docker-types:v1", reg.host());
+    let mut c = env.rbuild(&state);
+    c.args([
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--build-context",
+    ])
+    .arg(format!(
+        "busybox=oci-layout://{}",
+        busybox_layout().display()
+    ))
+    .args(["-t", &name, "-o", "type=registry,oci-mediatypes=false"])
+    .arg(&ctx);
+    let out = run(&mut c);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let raw = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{name}"),
+    ]));
+    let list: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let entries = list["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for e in entries {
+        assert_eq!(
+            e["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        let repo = name.trim_end_matches(":v1");
+        let m = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{repo}@{}", e["digest"].as_str().unwrap()),
+        ]));
+        let m: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.docker.container.image.v1+json"
+        );
+        for l in m["layers"].as_array().unwrap() {
+            assert_eq!(
+                l["mediaType"],
+                "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            );
+        }
+    }
+    // The registry serves the arm64 image with its platform.
+    let arm = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &format!("docker://{name}"),
+    ]));
+    let arm: serde_json::Value = serde_json::from_slice(&arm.stdout).unwrap();
+    assert_eq!(arm["Architecture"], "arm64");
+}

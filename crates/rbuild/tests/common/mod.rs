@@ -248,7 +248,9 @@ impl OciLayout {
         let mut todo: Vec<Value> = self.index["manifests"].as_array().unwrap().clone();
         while let Some(d) = todo.pop() {
             let digest = d["digest"].as_str().unwrap().to_string();
-            if d["mediaType"] == "application/vnd.oci.image.index.v1+json" {
+            if d["mediaType"] == "application/vnd.oci.image.index.v1+json"
+                || d["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+            {
                 let idx = self.json(&digest);
                 todo.extend(idx["manifests"].as_array().unwrap().iter().rev().cloned());
             } else {
@@ -463,4 +465,48 @@ pub fn expected_uname(platform: &str) -> &'static str {
         "linux/riscv64" => "riscv64",
         other => panic!("no expected uname for {other}"),
     }
+}
+
+/// Unpacks the image for `platform` of the OCI layout tar `out_tar` with the umoci at
+/// `umoci` (extracting the archive into `work/layout` once) and returns the rootfs path.
+/// umoci unpacks one manifest by tag, so the platform's manifest gets a tag of its own.
+pub fn umoci_unpack_with(umoci: &Path, out_tar: &Path, work: &Path, platform: &str) -> PathBuf {
+    let layout_dir = work.join("layout");
+    if !layout_dir.exists() {
+        std::fs::create_dir_all(&layout_dir).unwrap();
+        run_ok(
+            Command::new("tar")
+                .arg("xf")
+                .arg(out_tar)
+                .arg("-C")
+                .arg(&layout_dir),
+        );
+    }
+    let layout = OciLayout::open_dir(&layout_dir);
+    let digest = layout.manifest_for(platform);
+    let manifest = layout.blob(&digest).len();
+    let tag = platform.replace('/', "-");
+    let mut index = layout.index.clone();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": manifest,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }));
+    std::fs::write(
+        layout_dir.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let bundle = work.join(format!("bundle-{tag}"));
+    run_ok(
+        Command::new(umoci)
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{tag}", layout_dir.display()))
+            .arg(&bundle),
+    );
+    bundle.join("rootfs")
 }
