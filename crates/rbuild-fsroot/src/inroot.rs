@@ -67,8 +67,7 @@ impl Root {
         let times = [ts, ts];
         // SAFETY: valid path and a two-element array; /proc/self/fd/N names exactly the
         // inode resolved above.
-        cvt(unsafe { libc::utimensat(libc::AT_FDCWD, proc.as_ptr(), times.as_ptr(), 0) })
-            .map(drop)
+        cvt(unsafe { libc::utimensat(libc::AT_FDCWD, proc.as_ptr(), times.as_ptr(), 0) }).map(drop)
     }
 }
 

@@ -128,9 +128,7 @@ impl Extractor<'_> {
             .at_in_root(&place.rel)
             .map_err(|e| place.err("open", e))?;
         let want_dir = kind == EntryType::Directory;
-        let is_dir = target
-            .clear(want_dir)
-            .map_err(|e| place.err("remove", e))?;
+        let is_dir = target.clear(want_dir).map_err(|e| place.err("remove", e))?;
         match kind {
             EntryType::Directory => {
                 if !is_dir {
@@ -259,9 +257,7 @@ impl Extractor<'_> {
         let st = target.stat().map_err(|e| place.err("lstat", e))?;
         let is_symlink = st.is_some_and(|s| s.kind == FileKind::Symlink);
         if !is_symlink {
-            target
-                .chmod(meta.mode)
-                .map_err(|e| place.err("chmod", e))?;
+            target.chmod(meta.mode).map_err(|e| place.err("chmod", e))?;
             set_xattrs(target, &meta.xattrs);
         }
         if kind == EntryType::Directory {

@@ -504,7 +504,10 @@ fn display_of(comps: &[OsString]) -> String {
     parts.join("/")
 }
 
-pub(crate) fn link_name<R: Read>(entry: &tar::Entry<'_, R>, shown: &str) -> Result<Vec<u8>, SnapshotError> {
+pub(crate) fn link_name<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    shown: &str,
+) -> Result<Vec<u8>, SnapshotError> {
     match entry.link_name_bytes() {
         Some(l) if !l.is_empty() => Ok(l.into_owned()),
         _ => Err(SnapshotError::UnsupportedEntry {
