@@ -14,10 +14,15 @@
 //!   `utimensat(AT_SYMLINK_NOFOLLOW)`, `openat(O_NOFOLLOW)`, `linkat` without `AT_SYMLINK_FOLLOW`,
 //!   …), or on a descriptor opened that way.
 //!
+//! - [`Root::at_in_root`] and its siblings resolve parents as a chroot would
+//!   (`RESOLVE_IN_ROOT`): symlinks are followed but can never lead out of the tree; the final
+//!   name is still acted on without following it.
+//!
 //! So whatever a tree contains and in whatever order its entries arrive, nothing outside it is
 //! read, written or changed through these calls.
 
 pub mod devices;
+mod inroot;
 mod sys;
 mod target;
 

@@ -116,6 +116,18 @@ impl<'r> Target<'r> {
         })
     }
 
+    /// Like [`Target::new`], with the whole relative path kept for messages.
+    pub(crate) fn new_at(
+        root: &'r Root,
+        dir: Option<OwnedFd>,
+        name: Option<&OsStr>,
+        rel: &std::path::Path,
+    ) -> io::Result<Target<'r>> {
+        let mut t = Target::new(root, dir, name)?;
+        t.rel = rel.to_path_buf();
+        Ok(t)
+    }
+
     fn dirfd(&self) -> BorrowedFd<'_> {
         match &self.dir {
             Some(fd) => fd.as_fd(),

@@ -17,6 +17,7 @@ mod error;
 mod idmap;
 mod init;
 mod mounts;
+mod overlay;
 mod plan;
 mod run;
 mod seccomp;
@@ -36,6 +37,7 @@ pub use idmap::{
     is_mapped, parse_map, subid_ranges, usable_range,
 };
 pub use init::init_main;
+pub use overlay::OverlayMount;
 pub use plan::{DEFAULT_PATH, OverlayData, find_in_path, mount_target, overlay_data};
 pub use run::{
     Attach, ExitStatus, INIT_ARG, Mount, Network, Rootfs, RunOutcome, RunSpec, run, run_attached,

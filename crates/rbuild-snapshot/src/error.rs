@@ -53,6 +53,24 @@ pub enum SnapshotError {
         "When using COPY with more than one source file, the destination must be a directory and end with a /"
     )]
     MultipleSourcesNeedDir,
+    /// An entry of an ADD archive could not be placed; `path` is where it went, as seen
+    /// from the destination directory.
+    #[error("ADD archive entry {entry:?}: {op} {path}: {source}")]
+    AddEntry {
+        entry: String,
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The destination directory of an ADD archive could not be made or opened.
+    #[error("ADD destination: {op} {path}: {source}")]
+    AddDest {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     /// A COPY destination (or one of its parents) exists and is not a directory.
     #[error("cannot copy to {path:?}: it is not a directory")]
     DestNotDirectory { path: String },

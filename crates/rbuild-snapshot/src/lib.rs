@@ -9,6 +9,7 @@
 mod copy;
 mod diff;
 mod error;
+mod extract;
 mod ignore;
 mod mode;
 mod pattern;
@@ -20,6 +21,7 @@ mod unpack;
 pub use copy::{CopyOptions, CopySource, CopyStats, copy, expand_sources, source_paths};
 pub use diff::{DiffOptions, DiffStats, write_layer_tar};
 pub use error::SnapshotError;
+pub use extract::extract_archive;
 pub use ignore::{FilterStats, filtered_context, ignore_file, parse_ignore};
 pub use mode::{BadMode, Chmod, SymbolicMode};
 pub use stack::{Entry, LayerStack};

@@ -77,13 +77,13 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, Snapshot
 }
 
 /// Metadata of one entry, merged from the header and its PAX records.
-struct EntryMeta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-    mtime_nsec: u32,
-    xattrs: Vec<(String, Vec<u8>)>,
+pub(crate) struct EntryMeta {
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mtime: i64,
+    pub(crate) mtime_nsec: u32,
+    pub(crate) xattrs: Vec<(String, Vec<u8>)>,
 }
 
 struct Unpacker {
@@ -418,7 +418,7 @@ fn apply_meta(
         .ctx("set times of", &path)
 }
 
-fn set_xattrs(target: &Target<'_>, xattrs: &[(String, Vec<u8>)]) {
+pub(crate) fn set_xattrs(target: &Target<'_>, xattrs: &[(String, Vec<u8>)]) {
     for (name, value) in xattrs {
         if let Err(e) = target.set_xattr(name, value) {
             tracing::debug!(path = %target.display().display(), xattr = %name, error = %e, "skipping xattr");
@@ -504,7 +504,10 @@ fn display_of(comps: &[OsString]) -> String {
     parts.join("/")
 }
 
-fn link_name<R: Read>(entry: &tar::Entry<'_, R>, shown: &str) -> Result<Vec<u8>, SnapshotError> {
+pub(crate) fn link_name<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    shown: &str,
+) -> Result<Vec<u8>, SnapshotError> {
     match entry.link_name_bytes() {
         Some(l) if !l.is_empty() => Ok(l.into_owned()),
         _ => Err(SnapshotError::UnsupportedEntry {
@@ -515,7 +518,7 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>, shown: &str) -> Result<Vec<u8>,
 }
 
 /// Reads the header fields and PAX records (mtime, xattrs); refuses PAX sparse files.
-fn entry_meta<R: Read>(
+pub(crate) fn entry_meta<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     shown: &str,
 ) -> Result<EntryMeta, SnapshotError> {

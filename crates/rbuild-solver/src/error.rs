@@ -136,6 +136,9 @@ pub enum ArchiveError {
         /// Why.
         source: rbuild_snapshot::SnapshotError,
     },
+    /// The stage's tree could not be mounted to extract into.
+    #[error(transparent)]
+    Mount(rbuild_sandbox::SandboxError),
     /// A wildcard source could not be expanded.
     #[error(transparent)]
     Expand(rbuild_snapshot::SnapshotError),

@@ -87,29 +87,14 @@ impl Step for CopyOp {
             }
             _ => (Vec::new(), copy.srcs.clone()),
         };
-        let dest = if archives.is_empty() || copy.dest.ends_with('/') || copy.dest.ends_with("/.") {
-            copy.dest.clone()
-        } else {
-            format!("{}/", copy.dest)
-        };
         if !plain.is_empty() {
             rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
                 .map_err(|e| step_err(op, e))?;
         }
-        for (n, (path, kind)) in archives.iter().enumerate() {
-            let dir = tmp.path().join(format!("extract-{n}"));
-            fs::create_dir(&dir).map_err(|e| SolveError::Io(dir.clone(), e))?;
-            extract(path, *kind, &dir).map_err(|e| step_err(op, e))?;
-            let extracted = LayerStack::new(vec![dir]);
-            rbuild_snapshot::copy(
-                CopySource::Stack(&extracted),
-                &["/".to_string()],
-                &dest,
-                &dest_stack,
-                &out,
-                &opts,
-            )
-            .map_err(|e| step_err(op, e))?;
+        if !archives.is_empty() {
+            let dest = archive_dest(&copy.dest, &copy.workdir);
+            extract_all(&archives, &lowers, tmp.path(), &out, &dest)
+                .map_err(|e| step_err(op, e))?;
         }
         if !copy.contents.is_empty() {
             let inline = tmp.path().join("inline");
@@ -390,9 +375,44 @@ fn is_tar(block: &[u8]) -> bool {
     block.len() >= 262 && &block[257..262] == b"ustar"
 }
 
-/// Extracts `path` into the empty directory `dest` (entries that would climb out are
-/// refused by the unpacker).
-fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), ArchiveError> {
+/// The directory an archive is extracted into, absolute in the image.
+fn archive_dest(dest: &str, workdir: &str) -> String {
+    if dest.starts_with('/') || workdir.is_empty() {
+        format!("/{dest}")
+    } else {
+        format!("{workdir}/{dest}")
+    }
+}
+
+/// Extracts the archives in turn into `dest` of the stage's tree: an overlay of `lowers`
+/// with `out` as its upper directory, mounted below `tmp`, so that `out` receives exactly
+/// the changes (whiteouts for what an entry replaced included).
+fn extract_all(
+    archives: &[(PathBuf, Archive)],
+    lowers: &[PathBuf],
+    tmp: &Path,
+    out: &Path,
+    dest: &str,
+) -> Result<(), ArchiveError> {
+    let dirs = ["merged", "work", "empty"].map(|d| tmp.join(d));
+    for dir in &dirs {
+        fs::create_dir(dir).map_err(|source| ArchiveError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let [merged, work, empty] = dirs;
+    let mount = rbuild_sandbox::OverlayMount::new(lowers, &empty, out, &work, &merged)
+        .map_err(ArchiveError::Mount)?;
+    for (path, kind) in archives {
+        extract(path, *kind, mount.path(), dest)?;
+    }
+    Ok(())
+}
+
+/// Extracts `path` into `dest` inside the tree at `rootfs` (see
+/// [`rbuild_snapshot::extract_archive`]).
+fn extract(path: &Path, kind: Archive, rootfs: &Path, dest: &str) -> Result<(), ArchiveError> {
     let file = fs::File::open(path).map_err(|source| ArchiveError::Read {
         path: path.to_path_buf(),
         source,
@@ -403,7 +423,7 @@ fn extract(path: &Path, kind: Archive, dest: &Path) -> Result<(), ArchiveError> 
             file,
         ))),
     };
-    rbuild_snapshot::unpack_layer(reader, dest)
+    rbuild_snapshot::extract_archive(reader, rootfs, dest)
         .map(|_| ())
         .map_err(|source| ArchiveError::Extract {
             path: path.to_path_buf(),
