@@ -291,7 +291,12 @@ fn run_all(
                 ));
                 for (column, builder) in builders.iter().enumerate() {
                     if let Some(builder) = builder {
-                        let cell = CellJob { column, job, set, warm_up };
+                        let cell = CellJob {
+                            column,
+                            job,
+                            set,
+                            warm_up,
+                        };
                         measure_cell(&mut results, builder.as_ref(), &cell);
                     }
                 }

@@ -253,8 +253,15 @@ fn mount_rootfs(spec: &WireSpec, root_path: &Path) -> Result<(), Failure> {
                 .ok()
                 .flatten()
                 .unwrap_or(4096) as usize;
-            let data =
-                overlay_data(&lower, upper, work, page).map_err(|e| (ErrorKind::Setup, e))?;
+            let Ok(data) = overlay_data(&lower, upper, work, page) else {
+                return crate::overlay::mount_layer_by_layer(&lower, upper, work, root_path)
+                    .map_err(|e| {
+                        (
+                            ErrorKind::Setup,
+                            format!("mount an overlay of {} layers: {e}", lower.len()),
+                        )
+                    });
+            };
             if let Some(dir) = &data.chdir {
                 nix::unistd::chdir(dir).map_err(nix_err("enter the layers' directory"))?;
             }

@@ -382,3 +382,28 @@ fn a_directory_replaced_by_a_link_gets_its_times_through_the_link() {
     assert_eq!(describe(&out.join("t/esc")), "l 777 1600000000 /target");
     assert_eq!(describe(&out.join("t/target")), "f 600 1600000000 t");
 }
+
+#[test]
+fn a_stage_of_many_layers_runs_steps_and_takes_an_archive() {
+    // 60 layers: more lower directories than fit in a page of overlay mount options, for
+    // RUN (in the sandbox) and for ADD (in the build namespace).
+    let mut dockerfile = String::from("FROM busybox\n");
+    for i in 0..60 {
+        dockerfile.push_str(&format!("RUN echo {i} > /layer{i}\n"));
+    }
+    dockerfile.push_str("ADD a.tar /dst/\n");
+    let (_tmp, out) = build_add(&dockerfile, |ctx| {
+        fs::write(
+            ctx.join("a.tar"),
+            tar_of(&[E::File("f", 0o640, 1_600_000_000, "from the archive")]),
+        )
+        .unwrap();
+    });
+    let out = out.unwrap();
+    assert_eq!(
+        describe(&out.join("dst/f")),
+        "f 640 1600000000 from the archive"
+    );
+    assert_eq!(fs::read_to_string(out.join("layer0")).unwrap(), "0\n");
+    assert_eq!(fs::read_to_string(out.join("layer59")).unwrap(), "59\n");
+}
