@@ -331,15 +331,12 @@ pub fn write_layout_tar(
     let mut written = 0;
     on_bytes(written, total);
     for (d, file, len) in files {
-        let mut h = file_header(tar::EntryType::Regular, 0o644, len);
-        let mut counted = Counted {
-            inner: file,
-            written: &mut written,
-            total,
-            on_bytes: &mut *on_bytes,
+        let name = format!("blobs/sha256/{}", d.hex());
+        let mut progress = |n: u64| {
+            written += n;
+            on_bytes(written, total);
         };
-        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut counted)
-            .map_err(io_err)?;
+        append_blob(&mut tar, &name, file, len, &mut progress).map_err(io_err)?;
     }
     let buf = tar.into_inner().map_err(io_err)?;
     buf.into_inner()
@@ -502,21 +499,41 @@ fn file_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h
 }
 
-/// A reader that reports the bytes read through it (a blob being archived).
-struct Counted<'a, R> {
-    inner: R,
-    written: &'a mut u64,
-    total: u64,
-    on_bytes: OnBytes<'a>,
-}
-
-impl<R: io::Read> io::Read for Counted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        *self.written += n as u64;
-        (self.on_bytes)(*self.written, self.total);
-        Ok(n)
+/// Archives a stored blob: the header through the tar builder, the content copied by the
+/// kernel from file to file (`copy_file_range`, through `io::copy`'s file specialisation)
+/// in chunks, each reported to `progress`, then the padding to a 512-byte block.
+fn append_blob(
+    tar: &mut tar::Builder<BufWriter<&fs::File>>,
+    name: &str,
+    blob: fs::File,
+    len: u64,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    const CHUNK: u64 = 64 << 20;
+    let mut h = file_header(tar::EntryType::Regular, 0o644, len);
+    h.set_path(name)?;
+    h.set_cksum();
+    let out = tar.get_mut();
+    out.write_all(h.as_bytes())?;
+    out.flush()?;
+    let mut file: &fs::File = out.get_ref();
+    let mut copied = 0;
+    while copied < len {
+        let n = io::copy(
+            &mut io::Read::take(&blob, CHUNK.min(len - copied)),
+            &mut file,
+        )?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{name} is shorter than its {len} bytes"),
+            ));
+        }
+        copied += n;
+        progress(n);
     }
+    let pad = (512 - len % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])
 }
 
 fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {
