@@ -39,6 +39,24 @@ pub struct Limits {
     pub urandom: f64,
     /// MiB of each data set.
     pub mib: usize,
+    /// Seconds the bigfile case's command takes run directly on the host (see
+    /// [`bigfile_command_seconds`]), when measured.
+    pub bigfile_command: Option<f64>,
+}
+
+/// Times the bigfile case's RUN command (`busybox head -c BYTES /dev/urandom > FILE`) run
+/// directly on the host, writing to the bench's disk: the part of the RUN step that is the
+/// command's own work. `None` without a host busybox.
+pub fn bigfile_command_seconds(bytes: u64) -> Option<f64> {
+    let dir = util::TempDir::new("bench-bigfile-command").ok()?;
+    let out = std::fs::File::create(dir.path().join("big")).ok()?;
+    let start = Instant::now();
+    let status = std::process::Command::new("busybox")
+        .args(["head", "-c", &bytes.to_string(), "/dev/urandom"])
+        .stdout(out)
+        .status()
+        .ok()?;
+    status.success().then(|| start.elapsed().as_secs_f64())
 }
 
 /// What an operation returns: its output size in bytes, when it has one.
@@ -86,6 +104,7 @@ pub fn measure(mib: usize, reps: usize) -> Result<Limits> {
         lines,
         urandom: urandom_rate(mib * MIB)?,
         mib,
+        bigfile_command: None,
     })
 }
 
