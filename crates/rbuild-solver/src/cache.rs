@@ -5,7 +5,6 @@ use crate::StateDir;
 use rbuild_core::Digest;
 use rbuild_image::LayerBlob;
 use sha2::{Digest as _, Sha256};
-use std::path::Path;
 
 /// The key of a step whose parent has key `parent` and whose inputs are `parts`.
 pub fn chain(parent: &Digest, parts: &[&[u8]]) -> Digest {
@@ -42,58 +41,7 @@ pub fn put(state: &StateDir, key: &Digest, blob: &LayerBlob) {
     }
 }
 
-/// A content hash of the named paths below `root` (each a file, link or whole tree), in
-/// the order given: what a COPY from the build context actually reads.
-pub fn hash_paths(root: &Path, rels: &[std::path::PathBuf]) -> std::io::Result<Digest> {
-    let mut h = Sha256::new();
-    for rel in rels {
-        hash_entry(root, rel, &mut h)?;
-    }
-    Ok(Digest::from_sha256_bytes(&h.finalize()))
-}
-
-fn hash_dir(root: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        hash_entry(root, &rel.join(&name), h)?;
-    }
-    Ok(())
-}
-
-fn hash_entry(root: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let path = root.join(rel);
-    let meta = std::fs::symlink_metadata(&path)?;
-    h.update(rel.as_os_str().as_encoded_bytes());
-    h.update([0]);
-    h.update(meta.mode().to_le_bytes());
-    if meta.is_dir() {
-        hash_dir(root, rel, h)?;
-    } else if meta.file_type().is_symlink() {
-        h.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
-    } else if meta.is_file() {
-        let mut f = std::fs::File::open(&path)?;
-        let mut w = HashWriter(h);
-        std::io::copy(&mut f, &mut w)?;
-    }
-    h.update([0xff]);
-    Ok(())
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+pub use crate::context_hash::hash_paths;
 
 #[cfg(test)]
 mod tests {

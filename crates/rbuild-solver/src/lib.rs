@@ -5,6 +5,7 @@
 //! lower layer.
 
 mod cache;
+mod context_hash;
 mod entitlements;
 mod error;
 mod layers;
