@@ -18,26 +18,28 @@ pub(crate) const BLOCK: usize = 1 << 20;
 type Job = (u64, Vec<u8>);
 type Done = (u64, io::Result<Vec<u8>>);
 
-/// A `Write` that gzips into `sink` on `threads` worker threads.
-pub(crate) struct ParGzWriter<W: Write> {
-    sink: W,
+/// A `Write` that gzips into `sink` on `threads` worker threads; a writer thread puts the
+/// members in order into the sink (so hashing and writing the output run beside the
+/// caller, which hashes and produces the input).
+pub(crate) struct ParGzWriter<W: Write + Send + 'static> {
     buf: Vec<u8>,
     next_seq: u64,
-    next_out: u64,
-    pending: BTreeMap<u64, Vec<u8>>,
     jobs: Option<mpsc::SyncSender<Job>>,
-    done: mpsc::Receiver<Done>,
+    /// One message per member written to the sink.
+    written: mpsc::Receiver<()>,
     in_flight: usize,
-    workers: Vec<thread::JoinHandle<()>>,
     max_in_flight: usize,
+    workers: Vec<thread::JoinHandle<()>>,
+    writer: Option<thread::JoinHandle<io::Result<W>>>,
 }
 
-impl<W: Write> ParGzWriter<W> {
+impl<W: Write + Send + 'static> ParGzWriter<W> {
     /// A writer compressing at `level` (0-9) on `threads` threads (at least one).
     pub(crate) fn new(sink: W, level: u32, threads: usize) -> ParGzWriter<W> {
         let threads = threads.max(1);
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let (written_tx, written_rx) = mpsc::channel::<()>();
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
         let workers = (0..threads)
             .map(|_| {
@@ -46,17 +48,16 @@ impl<W: Write> ParGzWriter<W> {
                 thread::spawn(move || worker(&rx, &tx, level))
             })
             .collect();
+        let writer = thread::spawn(move || write_in_order(sink, &done_rx, &written_tx));
         ParGzWriter {
-            sink,
             buf: Vec::with_capacity(BLOCK),
             next_seq: 0,
-            next_out: 0,
-            pending: BTreeMap::new(),
             jobs: Some(job_tx),
-            done: done_rx,
+            written: written_rx,
             in_flight: 0,
+            max_in_flight: threads * 3,
             workers,
-            max_in_flight: threads * 2,
+            writer: Some(writer),
         }
     }
 
@@ -65,40 +66,58 @@ impl<W: Write> ParGzWriter<W> {
         if !self.buf.is_empty() || self.next_seq == 0 {
             self.submit()?;
         }
-        while self.in_flight > 0 {
-            self.collect_one()?;
-        }
         self.jobs = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
-        self.sink.flush()?;
-        Ok(self.sink)
+        let writer = self.writer.take().ok_or_else(closed)?;
+        let mut sink = writer.join().map_err(|_| closed())??;
+        sink.flush()?;
+        Ok(sink)
     }
 
     fn submit(&mut self) -> io::Result<()> {
         while self.in_flight >= self.max_in_flight {
-            self.collect_one()?;
+            self.written.recv().map_err(|_| self.writer_error())?;
+            self.in_flight -= 1;
         }
         let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
         let jobs = self.jobs.as_ref().ok_or_else(closed)?;
-        jobs.send((self.next_seq, block)).map_err(|_| closed())?;
+        if jobs.send((self.next_seq, block)).is_err() {
+            return Err(self.writer_error());
+        }
         self.next_seq += 1;
         self.in_flight += 1;
         Ok(())
     }
 
-    /// Waits for one compressed block and writes every block that is next in order.
-    fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, member) = self.done.recv().map_err(|_| closed())?;
-        self.in_flight -= 1;
-        self.pending.insert(seq, member?);
-        while let Some(member) = self.pending.remove(&self.next_out) {
-            self.sink.write_all(&member)?;
-            self.next_out += 1;
+    /// The writer thread's error, once it has stopped early.
+    fn writer_error(&mut self) -> io::Error {
+        self.jobs = None;
+        match self.writer.take().map(thread::JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            _ => closed(),
         }
-        Ok(())
     }
+}
+
+/// The writer thread: members into `sink` in sequence order, one `written` per member.
+fn write_in_order<W: Write>(
+    mut sink: W,
+    done: &mpsc::Receiver<Done>,
+    written: &mpsc::Sender<()>,
+) -> io::Result<W> {
+    let mut pending = BTreeMap::new();
+    let mut next_out = 0u64;
+    while let Ok((seq, member)) = done.recv() {
+        pending.insert(seq, member?);
+        while let Some(member) = pending.remove(&next_out) {
+            sink.write_all(&member)?;
+            next_out += 1;
+            let _ = written.send(());
+        }
+    }
+    Ok(sink)
 }
 
 fn closed() -> io::Error {
@@ -160,7 +179,7 @@ fn incompressible(data: &[u8]) -> bool {
     entropy > 7.99
 }
 
-impl<W: Write> Write for ParGzWriter<W> {
+impl<W: Write + Send + 'static> Write for ParGzWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let room = BLOCK - self.buf.len();
         let n = room.min(data.len());
