@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+pub use crate::sparse::SparseError;
+
 /// Everything that can go wrong while unpacking, diffing, looking up or copying layers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -70,6 +72,13 @@ pub enum SnapshotError {
         path: String,
         #[source]
         source: io::Error,
+    },
+    /// A sparse tar entry cannot be read as a file.
+    #[error("sparse file {path:?}: {reason}")]
+    Sparse {
+        path: String,
+        #[source]
+        reason: SparseError,
     },
     /// A COPY destination (or one of its parents) exists and is not a directory.
     #[error("cannot copy to {path:?}: it is not a directory")]

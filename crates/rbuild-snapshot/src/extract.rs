@@ -14,8 +14,11 @@ use rbuild_fsroot::{FileKind, Root, Target};
 use tar::EntryType;
 
 use crate::error::SnapshotError;
+use crate::sparse;
 use crate::sys::Chowner;
-use crate::unpack::{EntryMeta, UnpackStats, clean_path, entry_meta, link_name, set_xattrs};
+use crate::unpack::{
+    EntryMeta, UnpackStats, clean_path, entry_meta, link_name, set_xattrs, sparse_error,
+};
 
 /// Extracts the uncompressed tar stream `tar` into the directory `dest` (an absolute path
 /// inside the tree `rootfs`, created if missing, symlinks on the way followed inside the
@@ -98,14 +101,13 @@ impl Place {
 
 impl Extractor<'_> {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), SnapshotError> {
-        let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
             return Ok(());
         }
         self.stats.entries += 1;
-        let meta = entry_meta(entry, &shown)?;
+        let (raw, meta) = entry_meta(entry)?;
+        let shown = String::from_utf8_lossy(&raw).into_owned();
         let start = raw.iter().take_while(|b| **b == b'/').count();
         let comps = clean_path(&raw[start..], &shown)?;
         refuse_whiteout_names(&comps, &shown)?;
@@ -137,10 +139,13 @@ impl Extractor<'_> {
                 self.stats.dirs += 1;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let mut data = sparse::content(entry, meta.sparse.as_ref(), root.fd())
+                    .map_err(|reason| sparse_error(&place.shown, reason))?;
                 let mut file = target
                     .create_file(0o600)
                     .map_err(|e| place.err("open", e))?;
-                self.stats.bytes += io::copy(entry, &mut file).map_err(SnapshotError::TarRead)?;
+                self.stats.bytes +=
+                    io::copy(&mut data, &mut file).map_err(SnapshotError::TarRead)?;
                 self.stats.files += 1;
             }
             EntryType::Symlink => {

@@ -13,6 +13,7 @@ mod extract;
 mod ignore;
 mod mode;
 mod pattern;
+mod sparse;
 mod stack;
 mod sys;
 mod tarwrite;
@@ -20,7 +21,7 @@ mod unpack;
 
 pub use copy::{CopyOptions, CopySource, CopyStats, copy, expand_sources, source_paths};
 pub use diff::{DiffOptions, DiffStats, write_layer_tar};
-pub use error::SnapshotError;
+pub use error::{SnapshotError, SparseError};
 pub use extract::extract_archive;
 pub use ignore::{FilterStats, filtered_context, ignore_file, parse_ignore};
 pub use mode::{BadMode, Chmod, SymbolicMode};

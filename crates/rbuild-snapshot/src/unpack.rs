@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use rbuild_fsroot::{FileKind, Root, Target};
 use tar::EntryType;
 
-use crate::error::{IoContext, SnapshotError};
+use crate::error::{IoContext, SnapshotError, SparseError};
+use crate::sparse::{self, SparseFile, SparseRecords};
 use crate::sys::{self, Chowner};
 
 /// What an unpack did, for progress reports and tests.
@@ -84,6 +85,8 @@ pub(crate) struct EntryMeta {
     pub(crate) mtime: i64,
     pub(crate) mtime_nsec: u32,
     pub(crate) xattrs: Vec<(String, Vec<u8>)>,
+    /// The PAX sparse map and real size, for a sparse file in a PAX format.
+    pub(crate) sparse: Option<SparseFile>,
 }
 
 struct Unpacker {
@@ -96,15 +99,14 @@ struct Unpacker {
 
 impl Unpacker {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), SnapshotError> {
-        let raw_path = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
-            tracing::debug!(path = %shown, "ignoring global pax header");
+            tracing::debug!("ignoring global pax header");
             return Ok(());
         }
         self.stats.entries += 1;
-        let meta = entry_meta(entry, &shown)?;
+        let (raw_path, meta) = entry_meta(entry)?;
+        let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let comps = clean_path(&raw_path, &shown)?;
         // A directory named like a whiteout would be written back as one: refuse it.
         if let Some((_, parents)) = comps.split_last()
@@ -182,10 +184,12 @@ impl Unpacker {
         meta: &EntryMeta,
     ) -> Result<(), SnapshotError> {
         let shown = display_of(comps);
+        let mut data = sparse::content(entry, meta.sparse.as_ref(), self.root.fd())
+            .map_err(|reason| sparse_error(&shown, reason))?;
         self.prepare(comps, false, &shown)?;
         let target = at(&self.root, comps, &shown)?;
         let mut file = target.create_file(0o600).ctx("create", &target.display())?;
-        let n = io::copy(entry, &mut file).map_err(SnapshotError::TarRead)?;
+        let n = io::copy(&mut data, &mut file).map_err(SnapshotError::TarRead)?;
         drop(file);
         self.stats.bytes += n;
         self.stats.files += 1;
@@ -517,12 +521,31 @@ pub(crate) fn link_name<R: Read>(
     }
 }
 
-/// Reads the header fields and PAX records (mtime, xattrs); refuses PAX sparse files.
+/// The entry's path (`GNU.sparse.name` when given) and its metadata.
 pub(crate) fn entry_meta<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<(Vec<u8>, EntryMeta), SnapshotError> {
+    let path = entry.path_bytes().into_owned();
+    let shown = String::from_utf8_lossy(&path).into_owned();
+    let meta = header_meta(entry, &shown)?;
+    let name = meta.sparse.as_ref().and_then(|s| s.name.clone());
+    Ok((name.unwrap_or(path), meta))
+}
+
+pub(crate) fn sparse_error(shown: &str, reason: SparseError) -> SnapshotError {
+    SnapshotError::Sparse {
+        path: shown.to_string(),
+        reason,
+    }
+}
+
+/// Reads the header fields and PAX records (mtime, xattrs, sparse maps).
+fn header_meta<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     shown: &str,
 ) -> Result<EntryMeta, SnapshotError> {
     let header = entry.header();
+    let kind = header.entry_type();
     let bad = |what: &str| SnapshotError::UnsupportedEntry {
         path: shown.to_string(),
         reason: format!("invalid {what} field"),
@@ -537,20 +560,20 @@ pub(crate) fn entry_meta<R: Read>(
         mtime: i64::try_from(header.mtime().map_err(|_| bad("mtime"))?).unwrap_or(i64::MAX),
         mtime_nsec: 0,
         xattrs: Vec::new(),
+        sparse: None,
     };
     let Some(pax) = entry.pax_extensions().map_err(SnapshotError::TarRead)? else {
         return Ok(meta);
     };
+    let mut sparse = SparseRecords::default();
     for ext in pax {
         let ext = ext.map_err(SnapshotError::TarRead)?;
         let Ok(key) = ext.key() else { continue };
-        if key.starts_with("GNU.sparse.") {
-            return Err(SnapshotError::UnsupportedEntry {
-                path: shown.to_string(),
-                reason: "pax sparse files are not supported".to_string(),
-            });
-        }
-        if key == "mtime" {
+        if let Some(field) = key.strip_prefix("GNU.sparse.") {
+            sparse
+                .add(field, ext.value_bytes())
+                .map_err(|e| sparse_error(shown, e))?;
+        } else if key == "mtime" {
             let value = ext.value().map_err(|_| bad("pax mtime"))?;
             (meta.mtime, meta.mtime_nsec) =
                 parse_pax_time(value).ok_or_else(|| bad("pax mtime"))?;
@@ -562,6 +585,10 @@ pub(crate) fn entry_meta<R: Read>(
             meta.xattrs
                 .push((name.to_string(), ext.value_bytes().to_vec()));
         }
+    }
+    meta.sparse = sparse.finish().map_err(|e| sparse_error(shown, e))?;
+    if meta.sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
+        return Err(sparse_error(shown, SparseError::NotAFile));
     }
     Ok(meta)
 }

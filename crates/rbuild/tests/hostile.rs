@@ -152,6 +152,7 @@ fn check_tree(case: &Case, root: &Path, rootless: bool) {
             "dir" => assert!(meta.unwrap().is_dir(), "{ctx}"),
             "file" => assert_eq!(fs::read_to_string(&p).unwrap(), c.arg, "{ctx}"),
             "symlink" => assert_eq!(fs::read_link(&p).unwrap(), PathBuf::from(&c.arg), "{ctx}"),
+            "size" => assert_eq!(meta.unwrap().len(), c.arg.parse::<u64>().unwrap(), "{ctx}"),
             "mode" => assert_eq!(
                 meta.unwrap().mode() & 0o7777,
                 u32::from_str_radix(&c.arg, 8).unwrap(),

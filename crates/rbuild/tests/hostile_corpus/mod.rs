@@ -17,6 +17,8 @@ pub enum Entry {
     Hardlink(String, String),
     Node(tar::EntryType, String, u32, u32),
     PaxFile(String, String, String),
+    /// A PAX 0.1 sparse file: ustar name, `GNU.sparse.name`, real size, map, data.
+    SparseFile(String, String, String, String, String),
     LongFile(usize, String),
     Owned(String, u64, u64),
 }
@@ -135,6 +137,13 @@ fn parse(name: &str, text: &str) -> Case {
                     ),
                     "fifo" => Entry::Node(tar::EntryType::Fifo, words[1].into(), 0, 0),
                     "pax-file" => Entry::PaxFile(words[1].into(), words[2].into(), rest(3)),
+                    "sparse-file" => Entry::SparseFile(
+                        words[1].into(),
+                        words[2].into(),
+                        words[3].into(),
+                        words[4].into(),
+                        rest(5),
+                    ),
                     "long-file" => Entry::LongFile(num(words[1]) as usize, rest(2)),
                     "uid" => Entry::Owned(words[1].into(), num(words[2]), num(words[3])),
                     "compress" => {
@@ -198,7 +207,11 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
 }
 
 fn push_pax(out: &mut Vec<u8>, path: &str) {
-    let rec = pax_record("path", path);
+    push_pax_records(out, &[("path", path)]);
+}
+
+fn push_pax_records(out: &mut Vec<u8>, records: &[(&str, &str)]) {
+    let rec: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
     push(
         out,
         header(
@@ -241,6 +254,23 @@ pub fn tar_bytes(layer: &Layer) -> Vec<u8> {
             }
             Entry::PaxFile(name, path, text) => {
                 push_pax(&mut out, path);
+                push(
+                    &mut out,
+                    header(name.as_bytes(), T::Regular, 0o644, text.len() as u64),
+                    text.as_bytes(),
+                );
+            }
+            Entry::SparseFile(name, real, size, map, text) => {
+                push_pax_records(
+                    &mut out,
+                    &[
+                        ("GNU.sparse.major", "0"),
+                        ("GNU.sparse.minor", "1"),
+                        ("GNU.sparse.name", real),
+                        ("GNU.sparse.size", size),
+                        ("GNU.sparse.map", map),
+                    ],
+                );
                 push(
                     &mut out,
                     header(name.as_bytes(), T::Regular, 0o644, text.len() as u64),
