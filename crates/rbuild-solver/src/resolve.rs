@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// One memoised content hash, filled by the first worker that asks for it.
+type ContentHash = std::sync::Arc<Mutex<Option<Digest>>>;
+
 /// Resolves an image reference no named context or local image provides (a registry pull).
 pub type RemoteResolver = dyn Fn(&str, &Platform, &Store) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>
     + Send
@@ -83,7 +86,7 @@ pub struct Sources {
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
     images: Option<Box<dyn ImageSource>>,
     remote: Option<Box<RemoteResolver>>,
-    hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), Digest>>,
+    hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), ContentHash>>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -148,12 +151,18 @@ impl Sources {
     /// the build (context directories do not change while it runs).
     pub(crate) fn content_hash(&self, dir: &Path, rels: &[PathBuf]) -> std::io::Result<Digest> {
         let key = (dir.to_path_buf(), rels.to_vec());
-        let memo = || self.hashes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = memo().get(&key) {
+        let cell = {
+            let mut memo = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+            memo.entry(key).or_default().clone()
+        };
+        // Held while hashing: the other platforms' workers asking for the same paths wait
+        // for this result instead of hashing the same files at the same time.
+        let mut slot = cell.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
         }
         let digest = crate::cache::hash_paths(dir, rels)?;
-        memo().insert(key, digest.clone());
+        *slot = Some(digest.clone());
         Ok(digest)
     }
 
