@@ -120,17 +120,19 @@ impl Unpacker {
             ));
         }
 
-        if let Some(name) = comps.last().and_then(|n| n.to_str()) {
-            if name == OPAQUE_MARKER {
+        // Names are bytes: a whiteout of a name that is not UTF-8 is still a whiteout.
+        if let Some(name) = comps.last().map(|n| n.as_bytes()) {
+            if name == OPAQUE_MARKER.as_bytes() {
                 return self.opaque(&comps[..comps.len() - 1]);
             }
-            if name.starts_with(WHITEOUT_META_PREFIX) {
+            if name.starts_with(WHITEOUT_META_PREFIX.as_bytes()) {
                 tracing::debug!(path = %shown, "skipping unknown whiteout marker");
                 self.stats.skipped += 1;
                 return Ok(());
             }
-            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-                return self.whiteout(&comps, hidden, &meta, &shown);
+            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+                let hidden = OsStr::from_bytes(hidden).to_os_string();
+                return self.whiteout(&comps, &hidden, &meta, &shown);
             }
         }
 
@@ -321,15 +323,16 @@ impl Unpacker {
     fn whiteout(
         &mut self,
         comps: &[OsString],
-        hidden: &str,
+        hidden: &OsStr,
         meta: &EntryMeta,
         shown: &str,
     ) -> Result<(), SnapshotError> {
-        if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+        let bytes = hidden.as_bytes();
+        if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
             return Err(unsafe_path(shown, "whiteout of an invalid name"));
         }
         let mut hidden_comps = comps[..comps.len() - 1].to_vec();
-        hidden_comps.push(OsString::from(hidden));
+        hidden_comps.push(hidden.to_os_string());
         ensure_real_dirs(&self.root, &comps[..comps.len() - 1], true, shown)?;
         let target = at(&self.root, &hidden_comps, shown)?;
         let path = target.display();

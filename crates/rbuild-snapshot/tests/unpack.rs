@@ -701,3 +701,29 @@ fn a_sparse_name_cannot_escape() {
     let root = expect_unsafe(tb.finish());
     assert!(!root.path().join("escaped").exists());
 }
+
+#[test]
+fn a_whiteout_of_a_name_that_is_not_utf8_is_a_whiteout() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    let name = std::path::Path::new(std::ffi::OsStr::from_bytes(b".wh.\x80"));
+    b.append_data(&mut h, name, &b""[..]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stats = unpack_layer(b.into_inner().unwrap().as_slice(), dir.path()).unwrap();
+    assert_eq!(stats.whiteouts, 1);
+    let hidden = dir.path().join(std::ffi::OsStr::from_bytes(b"\x80"));
+    let meta = std::fs::symlink_metadata(hidden).unwrap();
+    assert!(meta.file_type().is_char_device() && meta.rdev() == 0);
+    assert!(
+        !dir.path()
+            .join(std::ffi::OsStr::from_bytes(b".wh.\x80"))
+            .exists()
+    );
+}
