@@ -98,16 +98,20 @@ pub fn transient(e: &reqwest::Error) -> bool {
     !e.is_builder() && !e.is_redirect() && !e.is_status()
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+/// `Retry-After` as a delay: seconds, or an HTTP date (a date in the past means now).
 fn retry_after(resp: &Response) -> Option<Duration> {
-    resp.headers()
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let value = resp.headers().get(header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// The delay a `Retry-After` value asks for at `now`; `None` for a value that is neither.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -128,5 +132,33 @@ mod tests {
         assert!(retryable_status(StatusCode::TOO_MANY_REQUESTS));
         assert!(!retryable_status(StatusCode::NOT_FOUND));
         assert!(!retryable_status(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // Sun, 06 Nov 1994 08:49:37 GMT
+        let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let now = date - Duration::from_secs(90);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        let imf = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(parse_retry_after(imf, now), Some(Duration::from_secs(90)));
+        // RFC 850 and asctime forms, which HTTP also allows.
+        let rfc850 = "Sunday, 06-Nov-94 08:49:37 GMT";
+        assert_eq!(
+            parse_retry_after(rfc850, now),
+            Some(Duration::from_secs(90))
+        );
+        let asctime = "Sun Nov  6 08:49:37 1994";
+        assert_eq!(
+            parse_retry_after(asctime, now),
+            Some(Duration::from_secs(90))
+        );
+        let later = date + Duration::from_secs(5);
+        assert_eq!(parse_retry_after(imf, later), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
     }
 }
