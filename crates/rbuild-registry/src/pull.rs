@@ -91,6 +91,8 @@ fn header_str(resp: &reqwest::Response, name: impl header::AsHeaderName) -> Stri
 
 /// Downloads blob `desc` of `repo` into the store unless it is there with the right size.
 /// Bytes past the descriptor's size stop the download; a digest mismatch leaves nothing.
+/// A body that breaks off is resumed where it stopped (`Range`), or fetched again from the
+/// start when the registry answers a range with the whole blob.
 pub async fn fetch_blob(
     host: &Host,
     repo: &str,
@@ -101,48 +103,77 @@ pub async fn fetch_blob(
         return Ok(());
     }
     let attempts = crate::retry::Retry::from_env().attempts;
+    let mut partial = Partial {
+        writer: store.writer()?,
+        written: 0,
+    };
     let mut n = 0;
     loop {
         n += 1;
-        match fetch_blob_once(host, repo, desc, store).await {
+        match fetch_blob_body(host, repo, desc, store, &mut partial).await {
             Err(RegistryError::Http { source, .. })
                 if n < attempts && crate::retry::transient(&source) =>
             {
                 tracing::info!(
-                    "{}: blob {} broke off ({source}), fetching again",
+                    "{}: blob {} broke off after {} bytes ({source}), resuming",
                     host.registry,
-                    desc.digest
+                    desc.digest,
+                    partial.written
                 );
                 tokio::time::sleep(crate::retry::Retry::from_env().delay(n)).await;
             }
-            other => return other,
+            Err(e) => return Err(e),
+            Ok(()) => return commit_blob(host, repo, desc, partial.writer),
         }
     }
 }
 
-async fn fetch_blob_once(
+/// A blob download so far: the store writer and the bytes it holds.
+struct Partial {
+    writer: rbuild_store::BlobWriter,
+    written: u64,
+}
+
+/// Fetches the rest of a blob into `partial` (all of it when nothing is there yet).
+async fn fetch_blob_body(
     host: &Host,
     repo: &str,
     desc: &Descriptor,
     store: &Store,
+    partial: &mut Partial,
 ) -> Result<(), RegistryError> {
     let scope = Scope::pull(repo);
     let url = host.url(&format!("/v2/{repo}/blobs/{}", desc.digest));
     let what = format!("blob {}", desc.digest);
-    let resp = host.send(&what, &scope, |c| c.get(&url)).await?;
+    let from = partial.written;
+    let resp = host
+        .send(&what, &scope, |c| {
+            let get = c.get(&url);
+            if from > 0 {
+                get.header(reqwest::header::RANGE, format!("bytes={from}-"))
+            } else {
+                get
+            }
+        })
+        .await?;
     let resp = host.check(&what, &scope, resp).await?;
+    if from > 0 && resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+        // The registry sent the whole blob again: start over.
+        *partial = Partial {
+            writer: store.writer()?,
+            written: 0,
+        };
+    }
     let size_err = |found| RegistryError::SizeMismatch {
         what: format!("blob {} of {}/{repo}", desc.digest, host.registry),
         expected: desc.size,
         found,
     };
     if let Some(len) = resp.content_length()
-        && len != desc.size
+        && partial.written + len != desc.size
     {
-        return Err(size_err(len));
+        return Err(size_err(partial.written + len));
     }
-    let mut writer = store.writer()?;
-    let mut written = 0u64;
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|source| RegistryError::Http {
@@ -150,17 +181,28 @@ async fn fetch_blob_once(
             what: what.clone(),
             source,
         })?;
-        written += chunk.len() as u64;
-        if written > desc.size {
-            return Err(size_err(written));
+        if partial.written + chunk.len() as u64 > desc.size {
+            return Err(size_err(partial.written + chunk.len() as u64));
         }
-        writer
+        partial
+            .writer
             .write_all(&chunk)
             .map_err(RegistryError::io("write", store.root().join("tmp")))?;
+        partial.written += chunk.len() as u64;
     }
-    if written != desc.size {
-        return Err(size_err(written));
+    if partial.written != desc.size {
+        return Err(size_err(partial.written));
     }
+    Ok(())
+}
+
+/// Commits a complete download under its digest; a mismatch leaves nothing in the store.
+fn commit_blob(
+    host: &Host,
+    repo: &str,
+    desc: &Descriptor,
+    writer: rbuild_store::BlobWriter,
+) -> Result<(), RegistryError> {
     match writer.commit(Some(&desc.digest)) {
         Ok(_) => Ok(()),
         Err(StoreError::DigestMismatch { expected, found }) => Err(RegistryError::DigestMismatch {

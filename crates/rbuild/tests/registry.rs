@@ -373,6 +373,15 @@ fn faults_are_retried_and_wrong_content_is_refused() {
         )),
         (0, 0, 0, 0)
     );
+    // The blob cut off halfway was resumed from where it broke off, not fetched again.
+    let ranges = proxy.with(|s| s.blob_ranges.clone());
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    let from: u64 = ranges[0]
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{ranges:?}"));
+    assert!(from > 0, "{ranges:?}");
 
     // A layer served with other bytes: refused, and nothing of it in the store.
     // Built with the same environment as the pushed image, so its layers are the pushed ones.

@@ -223,6 +223,8 @@ pub struct ProxyState {
     pub fail_manifests_503: u32,
     /// A blob (hex digest) whose content is changed on the way.
     pub corrupt_blob: Option<String>,
+    /// The `Range` headers of blob GETs, in order.
+    pub blob_ranges: Vec<String>,
 }
 
 /// An HTTP/1.1 proxy on 127.0.0.1 forwarding to a registry, one request per connection.
@@ -352,6 +354,13 @@ fn serve(conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) -> std::io::
     let (drop_it, truncate, fail, corrupt) = {
         let mut st = state.lock().unwrap();
         st.requests.push(req.line.clone());
+        if is_blob_get {
+            let range = req
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("range"));
+            st.blob_ranges.extend(range.map(|(_, v)| v.clone()));
+        }
         if path.contains("/blobs/uploads/") && (method == "PATCH" || method == "PUT") {
             st.upload_bytes += req.body.len() as u64;
         }
