@@ -1,11 +1,13 @@
-//! Value types every rbuild crate passes around: [`Platform`], [`Digest`] and the
-//! OCI media types. No I/O happens here.
+//! Value types every rbuild crate passes around: [`Platform`], [`Digest`], image
+//! [`Reference`]s and the OCI media types. No I/O happens here.
 
 mod digest;
 mod platform;
+pub mod reference;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};
+pub use reference::{Reference, ReferenceError, ReferenceErrorKind};
 
 /// OCI media types rbuild reads and writes, named once so no crate spells them differently.
 pub mod media_type {

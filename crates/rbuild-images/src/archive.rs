@@ -6,8 +6,8 @@
 //! the JSON documents are read into memory with a size cap, and a name is set only when
 //! every blob its image needs is present with the size its descriptor gives.
 
-use crate::{ImageStore, ImagesError, Reference, Target, walk};
-use rbuild_core::{Digest, media_type};
+use crate::{ImageStore, ImagesError, Target, walk};
+use rbuild_core::{Digest, Reference, media_type};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -236,7 +236,7 @@ fn annotation_names(d: &Value) -> Vec<String> {
 fn full_name(text: &str) -> Option<String> {
     Reference::parse(text)
         .ok()
-        .filter(|r| r.digest.is_none())
+        .filter(|r| r.digest().is_none())
         .map(|r| r.to_string())
 }
 

@@ -11,15 +11,13 @@
 
 pub mod archive;
 pub mod fsck;
-mod reference;
 mod refs;
 pub mod save;
 pub mod walk;
 
-pub use reference::Reference;
 pub use refs::{ImageRecord, ImageStore, Target};
 
-use rbuild_core::{Digest, Platform};
+use rbuild_core::{Digest, Platform, ReferenceError};
 use std::path::PathBuf;
 
 /// Errors of the image store.
@@ -44,8 +42,8 @@ pub enum ImagesError {
         source: std::io::Error,
     },
     /// An image name that is not a valid reference.
-    #[error("invalid image name {0:?}: {1}")]
-    BadReference(String, String),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     /// No image of that name (or id) is in the store.
     #[error("no such image: {0}")]
     NotFound(String),

@@ -1,7 +1,7 @@
 //! Names → descriptors, one file per name.
 
-use crate::{ImagesError, Reference, io_err};
-use rbuild_core::{Digest, media_type};
+use crate::{ImagesError, io_err};
+use rbuild_core::{Digest, Reference, media_type};
 use rbuild_store::Store;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -46,7 +46,7 @@ pub struct ImageRecord {
 impl ImageRecord {
     /// The name as a reference.
     pub fn reference(&self) -> Result<Reference, ImagesError> {
-        Reference::parse(&self.name)
+        Ok(Reference::parse(&self.name)?)
     }
 }
 
@@ -103,7 +103,7 @@ impl ImageStore {
         if !self.blobs.contains(&target.digest) {
             return Err(rbuild_store::StoreError::Missing(target.digest.clone()).into());
         }
-        let name = name.with_tag(name.tag.as_deref().unwrap_or("latest"));
+        let name = name.with_tag(name.tag().unwrap_or("latest"));
         let record = ImageRecord {
             name: name.to_string(),
             target: target.clone(),
@@ -133,7 +133,7 @@ impl ImageStore {
 
     /// The record of a tag, if present.
     pub fn get(&self, name: &Reference) -> Result<Option<ImageRecord>, ImagesError> {
-        let full = name.with_tag(name.tag.as_deref().unwrap_or("latest"));
+        let full = name.with_tag(name.tag().unwrap_or("latest"));
         let path = self.ref_path(&full.to_string());
         match fs::read(&path) {
             Ok(data) => Ok(Some(parse_record(&path, &data)?)),
@@ -190,7 +190,7 @@ impl ImageStore {
     /// of at least 4 hex digits of the digest a name points at, with or without `sha256:`).
     pub fn resolve(&self, text: &str) -> Result<Target, ImagesError> {
         if let Ok(reference) = Reference::parse(text) {
-            if let Some(digest) = &reference.digest {
+            if let Some(digest) = reference.digest() {
                 return self.target_of_digest(digest);
             }
             if let Some(r) = self.get(&reference)? {

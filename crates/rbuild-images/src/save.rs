@@ -1,8 +1,8 @@
 //! `image save`: stored images into one OCI archive (every requested platform), or a
 //! Docker archive of one platform.
 
-use crate::{ImageStore, ImagesError, Reference, Target, walk};
-use rbuild_core::Platform;
+use crate::{ImageStore, ImagesError, Target, walk};
+use rbuild_core::{Platform, Reference};
 use rbuild_export::BuiltImage;
 use rbuild_image::{ImageManifestBlob, IndexEntry, MediaTypes, write_index};
 use std::path::Path;
@@ -31,7 +31,7 @@ pub struct SaveItem {
 pub fn item(images: &ImageStore, text: &str) -> Result<SaveItem, ImagesError> {
     let target = images.resolve(text)?;
     let names = match Reference::parse(text) {
-        Ok(r) if r.digest.is_none() => vec![r.to_string()],
+        Ok(r) if r.digest().is_none() => vec![r.to_string()],
         _ => images.names_of(&target.digest)?,
     };
     Ok(SaveItem {

@@ -1,7 +1,8 @@
 //! Pulls every platform of an image into a blob store: `pull REF STORE_DIR`.
 //! A measuring tool for the registry client alone (no build around it).
 
-use rbuild_registry::{Config, Reference, Registry};
+use rbuild_core::Reference;
+use rbuild_registry::{Config, Registry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -6,8 +6,8 @@ use crate::error::RegistryError;
 use crate::manifest::{Descriptor, Document};
 use crate::pull::fetch_manifest;
 use crate::push::{PushReport, push_blob, put_manifest};
-use crate::reference::Reference;
 use crate::session::Session;
+use rbuild_core::Reference;
 use rbuild_store::Store;
 
 /// Makes the manifest (or index) `desc` of `src` exist in `target`'s repository.

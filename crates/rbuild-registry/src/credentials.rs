@@ -4,8 +4,8 @@
 //! `~/.config/containers/auth.json`. Helpers speak the `docker-credential-<name>` protocol.
 
 use crate::error::RegistryError;
-use crate::reference::DOCKER_HUB;
 use base64::Engine as _;
+use rbuild_core::reference::{DOCKER_HUB, normalize_registry};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -168,7 +168,7 @@ fn from_auths(json: &Value, registry: &str, repository: Option<&str>) -> Option<
 /// A key `host/path` without a scheme is podman's per-repository entry.
 pub(crate) fn registry_key_matches(key: &str, registry: &str) -> bool {
     let has_scheme = key.starts_with("https://") || key.starts_with("http://");
-    (has_scheme || !key.contains('/')) && crate::reference::normalize_registry(key) == registry
+    (has_scheme || !key.contains('/')) && normalize_registry(key) == registry
 }
 
 fn entry_credential(v: &Value) -> Option<Credential> {

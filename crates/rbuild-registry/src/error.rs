@@ -1,7 +1,6 @@
 //! The registry client's errors: one type, kept typed up to the CLI.
 
-use crate::reference::ReferenceError;
-use rbuild_core::{Digest, Platform};
+use rbuild_core::{Digest, Platform, ReferenceError};
 use std::path::PathBuf;
 
 /// Errors of registry operations.

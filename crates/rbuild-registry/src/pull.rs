@@ -3,10 +3,10 @@
 
 use crate::error::RegistryError;
 use crate::manifest::{self, ACCEPT, Descriptor, Document, MAX_MANIFEST};
-use crate::reference::Reference;
 use crate::session::Session;
 use crate::transport::{Host, Scope};
 use futures_util::{StreamExt, TryStreamExt};
+use rbuild_core::Reference;
 use rbuild_core::{Digest, Platform};
 use rbuild_image::{ImageConfig, LayerBlob};
 use rbuild_source::ResolvedImage;

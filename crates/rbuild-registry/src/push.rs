@@ -4,11 +4,11 @@
 
 use crate::error::RegistryError;
 use crate::manifest::{self, Descriptor, Document};
-use crate::reference::Reference;
 use crate::session::Session;
 use crate::transport::{Host, Scope};
 use futures_util::{StreamExt, TryStreamExt};
 use rbuild_core::Digest;
+use rbuild_core::Reference;
 use rbuild_store::Store;
 use reqwest::{StatusCode, header};
 use std::collections::HashMap;

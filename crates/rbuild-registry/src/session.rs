@@ -4,8 +4,8 @@
 use crate::config::Config;
 use crate::credentials::{self, Credential, Lookup};
 use crate::error::RegistryError;
-use crate::reference::endpoint_of;
 use crate::transport::Host;
+use rbuild_core::reference::endpoint_of;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;

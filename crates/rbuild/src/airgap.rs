@@ -4,11 +4,11 @@
 
 use crate::cli_images::SaveArgs;
 use anyhow::{Context, Result};
-use rbuild_core::Platform;
+use rbuild_core::{Platform, Reference};
 use rbuild_graph::{BaseResolver, BuildGraph, CopyFrom, LowerOptions, OpKind, RunMount};
 use rbuild_image::ImageConfig;
 use rbuild_images::save::SaveItem;
-use rbuild_images::{ImageStore, Reference, walk};
+use rbuild_images::{ImageStore, walk};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -59,7 +59,7 @@ pub fn bases(
             .with_context(|| format!("{reference} (needed by {})", dockerfile.display()))?;
         items.push(SaveItem {
             target,
-            names: if full.digest.is_some() {
+            names: if full.digest().is_some() {
                 Vec::new()
             } else {
                 vec![full.to_string()]

@@ -3,8 +3,8 @@
 //! digest). `--build-context` bindings come first and are not handled here.
 
 use anyhow::{Context, Result};
-use rbuild_core::{Digest, Platform};
-use rbuild_images::{ImageStore, Reference, Target};
+use rbuild_core::{Digest, Platform, Reference};
+use rbuild_images::{ImageStore, Target};
 use rbuild_source::ResolvedImage;
 use rbuild_store::Store;
 use serde::{Deserialize, Serialize};
@@ -147,7 +147,7 @@ impl StoreSource {
                 "--locked: base image {reference} is not pinned in {lock}; run rbuild build --lock to pin it"
             ));
         }
-        if let Some(d) = &name.digest {
+        if let Some(d) = name.digest() {
             return match self.images.target_of_digest(d) {
                 Ok(t) => Ok(Some(t)),
                 Err(_) => self.missing(reference),

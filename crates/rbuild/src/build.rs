@@ -85,7 +85,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
             .split_once('=')
             .with_context(|| format!("--build-context {c:?}: expected NAME=VALUE"))?;
         if let Some(image) = value.strip_prefix("docker-image://") {
-            let r: rbuild_registry::Reference = image
+            let r: rbuild_core::Reference = image
                 .parse()
                 .with_context(|| format!("--build-context {c:?}"))?;
             docker_images.insert(name.to_string(), r.to_string());

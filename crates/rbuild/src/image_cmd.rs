@@ -4,7 +4,8 @@ use crate::cli::Cli;
 use crate::cli_images::{ImageCommand, LsArgs, SaveArgs};
 use crate::inspect;
 use anyhow::{Context, Result, bail};
-use rbuild_images::{ImageStore, Reference, archive, fsck, save};
+use rbuild_core::Reference;
+use rbuild_images::{ImageStore, archive, fsck, save};
 use std::process::ExitCode;
 
 /// Runs one `rbuild image` subcommand.
@@ -55,8 +56,9 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<ExitCode> {
     for record in images.list()? {
         let r = record.reference()?;
         if let Some(f) = &filter
-            && (f.repository() != r.repository()
-                || (args.repository.as_deref().is_some_and(|t| t.contains(':')) && f.tag != r.tag))
+            && (f.name() != r.name()
+                || (args.repository.as_deref().is_some_and(|t| t.contains(':'))
+                    && f.tag() != r.tag()))
         {
             continue;
         }
@@ -71,8 +73,8 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<ExitCode> {
         }
         let s = inspect::summary(&images, &record.target)?;
         rows.push(vec![
-            r.familiar_repository(),
-            r.tag.clone().unwrap_or_else(|| "<none>".into()),
+            r.familiar_name(),
+            r.tag().unwrap_or("<none>").to_string(),
             id,
             s.created_ago(),
             inspect::human_size(s.size),
@@ -136,7 +138,7 @@ fn rm(cli: &Cli, texts: &[String]) -> Result<ExitCode> {
 
 fn untag(images: &ImageStore, text: &str) -> Result<Vec<String>> {
     if let Ok(r) = Reference::parse(text)
-        && r.digest.is_none()
+        && r.digest().is_none()
         && let Some(rec) = images.remove(&r)?
     {
         return Ok(vec![rec.reference()?.familiar()]);
@@ -156,7 +158,7 @@ fn tag(cli: &Cli, source: &str, target: &str) -> Result<ExitCode> {
     let (images, _lock) = open(cli)?;
     let t = images.resolve(source)?;
     let r = Reference::parse(target)?;
-    if r.digest.is_some() {
+    if r.digest().is_some() {
         bail!("{target}: a tag cannot contain a digest");
     }
     images.set(&r, &t)?;

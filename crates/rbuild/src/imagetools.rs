@@ -2,9 +2,9 @@
 
 use crate::cli::ImagetoolsCommand;
 use anyhow::{Context, Result, bail};
-use rbuild_core::{Digest, media_type};
+use rbuild_core::{Digest, Reference, media_type};
 use rbuild_registry::manifest::{self, Descriptor, Document};
-use rbuild_registry::{Config, Reference, Registry};
+use rbuild_registry::{Config, Registry};
 use serde_json::{Map, Value, json};
 use std::io::{Read, Write};
 use std::path::Path;

@@ -2,7 +2,7 @@
 
 use crate::cli::Cli;
 use anyhow::{Result, bail};
-use rbuild_core::Platform;
+use rbuild_core::{Platform, Reference};
 use rbuild_images::walk::{self, PlatformImage};
 use rbuild_images::{ImageStore, Target};
 use std::collections::BTreeSet;
@@ -196,15 +196,15 @@ fn document(
     let names = images.names_of(&target.digest)?;
     let familiar: Vec<String> = names
         .iter()
-        .filter_map(|n| rbuild_images::Reference::parse(n).ok())
+        .filter_map(|n| Reference::parse(n).ok())
         .collect::<Vec<_>>()
         .iter()
         .map(|r| r.familiar())
         .collect();
     let digests: Vec<String> = names
         .iter()
-        .filter_map(|n| rbuild_images::Reference::parse(n).ok())
-        .map(|r| format!("{}@{}", r.familiar_repository(), target.digest))
+        .filter_map(|n| Reference::parse(n).ok())
+        .map(|r| format!("{}@{}", r.familiar_name(), target.digest))
         .collect();
     let c = &img.config;
     let mut doc = serde_json::json!({

@@ -2,14 +2,14 @@
 
 use crate::cli::LoginArgs;
 use anyhow::{Context, Result, bail};
+use rbuild_core::reference::{DOCKER_HUB, normalize_registry};
 use rbuild_registry::login::Stored;
-use rbuild_registry::reference::normalize_registry;
 use rbuild_registry::{Config, Credential, Registry};
 use std::io::Read;
 use std::process::ExitCode;
 
 fn registry_name(given: Option<&str>) -> String {
-    normalize_registry(given.unwrap_or(rbuild_registry::reference::DOCKER_HUB))
+    normalize_registry(given.unwrap_or(DOCKER_HUB))
 }
 
 /// Verifies the credentials against the registry, then saves them.

@@ -4,8 +4,8 @@
 use crate::cli::Cli;
 use crate::cli_images::ManifestCommand;
 use anyhow::{Context, Result, bail};
-use rbuild_core::media_type;
-use rbuild_images::{ImageStore, Reference, Target, walk};
+use rbuild_core::{Reference, media_type};
+use rbuild_images::{ImageStore, Target, walk};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 

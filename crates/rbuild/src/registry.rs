@@ -3,9 +3,9 @@
 
 use crate::output::{Output, RegistryOutput};
 use anyhow::{Context, Result, bail};
-use rbuild_core::Platform;
+use rbuild_core::{Platform, Reference};
 use rbuild_export::BuiltImage;
-use rbuild_registry::{Config, Reference, Registry, Root};
+use rbuild_registry::{Config, Registry, Root};
 use rbuild_solver::RemoteResolver;
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};

@@ -4,9 +4,9 @@
 use crate::cli::Cli;
 use crate::cli_images::RunArgs;
 use anyhow::{Context, Result, bail};
-use rbuild_core::Platform;
+use rbuild_core::{Platform, Reference};
 use rbuild_images::walk::{self, PlatformImage};
-use rbuild_images::{ImageStore, Reference, Target, archive};
+use rbuild_images::{ImageStore, Target, archive};
 use rbuild_sandbox::{Attach, Emulation, ExitStatus, Mount, Network, Rootfs, RunSpec, Security};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 //! mounts, credentials as `rbuild login` saved them).
 
 use anyhow::{Context, Result, bail};
-use rbuild_core::{Digest, Platform};
+use rbuild_core::{Digest, Platform, Reference};
 use rbuild_images::{ImageStore, Target};
-use rbuild_registry::{Config, Reference, Registry, Root};
+use rbuild_registry::{Config, Registry, Root};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -43,7 +43,7 @@ pub fn pull(cli: &Cli, args: &PullArgs) -> Result<ExitCode> {
             .with_context(|| format!("pulling {r} for {platform}"))?;
         stored_target(&images, &image.manifest_digest)?
     };
-    let name = rbuild_images::Reference::parse(&args.image)?;
+    let name = Reference::parse(&args.image)?;
     images.set(&name, &target)?;
     println!("{}", target.digest);
     Ok(ExitCode::SUCCESS)
