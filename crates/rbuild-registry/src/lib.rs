@@ -87,8 +87,21 @@ impl Registry {
         reference: &Reference,
         platform: &Platform,
     ) -> Result<ResolvedImage, RegistryError> {
+        self.pull_reporting(store, reference, platform, &pull::no_progress)
+    }
+
+    /// [`Registry::pull`], telling `on_bytes` how far each layer download has come.
+    pub fn pull_reporting(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: &Platform,
+        on_bytes: pull::OnBlobBytes<'_>,
+    ) -> Result<ResolvedImage, RegistryError> {
         let session = Session::new(&self.config, None);
-        block_on(pull::pull_platform(&session, store, reference, platform))
+        block_on(pull::pull_platform(
+            &session, store, reference, platform, on_bytes,
+        ))
     }
 
     /// Pulls every platform of `reference` into `store`; returns the root document.

@@ -89,6 +89,12 @@ fn header_str(resp: &reqwest::Response, name: impl header::AsHeaderName) -> Stri
         .to_string()
 }
 
+/// Hears the bytes of a blob download: its digest, bytes so far, bytes in all.
+pub type OnBlobBytes<'a> = &'a (dyn Fn(&Digest, u64, u64) + Sync);
+
+/// An [`OnBlobBytes`] that hears nothing.
+pub fn no_progress(_: &Digest, _: u64, _: u64) {}
+
 /// Downloads blob `desc` of `repo` into the store unless it is there with the right size.
 /// Bytes past the descriptor's size stop the download; a digest mismatch leaves nothing.
 /// A body that breaks off is resumed where it stopped (`Range`), or fetched again from the
@@ -98,6 +104,7 @@ pub async fn fetch_blob(
     repo: &str,
     desc: &Descriptor,
     store: &Store,
+    on_bytes: OnBlobBytes<'_>,
 ) -> Result<(), RegistryError> {
     if store.blob_size(&desc.digest) == Some(desc.size) {
         return Ok(());
@@ -110,7 +117,7 @@ pub async fn fetch_blob(
     let mut n = 0;
     loop {
         n += 1;
-        match fetch_blob_body(host, repo, desc, store, &mut partial).await {
+        match fetch_blob_body(host, repo, desc, store, &mut partial, on_bytes).await {
             Err(RegistryError::Http { source, .. })
                 if n < attempts && crate::retry::transient(&source) =>
             {
@@ -141,6 +148,7 @@ async fn fetch_blob_body(
     desc: &Descriptor,
     store: &Store,
     partial: &mut Partial,
+    on_bytes: OnBlobBytes<'_>,
 ) -> Result<(), RegistryError> {
     let scope = Scope::pull(repo);
     let url = host.url(&format!("/v2/{repo}/blobs/{}", desc.digest));
@@ -189,6 +197,7 @@ async fn fetch_blob_body(
             .write_all(&chunk)
             .map_err(RegistryError::io("write", store.root().join("tmp")))?;
         partial.written += chunk.len() as u64;
+        on_bytes(&desc.digest, partial.written, desc.size);
     }
     if partial.written != desc.size {
         return Err(size_err(partial.written));
@@ -220,12 +229,17 @@ pub async fn fetch_blobs(
     repo: &str,
     descs: &[Descriptor],
     store: &Store,
+    on_bytes: OnBlobBytes<'_>,
 ) -> Result<(), RegistryError> {
-    futures_util::stream::iter(descs.iter().map(|d| fetch_blob(host, repo, d, store)))
-        .buffer_unordered(PARALLEL_BLOBS)
-        .try_collect::<Vec<()>>()
-        .await
-        .map(|_| ())
+    futures_util::stream::iter(
+        descs
+            .iter()
+            .map(|d| fetch_blob(host, repo, d, store, on_bytes)),
+    )
+    .buffer_unordered(PARALLEL_BLOBS)
+    .try_collect::<Vec<()>>()
+    .await
+    .map(|_| ())
 }
 
 /// Stores a fetched manifest's bytes (they hash to its digest by construction).
@@ -277,6 +291,7 @@ pub async fn pull_platform(
     store: &Store,
     reference: &Reference,
     platform: &Platform,
+    on_bytes: OnBlobBytes<'_>,
 ) -> Result<ResolvedImage, RegistryError> {
     let (host, root) = fetch_root(session, reference).await?;
     keep(store, &root)?;
@@ -292,7 +307,7 @@ pub async fn pull_platform(
     let Document::Manifest { config, layers } = &current.document else {
         unreachable!("the loop leaves only manifests")
     };
-    fetch_blob(&host, repo, config, store).await?;
+    fetch_blob(&host, repo, config, store, &no_progress).await?;
     let config_bytes = store.read_verified(&config.digest)?;
     let image_config = ImageConfig::from_json(&config_bytes)
         .map_err(|e| RegistryError::malformed(format!("image config of {reference}"), e))?;
@@ -306,7 +321,7 @@ pub async fn pull_platform(
             ),
         ));
     }
-    fetch_blobs(&host, repo, layers, store).await?;
+    fetch_blobs(&host, repo, layers, store, on_bytes).await?;
     Ok(resolved(reference, current.digest, image_config, layers))
 }
 
@@ -391,7 +406,7 @@ pub async fn pull_all(
             Document::Manifest { config, layers } => {
                 let mut all = vec![config.clone()];
                 all.extend(layers.iter().cloned());
-                fetch_blobs(&host, repo, &all, store).await?;
+                fetch_blobs(&host, repo, &all, store, &no_progress).await?;
             }
         }
     }

@@ -209,7 +209,7 @@ pub async fn push_blob(
     let resp = host.check(&what, &scope, resp).await?;
     let location = location(&resp, &what, &host.registry)?;
     if let Some((src_host, src_repo)) = fetch_from {
-        crate::pull::fetch_blob(src_host, src_repo, desc, store).await?;
+        crate::pull::fetch_blob(src_host, src_repo, desc, store, &crate::pull::no_progress).await?;
     }
     upload(host, &scope, &location, desc, store).await?;
     Ok(PushReport {

@@ -229,7 +229,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     install_signal_handlers();
     let _lock = state.lock_for_build()?;
     let renderer = crate::progress::renderer(&args.progress, req.quiet)?;
-    let result = build(&req, &state, args, renderer.as_ref());
+    let result = build(&req, &state, args, &renderer);
     renderer.finish(result.is_ok());
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -246,8 +246,9 @@ fn build(
     req: &Request,
     state: &StateDir,
     args: &BuildArgs,
-    events: &dyn rbuild_progress::EventSink,
+    renderer: &std::sync::Arc<dyn rbuild_progress::Renderer>,
 ) -> Result<()> {
+    let events: &dyn rbuild_progress::EventSink = renderer.as_ref();
     let store = Store::open(&state.store())?;
     let src = std::fs::read(&req.dockerfile)
         .with_context(|| format!("reading Dockerfile {}", req.dockerfile.display()))?;
@@ -273,7 +274,7 @@ fn build(
         registry.clone(),
         req.docker_images.clone(),
         req.named.keys().cloned().collect(),
-        req.quiet,
+        renderer.clone(),
     ));
     if !req.quiet {
         crate::check::note_syntax(&df);

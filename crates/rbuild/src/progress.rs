@@ -7,19 +7,20 @@ use rbuild_progress::{
     Event, EventSink, Meter, Plain, Quiet, RawJson, Renderer, Tty, Vertex, VertexId, Warning,
 };
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The renderer for `--progress` (`auto`: tty on a terminal, else plain) and `-q`.
-pub fn renderer(progress: &str, quiet: bool) -> Result<Box<dyn Renderer>> {
+pub fn renderer(progress: &str, quiet: bool) -> Result<Arc<dyn Renderer>> {
     if quiet {
-        return Ok(Box::new(Quiet));
+        return Ok(Arc::new(Quiet));
     }
     Ok(match progress {
-        "auto" if std::io::stderr().is_terminal() => Box::new(Tty::new()),
-        "auto" | "plain" => Box::new(Plain::new(std::io::stderr())),
-        "tty" => Box::new(Tty::new()),
-        "rawjson" => Box::new(RawJson::new(std::io::stderr())),
-        "quiet" => Box::new(Quiet),
+        "auto" if std::io::stderr().is_terminal() => Arc::new(Tty::new()),
+        "auto" | "plain" => Arc::new(Plain::new(std::io::stderr())),
+        "tty" => Arc::new(Tty::new()),
+        "rawjson" => Arc::new(RawJson::new(std::io::stderr())),
+        "quiet" => Arc::new(Quiet),
         other => bail!("--progress {other:?}: expected auto, plain, tty, rawjson or quiet"),
     })
 }

@@ -5,11 +5,13 @@ use crate::output::{Output, RegistryOutput};
 use anyhow::{Context, Result, bail};
 use rbuild_core::{Platform, Reference};
 use rbuild_export::BuiltImage;
+use rbuild_progress::{Event, EventSink, Meter, Vertex, VertexId};
 use rbuild_registry::{Config, Registry, Root};
 use rbuild_solver::RemoteResolver;
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// The registry client for a build: rbuild's config file, plus `registry.insecure=true`
 /// for the registries of outputs that say so.
@@ -29,23 +31,60 @@ pub fn client(outputs: &[Output], tags: &[String]) -> Result<Registry> {
 
 /// A resolver that pulls `FROM` references from their registry; `aliases` are the
 /// `--build-context NAME=docker-image://REF` names, `contexts` the other names (listed
-/// when a pull fails).
+/// when a pull fails). Each pull is a vertex of its own on `events`, with the bytes of
+/// every layer download, as BuildKit shows them.
 pub fn remote_resolver(
     registry: Arc<Registry>,
     aliases: BTreeMap<String, String>,
     contexts: Vec<String>,
-    quiet: bool,
+    events: Arc<dyn EventSink>,
 ) -> Box<RemoteResolver> {
     Box::new(move |reference: &str, platform: &Platform, store: &Store| {
         let target = alias_of(&aliases, reference).unwrap_or(reference);
         let r: Reference = target.parse().map_err(|e| format!("{e}"))?;
-        if !quiet {
-            eprintln!("pulling {r} for {platform}");
+        let vertex = pull_vertex(&r, platform);
+        events.event(&Event::Vertex(&vertex));
+        events.event(&Event::Started {
+            vertex: vertex.id,
+            at: SystemTime::now(),
+        });
+        let meters = Mutex::new(HashMap::new());
+        let on_bytes = |digest: &rbuild_core::Digest, done: u64, total: u64| {
+            let mut meters = meters.lock().unwrap_or_else(|e| e.into_inner());
+            let meter = meters.entry(digest.clone()).or_insert_with(|| {
+                Meter::start(events.as_ref(), vertex.id, digest.to_string(), Some(total))
+            });
+            meter.set(done, Some(total));
+        };
+        let pulled = registry.pull_reporting(store, &r, platform, &on_bytes);
+        let meters = meters.into_inner().unwrap_or_else(|e| e.into_inner());
+        meters.into_values().for_each(Meter::finish);
+        let at = SystemTime::now();
+        match &pulled {
+            Ok(_) => events.event(&Event::Done {
+                vertex: vertex.id,
+                at,
+            }),
+            Err(e) => events.event(&Event::Error {
+                vertex: vertex.id,
+                message: &e.to_string(),
+                at,
+            }),
         }
-        registry
-            .pull(store, &r, platform)
-            .map_err(|e| not_pulled(reference, platform, &contexts, &render(&e)).into())
+        pulled.map_err(|e| not_pulled(reference, platform, &contexts, &render(&e)).into())
     })
+}
+
+/// The vertex of one pull: `[internal] pull REF for PLATFORM`.
+fn pull_vertex(r: &Reference, platform: &Platform) -> Vertex {
+    let name = format!("[internal] pull {r} for {platform}");
+    Vertex {
+        id: VertexId::of(&[b"pull", name.as_bytes()]),
+        name,
+        stage: None,
+        platform: Some(platform.to_string()),
+        emulated: false,
+    }
 }
 
 /// Why a base image is missing: the places looked in, the registry's answer, what to do.
