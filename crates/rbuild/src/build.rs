@@ -337,15 +337,7 @@ fn build(
         annotations: req.annotations.clone(),
         media_types: req.media_types,
     };
-    export(
-        state,
-        &store,
-        &image,
-        &req.outputs,
-        events,
-        &registry,
-        req.quiet,
-    )?;
+    export(state, &store, &image, &req.outputs, events, &registry)?;
     crate::load::finish(state.root(), &store, &image, &req.outputs, req.quiet)?;
     crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
     let based = crate::load::bases_metadata(&sources, &bases);
@@ -429,7 +421,6 @@ fn export(
     outputs: &[Output],
     events: &dyn rbuild_progress::EventSink,
     registry: &rbuild_registry::Registry,
-    quiet: bool,
 ) -> Result<()> {
     if outputs.is_empty() {
         events.event(&rbuild_progress::Event::Warning(
@@ -446,7 +437,10 @@ fn export(
             continue;
         }
         if let Output::Registry(r) = o {
-            crate::registry::push(registry, store, image, r, quiet)?;
+            let vertex = crate::progress::Export::start(events, "image");
+            let pushed = crate::registry::push(registry, store, image, r, &vertex);
+            vertex.finish(pushed.as_ref().err());
+            pushed?;
             continue;
         }
         let vertex = crate::progress::Export::start(events, export_kind(o));

@@ -159,19 +159,17 @@ pub fn validate(outputs: &[Output], tags: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Pushes the built image to every target of `out`.
+/// Pushes the built image to every target of `out`, reporting on `vertex`.
 pub fn push(
     registry: &Registry,
     store: &Store,
     image: &BuiltImage,
     out: &RegistryOutput,
-    quiet: bool,
+    vertex: &crate::progress::Export<'_>,
 ) -> Result<()> {
     let targets = targets(out, &image.tags)?;
     if !out.push {
-        if !quiet {
-            eprintln!("image kept in rbuild's store (type=image without push=true)");
-        }
+        vertex.say("image kept in rbuild's store (type=image without push=true)");
         return Ok(());
     }
     let root = rbuild_export::root_descriptor(store, image)?;
@@ -183,18 +181,16 @@ pub fn push(
     let report = registry
         .push(store, &root, &targets, out.by_digest, &HashMap::new())
         .with_context(|| format!("pushing to {}", names.join(", ")))?;
-    if !quiet {
-        eprintln!(
-            "pushed {} ({}): {} blob(s) uploaded ({} bytes), {} already there, {} mounted, {} manifest(s)",
-            names.join(", "),
-            root.digest,
-            report.uploaded,
-            report.uploaded_bytes,
-            report.present,
-            report.mounted,
-            report.manifests
-        );
-    }
+    vertex.say(&format!(
+        "pushed {} ({}): {} blob(s) uploaded ({} bytes), {} already there, {} mounted, {} manifest(s)",
+        names.join(", "),
+        root.digest,
+        report.uploaded,
+        report.uploaded_bytes,
+        report.present,
+        report.mounted,
+        report.manifests
+    ));
     Ok(())
 }
 
