@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 use rbuild_core::Platform;
 use rbuild_export::BuiltImage;
 use rbuild_registry::{Config, Reference, Registry, Root};
-use rbuild_solver::RemoteResolver;
+use rbuild_solver::{RemoteResolver, UrlFetcher};
+use rbuild_source::{UrlFetch, UrlRequest};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -45,6 +46,26 @@ pub fn remote_resolver(
         registry
             .pull(store, &r, platform)
             .map_err(|e| not_pulled(reference, platform, &contexts, &render(&e)).into())
+    })
+}
+
+/// A fetcher that downloads `ADD` URLs with the build's registry client, a line per
+/// download.
+pub fn url_fetcher(registry: Arc<Registry>, quiet: bool) -> Box<UrlFetcher> {
+    Box::new(move |req: &UrlRequest, store: &Store| {
+        if !quiet {
+            eprintln!("downloading {}", req.url);
+        }
+        let fetched = registry.fetch_url(store, req).map_err(|e| render(&e))?;
+        if !quiet {
+            match &fetched {
+                UrlFetch::NotModified => eprintln!("{}: not modified", req.url),
+                UrlFetch::Stored(r) => {
+                    eprintln!("downloaded {}: {} bytes, {}", req.url, r.size, r.digest)
+                }
+            }
+        }
+        Ok(fetched)
     })
 }
 
