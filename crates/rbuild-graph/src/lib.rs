@@ -277,6 +277,23 @@ pub struct CopyOp {
     pub add: bool,
     /// Heredoc sources, copied after `srcs` (mode 0644 unless `--chmod`).
     pub contents: Vec<InlineFile>,
+    /// ADD sources that are `http(s)://` URLs, downloaded and copied after `srcs`
+    /// (never extracted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<UrlSource>,
+}
+
+/// An ADD source fetched over HTTP(S).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UrlSource {
+    /// The URL, expanded.
+    pub url: String,
+    /// `--checksum`: the content digest the download must have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<rbuild_core::Digest>,
+    /// The file name it gets: the last component of the URL's path, as BuildKit's
+    /// Dockerfile frontend names it (`__unnamed__` when the path has none).
+    pub filename: String,
 }
 
 /// A COPY `--chmod` value. Serialised as the number or the string, so octal modes keep

@@ -13,9 +13,9 @@ struct RunFlags {
 }
 use crate::{
     Base, BaseResolver, BuildGraph, CopyChmod, CopyFrom, CopyOp, InlineFile, Location, LowerError,
-    LowerOptions, MkdirOp, Op, OpKind, RunOp, Stage,
+    LowerOptions, MkdirOp, Op, OpKind, RunOp, Stage, UrlSource,
 };
-use rbuild_core::Platform;
+use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::{
     Args, Diagnostic, Dockerfile, Expander, Heredoc, Instruction, Keyword, Severity,
 };
@@ -1284,15 +1284,18 @@ impl<'a> Lowerer<'a> {
                 return None;
             }
         }
-        if let Some(sum) = flag(inst, "checksum") {
-            let e = if words.len() != 1 {
-                format!("checksum can't be specified for multiple sources ({sum})")
-            } else {
-                "checksum requires HTTP(S) or Git sources".to_string()
-            };
-            self.error(inst, e);
-            return None;
-        }
+        let checksum = self.checksum(inst, &words, lookup)?;
+        let shown_srcs = words.clone();
+        let (url_words, words): (Vec<String>, Vec<String>) =
+            words.into_iter().partition(|w| is_http_url(w));
+        let urls: Vec<UrlSource> = url_words
+            .into_iter()
+            .map(|url| UrlSource {
+                filename: url_file_name(&url),
+                url,
+                checksum: checksum.clone(),
+            })
+            .collect();
         if let Some(h) = docs
             .iter()
             .find(|h| h.name.contains('/') || h.name == "." || h.name == "..")
@@ -1320,7 +1323,7 @@ impl<'a> Lowerer<'a> {
         if let Some(m) = flag(inst, "chmod") {
             shown.push(format!("--chmod={m}"));
         }
-        shown.extend(words.iter().cloned());
+        shown.extend(shown_srcs);
         shown.extend(contents.iter().map(|c| format!("<<{}", c.name)));
         shown.push(dest.clone());
         let created_by = format!("{} # buildkit", shown.join(" "));
@@ -1336,8 +1339,33 @@ impl<'a> Lowerer<'a> {
             workdir: st.cwd(),
             add: add && flag(inst, "unpack") != Some("false"),
             contents,
+            urls,
         };
         Some((OpKind::Copy(op), created_by))
+    }
+
+    /// `--checksum`: allowed for one URL source only, a sha256 digest (BuildKit's
+    /// `digest.Parse`, restricted to the algorithm rbuild verifies).
+    fn checksum(
+        &mut self,
+        inst: &Instruction,
+        words: &[String],
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Option<Digest>> {
+        let Some(sum) = flag(inst, "checksum") else {
+            return Some(None);
+        };
+        let sum = self.expand_word(inst, sum, lookup);
+        let e = match words {
+            [w] if is_http_url(w) => match parse_checksum(&sum) {
+                Ok(d) => return Some(Some(d)),
+                Err(e) => e,
+            },
+            [_] => "checksum requires HTTP(S) or Git sources".to_string(),
+            _ => format!("checksum can't be specified for multiple sources ({sum})"),
+        };
+        self.error(inst, e);
+        None
     }
 
     fn heredoc_content(
@@ -1636,22 +1664,80 @@ fn is_heredoc_word(w: &str) -> bool {
     !rest.is_empty() && !rest.contains(char::is_whitespace) && !rest.contains('<')
 }
 
-/// Why a COPY/ADD source cannot be used: URLs and git repositories.
+/// Parses a `--checksum` value: `sha256:` and 64 hex digits.
+fn parse_checksum(sum: &str) -> Result<Digest, String> {
+    match sum.split_once(':') {
+        Some(("sha256", _)) => sum
+            .parse::<Digest>()
+            .map_err(|e| format!("invalid checksum: {e}")),
+        Some((algo, _)) => Err(format!(
+            "unsupported checksum algorithm {algo:?} in {sum:?}: rbuild verifies sha256 only"
+        )),
+        None => Err(format!(
+            "invalid checksum {sum:?}: expected sha256:<64 hex digits>"
+        )),
+    }
+}
+
+/// Whether an ADD source is fetched over HTTP(S).
+fn is_http_url(src: &str) -> bool {
+    let lower = src.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// The file name BuildKit's Dockerfile frontend gives a URL source: Go's `path.Base` of
+/// the URL's (percent-decoded) path, `__unnamed__` when that is `.` or `/`.
+pub(crate) fn url_file_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['#', '?']).next().unwrap_or_default();
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let trimmed = path.trim_end_matches('/');
+    let base = trimmed.rsplit('/').next().unwrap_or_default();
+    let base = percent_decode(base);
+    if base.is_empty() || base == "." {
+        "__unnamed__".to_string()
+    } else {
+        base
+    }
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as written).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why a COPY/ADD source cannot be used: URLs for COPY and git repositories.
 fn remote_source_error(add: bool, src: &str) -> Option<String> {
     let lower = src.to_ascii_lowercase();
     let git = lower.starts_with("git@")
         || lower.starts_with("git://")
         || ((lower.starts_with("http://") || lower.starts_with("https://"))
-            && (lower.contains(".git#") || lower.ends_with(".git")));
+            && (lower.contains(".git#") || lower.ends_with(".git") || lower.contains('#')));
     let http = lower.starts_with("http://") || lower.starts_with("https://");
     match (add, git, http) {
         (false, true, _) => Some("source can't be a git ref for COPY".into()),
         (false, _, true) => Some("source can't be a URL for COPY".into()),
         (true, true, _) => Some(format!(
-            "ADD from a git repository ({src}) needs network access, which rbuild does not use yet"
-        )),
-        (true, _, true) => Some(format!(
-            "ADD from a URL ({src}) needs network access, which rbuild does not use yet"
+            "ADD from a git repository ({src}) is not supported by rbuild"
         )),
         _ => None,
     }
@@ -1893,6 +1979,17 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_file_names_follow_path_base() {
+        assert_eq!(url_file_name("https://h/dl/a.tar.gz?x=1#f"), "a.tar.gz");
+        assert_eq!(url_file_name("https://h/dir/"), "dir");
+        assert_eq!(url_file_name("https://h/"), "__unnamed__");
+        assert_eq!(url_file_name("http://h:8080"), "__unnamed__");
+        assert_eq!(url_file_name("http://h/a%20b"), "a b");
+        assert!(parse_checksum("sha512:00").is_err());
+        assert!(parse_checksum("sha256:00").is_err());
+    }
 
     #[test]
     fn symbolic_modes_are_recognised() {

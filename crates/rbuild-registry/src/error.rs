@@ -102,6 +102,22 @@ pub enum RegistryError {
         /// The limit.
         limit: u64,
     },
+    /// A URL download was answered with a status other than 2xx.
+    #[error("downloading {url}: the server answered {status}")]
+    UrlStatus {
+        /// The URL.
+        url: String,
+        /// The HTTP status, with its reason.
+        status: String,
+    },
+    /// A URL that cannot be downloaded.
+    #[error("cannot download {url:?}: {detail}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        detail: String,
+    },
     /// Content does not hash to its digest.
     #[error("{what}: digest mismatch: expected {expected}, got {found}")]
     DigestMismatch {

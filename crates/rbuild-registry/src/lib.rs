@@ -19,6 +19,7 @@ pub mod retry;
 pub mod session;
 pub mod tls;
 pub mod transport;
+pub mod url;
 
 pub use config::Config;
 pub use credentials::Credential;
@@ -208,6 +209,15 @@ impl Registry {
             }
             Ok(report)
         })
+    }
+
+    /// Downloads an `ADD` URL into `store` (see [`url::fetch`]).
+    pub fn fetch_url(
+        &self,
+        store: &Store,
+        req: &rbuild_source::UrlRequest<'_>,
+    ) -> Result<rbuild_source::UrlFetch, RegistryError> {
+        block_on(url::fetch(&self.config, store, req))
     }
 
     /// Checks `credential` against `registry` (what `rbuild login` does before saving).

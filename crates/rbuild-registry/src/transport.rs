@@ -85,7 +85,11 @@ pub struct Host {
 }
 
 /// The HTTP client for one registry: its TLS settings, timeouts, no proxy for loopback.
-fn client(registry: &str, endpoint: &str, verify: bool) -> Result<Client, RegistryError> {
+pub(crate) fn client(
+    registry: &str,
+    endpoint: &str,
+    verify: bool,
+) -> Result<Client, RegistryError> {
     let tls = crate::tls::client_config(registry, verify)?;
     let mut b = Client::builder()
         .tls_backend_preconfigured(tls)

@@ -41,6 +41,9 @@ pub enum StepError {
         /// Why.
         source: std::io::Error,
     },
+    /// An ADD URL could not be downloaded.
+    #[error(transparent)]
+    Url(#[from] crate::steps::url::UrlError),
     /// A secret could not be read.
     #[error(transparent)]
     Secret(#[from] crate::secrets::SecretError),

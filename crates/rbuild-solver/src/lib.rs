@@ -20,7 +20,7 @@ pub use entitlements::{Entitlements, UnknownEntitlement};
 pub use error::{ArchiveError, BindPathError, ChownError, StepError};
 pub use layers::{unpack_into_state, visible_lowers};
 pub use rbuild_graph::NetworkMode;
-pub use resolve::{ImageSource, RemoteResolver, ResolveError, Sources};
+pub use resolve::{ImageSource, RemoteResolver, ResolveError, Sources, UrlFetcher};
 pub use secrets::{SecretError, SecretSource, Secrets, parse_secret, parse_ssh};
 pub use state::{StateDir, StateError, StateLock};
 

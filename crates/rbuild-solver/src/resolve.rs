@@ -4,7 +4,7 @@
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::BaseResolver;
 use rbuild_image::ImageConfig;
-use rbuild_source::{NamedContext, ResolvedImage};
+use rbuild_source::{NamedContext, ResolvedImage, UrlFetch, UrlRecord, UrlRequest};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,14 @@ type ContentHash = std::sync::Arc<Mutex<Option<Digest>>>;
 pub type RemoteResolver = dyn Fn(&str, &Platform, &Store) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>
     + Send
     + Sync;
+
+/// Downloads an `ADD` URL into the store (the registry crate's HTTP client).
+pub type UrlFetcher = dyn Fn(&UrlRequest, &Store) -> Result<UrlFetch, Box<dyn std::error::Error + Send + Sync>>
+    + Send
+    + Sync;
+
+/// One memoised URL download, filled by the first worker that asks for it.
+type UrlMemo = std::sync::Arc<Mutex<Option<UrlRecord>>>;
 
 /// Where `FROM` images that no `--build-context` binds come from: the local image
 /// store, later a registry.
@@ -87,6 +95,8 @@ pub struct Sources {
     images: Option<Box<dyn ImageSource>>,
     remote: Option<Box<RemoteResolver>>,
     hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), ContentHash>>,
+    fetcher: Option<Box<UrlFetcher>>,
+    urls: Mutex<HashMap<String, UrlMemo>>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -110,7 +120,44 @@ impl Sources {
             images: None,
             remote: None,
             hashes: Mutex::new(HashMap::new()),
+            fetcher: None,
+            urls: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same sources, downloading `ADD` URLs through `fetcher`.
+    pub fn with_url_fetcher(mut self, fetcher: Box<UrlFetcher>) -> Sources {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Downloads through the URL fetcher; `None` when the build has none.
+    pub(crate) fn fetch_url(
+        &self,
+        req: &UrlRequest,
+        store: &Store,
+    ) -> Option<Result<UrlFetch, Box<dyn std::error::Error + Send + Sync>>> {
+        self.fetcher.as_ref().map(|f| f(req, store))
+    }
+
+    /// The download of `url` made in this build, resolving it with `resolve` on first
+    /// use (the other platforms' workers wait for it rather than download it again).
+    pub(crate) fn url<E>(
+        &self,
+        url: &str,
+        resolve: impl FnOnce() -> Result<UrlRecord, E>,
+    ) -> Result<UrlRecord, E> {
+        let cell = {
+            let mut memo = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+            memo.entry(url.to_string()).or_default().clone()
+        };
+        let mut slot = cell.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
+        let record = resolve()?;
+        *slot = Some(record.clone());
+        Ok(record)
     }
 
     /// The same sources, looking up images no build context binds in `images`.

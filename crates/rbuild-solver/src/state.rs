@@ -35,6 +35,7 @@ pub type StateLock = nix::fcntl::Flock<fs::File>;
 /// | `store/` | the blob store |
 /// | `layers/<diff-id>/` | unpacked layers |
 /// | `cache/<key>` | cache index entries |
+/// | `urls/<sha256 of url>.json` | the last download of each `ADD` URL (validators, blob) |
 /// | `tmp/` | per-step work directories |
 /// | `run/` | the build's private binfmt_misc mount |
 /// | `cache-mounts/` | `RUN --mount=type=cache` directories |
@@ -45,11 +46,12 @@ pub struct StateDir {
 }
 
 /// What `prune` removes: everything but `run/` and `lock`.
-const PRUNABLE: &[&str] = &[CACHE, CACHE_MOUNTS, LAYERS, STORE, TMP];
+const PRUNABLE: &[&str] = &[CACHE, CACHE_MOUNTS, LAYERS, STORE, TMP, URLS];
 
 const STORE: &str = "store";
 const LAYERS: &str = "layers";
 const CACHE: &str = "cache";
+const URLS: &str = "urls";
 const TMP: &str = "tmp";
 const RUN: &str = "run";
 const CACHE_MOUNTS: &str = "cache-mounts";
@@ -102,6 +104,12 @@ impl StateDir {
     /// The cache index entry of a step key.
     pub fn cache_entry(&self, key: &Digest) -> PathBuf {
         self.cache_index().join(key.hex())
+    }
+
+    /// The record of the last download of `url` (its ETag, Last-Modified and blob).
+    pub fn url_record(&self, url: &str) -> PathBuf {
+        let name = Digest::sha256(url.as_bytes());
+        self.root.join(URLS).join(format!("{}.json", name.hex()))
     }
 
     /// The directory of temporary step directories.

@@ -5,6 +5,7 @@ pub mod copy;
 pub mod mkdir;
 pub mod mounts;
 pub mod run;
+pub mod url;
 
 use crate::layers::{commit, ensure_unpacked};
 use crate::{SolveError, Solver, StageResult, StepError, cache};

@@ -1,6 +1,10 @@
 //! Base image resolution: finds the image a `FROM` names, picks the manifest for the
 //! stage's platform, and imports its config and layer blobs into the store (verified).
 
+pub mod url;
+
+pub use url::{UrlFetch, UrlRecord, UrlRequest};
+
 use oci_spec::image::{ImageIndex, ImageManifest};
 use rbuild_core::{Digest, Platform, media_type};
 use rbuild_image::{ImageConfig, LayerBlob};

@@ -270,12 +270,17 @@ fn build(
         return crate::check::check(&df, &opts, &mut sources.resolver(&store));
     }
     let registry = std::sync::Arc::new(crate::registry::client(&req.outputs, &args.tags)?);
-    let sources = sources.with_remote(crate::registry::remote_resolver(
-        registry.clone(),
-        req.docker_images.clone(),
-        req.named.keys().cloned().collect(),
-        renderer.clone(),
-    ));
+    let sources = sources
+        .with_remote(crate::registry::remote_resolver(
+            registry.clone(),
+            req.docker_images.clone(),
+            req.named.keys().cloned().collect(),
+            renderer.clone(),
+        ))
+        .with_url_fetcher(crate::registry::url_fetcher(
+            registry.clone(),
+            renderer.clone(),
+        ));
     if !req.quiet {
         crate::check::note_syntax(&df);
     }

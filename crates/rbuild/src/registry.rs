@@ -5,9 +5,10 @@ use crate::output::{Output, RegistryOutput};
 use anyhow::{Context, Result, bail};
 use rbuild_core::{Platform, Reference};
 use rbuild_export::BuiltImage;
-use rbuild_progress::{Event, EventSink, Meter, Vertex, VertexId};
+use rbuild_progress::{Event, EventSink, Meter, Stream, Vertex, VertexId};
 use rbuild_registry::{Config, Registry, Root};
-use rbuild_solver::RemoteResolver;
+use rbuild_solver::{RemoteResolver, UrlFetcher};
+use rbuild_source::{UrlFetch, UrlRequest};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,51 @@ fn pull_vertex(r: &Reference, platform: &Platform) -> Vertex {
         platform: Some(platform.to_string()),
         emulated: false,
     }
+}
+
+/// A fetcher that downloads `ADD` URLs with the build's registry client; each download is a
+/// vertex of its own (`[internal] download URL`) that says what came.
+pub fn url_fetcher(registry: Arc<Registry>, events: Arc<dyn EventSink>) -> Box<UrlFetcher> {
+    Box::new(move |req: &UrlRequest, store: &Store| {
+        let name = format!("[internal] download {}", req.url);
+        let vertex = Vertex {
+            id: VertexId::of(&[b"download", name.as_bytes()]),
+            name,
+            stage: None,
+            platform: None,
+            emulated: false,
+        };
+        events.event(&Event::Vertex(&vertex));
+        events.event(&Event::Started {
+            vertex: vertex.id,
+            at: SystemTime::now(),
+        });
+        let fetched = registry.fetch_url(store, req).map_err(|e| render(&e));
+        let line = match &fetched {
+            Ok(UrlFetch::NotModified) => "not modified\n".to_string(),
+            Ok(UrlFetch::Stored(r)) => format!("{} bytes, {}\n", r.size, r.digest),
+            Err(e) => format!("{e}\n"),
+        };
+        let at = SystemTime::now();
+        events.event(&Event::Output {
+            vertex: vertex.id,
+            stream: Stream::Stdout,
+            data: line.as_bytes(),
+            at,
+        });
+        match &fetched {
+            Ok(_) => events.event(&Event::Done {
+                vertex: vertex.id,
+                at,
+            }),
+            Err(e) => events.event(&Event::Error {
+                vertex: vertex.id,
+                message: e,
+                at,
+            }),
+        }
+        Ok(fetched?)
+    })
 }
 
 /// Why a base image is missing: the places looked in, the registry's answer, what to do.

@@ -20,7 +20,12 @@ impl Step for CopyOp {
     /// but the ids `--chown` resolves to.
     fn key(&self, cx: &StepContext, parent: &StageResult) -> Result<Digest, SolveError> {
         let spec_key = serde_json::to_vec(self).unwrap_or_default();
-        let identity = identity(cx, self)?.to_string();
+        let mut identity = identity(cx, self)?.to_string();
+        for url in &self.urls {
+            // Only ops with URLs get the part, so the keys of all others stay as they were.
+            let id = super::url::identity(cx, url).map_err(|e| step_err(cx.op, e))?;
+            identity.push_str(&format!(" {id}"));
+        }
         if !self.link {
             return Ok(cache::chain(
                 &parent.key,
@@ -96,16 +101,15 @@ impl Step for CopyOp {
             extract_all(&archives, &lowers, tmp.path(), &out, &dest)
                 .map_err(|e| step_err(op, e))?;
         }
+        let count = plain.len() + archives.len() + copy.urls.len() + copy.contents.len();
+        if !copy.urls.is_empty() {
+            copy_urls(cx, copy, tmp.path(), count, (&dest_stack, &out, &opts))?;
+        }
         if !copy.contents.is_empty() {
             let inline = tmp.path().join("inline");
             write_inline(&inline, &copy.contents)?;
             let names: Vec<String> = copy.contents.iter().map(|c| c.name.clone()).collect();
-            let dest =
-                if names.len() + plain.len() + archives.len() > 1 && !copy.dest.ends_with('/') {
-                    format!("{}/", copy.dest)
-                } else {
-                    copy.dest.clone()
-                };
+            let dest = dir_dest(&copy.dest, count);
             rbuild_snapshot::copy(
                 CopySource::Context(&inline),
                 &names,
@@ -122,6 +126,42 @@ impl Step for CopyOp {
             lowers,
         })
     }
+}
+
+/// The destination as a directory when the op copies more than one source.
+fn dir_dest(dest: &str, count: usize) -> String {
+    if count > 1 && !dest.ends_with('/') {
+        format!("{dest}/")
+    } else {
+        dest.to_string()
+    }
+}
+
+/// Downloads the URL sources (each in a directory of its own, as their names may repeat)
+/// and copies them to the destination, unextracted.
+fn copy_urls(
+    cx: &StepContext,
+    copy: &CopyOp,
+    tmp: &Path,
+    count: usize,
+    (dest_stack, out, opts): (&LayerStack, &Path, &CopyOptions),
+) -> Result<(), SolveError> {
+    let dest = dir_dest(&copy.dest, count);
+    for (i, url) in copy.urls.iter().enumerate() {
+        let dir = tmp.join(format!("url-{i}"));
+        super::url::write(cx, url, &dir).map_err(|e| step_err(cx.op, e))?;
+        let names = [url.filename.clone()];
+        rbuild_snapshot::copy(
+            CopySource::Context(&dir),
+            &names,
+            &dest,
+            dest_stack,
+            out,
+            opts,
+        )
+        .map_err(|e| step_err(cx.op, e))?;
+    }
+    Ok(())
 }
 
 /// The ids `--chown` names, resolved against the stage's /etc/passwd and /etc/group.
