@@ -165,7 +165,23 @@ impl Registry {
         by_digest: bool,
         mount_hints: &HashMap<Digest, Reference>,
     ) -> Result<PushReport, RegistryError> {
-        let session = Session::new(&self.config, None);
+        self.push_reporting(store, root, targets, by_digest, mount_hints, None)
+    }
+
+    /// [`Registry::push`], telling `on_upload` how far each blob upload has come.
+    pub fn push_reporting(
+        &self,
+        store: &Store,
+        root: &Root,
+        targets: &[Reference],
+        by_digest: bool,
+        mount_hints: &HashMap<Digest, Reference>,
+        on_upload: Option<push::OnUploadBytes>,
+    ) -> Result<PushReport, RegistryError> {
+        let mut session = Session::new(&self.config, None);
+        if let Some(f) = on_upload {
+            session = session.with_upload_progress(f);
+        }
         block_on(push::push(
             &session,
             store,

@@ -282,13 +282,57 @@ async fn upload(
             match std::fs::File::open(&path) {
                 Ok(f) => rb
                     .header(header::CONTENT_LENGTH, desc.size.to_string())
-                    .body(reqwest::Body::from(tokio::fs::File::from_std(f))),
+                    .body(upload_body(f, desc, host.on_upload.clone())),
                 // Sent without a body: the registry refuses it and the error names the blob.
                 Err(_) => rb,
             }
         })
         .await?;
     host.check(&what, scope, resp).await.map(|_| ())
+}
+
+/// Hears the bytes of a blob upload: its digest, bytes sent so far, bytes in all.
+#[derive(Clone)]
+pub struct OnUploadBytes(pub std::sync::Arc<UploadFn>);
+
+/// What an [`OnUploadBytes`] calls.
+pub type UploadFn = dyn Fn(&Digest, u64, u64) + Send + Sync;
+
+impl std::fmt::Debug for OnUploadBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnUploadBytes")
+    }
+}
+
+/// The body of a monolithic upload: the stored file, counted on `on_upload` when given.
+fn upload_body(
+    file: std::fs::File,
+    desc: &Descriptor,
+    on_upload: Option<OnUploadBytes>,
+) -> reqwest::Body {
+    let file = tokio::fs::File::from_std(file);
+    let Some(on_upload) = on_upload else {
+        return reqwest::Body::from(file);
+    };
+    let (digest, size) = (desc.digest.clone(), desc.size);
+    let chunks = futures_util::stream::unfold((file, 0u64), move |(mut file, sent)| {
+        let (on_upload, digest) = (on_upload.clone(), digest.clone());
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    let sent = sent + n as u64;
+                    (on_upload.0)(&digest, sent, size);
+                    Some((Ok::<_, std::io::Error>(buf), (file, sent)))
+                }
+                Err(e) => Some((Err(e), (file, sent))),
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(chunks)
 }
 
 /// PATCHes the blob in chunks of `n` bytes; returns the Location for the closing PUT.

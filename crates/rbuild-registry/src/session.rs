@@ -16,6 +16,7 @@ pub struct Session<'a> {
     pub config: &'a Config,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     credential: Option<(String, Credential)>,
+    on_upload: Option<crate::push::OnUploadBytes>,
 }
 
 impl<'a> Session<'a> {
@@ -25,7 +26,14 @@ impl<'a> Session<'a> {
             config,
             hosts: Mutex::new(HashMap::new()),
             credential,
+            on_upload: None,
         }
+    }
+
+    /// The same session, telling `on_upload` how far each blob upload has come.
+    pub fn with_upload_progress(mut self, on_upload: crate::push::OnUploadBytes) -> Session<'a> {
+        self.on_upload = Some(on_upload);
+        self
     }
 
     /// The host for `registry` (connected on first use), credentials looked up for
@@ -42,8 +50,9 @@ impl<'a> Session<'a> {
             },
             _ => credentials::lookup(registry, repository)?,
         };
-        let host =
-            Arc::new(Host::connect(registry, endpoint_of(registry), self.config, lookup).await?);
+        let mut host = Host::connect(registry, endpoint_of(registry), self.config, lookup).await?;
+        host.on_upload = self.on_upload.clone();
+        let host = Arc::new(host);
         hosts.insert(registry.to_string(), host.clone());
         Ok(host)
     }

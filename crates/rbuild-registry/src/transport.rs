@@ -82,6 +82,8 @@ pub struct Host {
     lookup: Lookup,
     auth: Mutex<AuthState>,
     retry: Retry,
+    /// Hears the bytes of blob uploads to this registry, when someone listens.
+    pub(crate) on_upload: Option<crate::push::OnUploadBytes>,
 }
 
 /// The HTTP client for one registry: its TLS settings, timeouts, no proxy for loopback.
@@ -125,6 +127,7 @@ impl Host {
             lookup,
             auth: Mutex::new(AuthState::default()),
             retry: Retry::from_env(),
+            on_upload: None,
         };
         // Where plain HTTP may follow, one HTTPS attempt decides; otherwise HTTPS is all
         // there is and gets the full retry policy.

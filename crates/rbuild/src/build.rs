@@ -342,7 +342,7 @@ fn build(
         annotations: req.annotations.clone(),
         media_types: req.media_types,
     };
-    export(state, &store, &image, &req.outputs, events, &registry)?;
+    export(state, &store, &image, &req.outputs, renderer, &registry)?;
     crate::load::finish(state.root(), &store, &image, &req.outputs, req.quiet)?;
     crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
     let based = crate::load::bases_metadata(&sources, &bases);
@@ -424,9 +424,10 @@ fn export(
     store: &Store,
     image: &BuiltImage,
     outputs: &[Output],
-    events: &dyn rbuild_progress::EventSink,
+    renderer: &std::sync::Arc<dyn rbuild_progress::Renderer>,
     registry: &rbuild_registry::Registry,
 ) -> Result<()> {
+    let events: &dyn rbuild_progress::EventSink = renderer.as_ref();
     if outputs.is_empty() {
         events.event(&rbuild_progress::Event::Warning(
             &rbuild_progress::Warning {
@@ -443,7 +444,8 @@ fn export(
         }
         if let Output::Registry(r) = o {
             let vertex = crate::progress::Export::start(events, "image");
-            let pushed = crate::registry::push(registry, store, image, r, &vertex);
+            let pushed =
+                crate::registry::push(registry, store, image, r, &vertex, renderer.clone());
             vertex.finish(pushed.as_ref().err());
             pushed?;
             continue;

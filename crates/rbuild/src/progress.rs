@@ -78,6 +78,11 @@ impl<'a> Export<'a> {
         Meter::start(self.sink, self.vertex.id, "sending tarball".into(), None)
     }
 
+    /// The vertex's id, for progress reported from elsewhere ([`upload_progress`]).
+    pub fn id(&self) -> VertexId {
+        self.vertex.id
+    }
+
     /// A line of the export's output.
     pub fn say(&self, line: &str) {
         let data = format!("{line}\n");
@@ -105,4 +110,36 @@ impl<'a> Export<'a> {
             }
         }
     }
+}
+
+/// A callback reporting blob uploads as byte statuses (`pushing sha256:…`) of `vertex`,
+/// at most every 100 ms per blob and once when a blob is complete.
+pub fn upload_progress(
+    sink: Arc<dyn EventSink>,
+    vertex: VertexId,
+) -> rbuild_registry::push::OnUploadBytes {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let seen: Mutex<HashMap<rbuild_core::Digest, (SystemTime, Instant)>> = Mutex::default();
+    rbuild_registry::push::OnUploadBytes(Arc::new(move |digest, sent, total| {
+        let now = SystemTime::now();
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !seen.contains_key(digest);
+        let (started, last) = seen.entry(digest.clone()).or_insert((now, Instant::now()));
+        let done = sent >= total;
+        if !(first || done || last.elapsed() >= Duration::from_millis(100)) {
+            return;
+        }
+        *last = Instant::now();
+        sink.event(&Event::Progress(&rbuild_progress::Status {
+            vertex,
+            id: format!("pushing {digest}"),
+            current: sent,
+            total: Some(total),
+            started: *started,
+            completed: done.then_some(now),
+            timestamp: now,
+        }));
+    }))
 }

@@ -212,6 +212,7 @@ pub fn push(
     image: &BuiltImage,
     out: &RegistryOutput,
     vertex: &crate::progress::Export<'_>,
+    events: Arc<dyn EventSink>,
 ) -> Result<()> {
     let targets = targets(out, &image.tags)?;
     if !out.push {
@@ -225,7 +226,14 @@ pub fn push(
     };
     let names: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
     let report = registry
-        .push(store, &root, &targets, out.by_digest, &HashMap::new())
+        .push_reporting(
+            store,
+            &root,
+            &targets,
+            out.by_digest,
+            &HashMap::new(),
+            Some(crate::progress::upload_progress(events, vertex.id())),
+        )
         .with_context(|| format!("pushing to {}", names.join(", ")))?;
     vertex.say(&format!(
         "pushed {} ({}): {} blob(s) uploaded ({} bytes), {} already there, {} mounted, {} manifest(s)",

@@ -205,7 +205,10 @@ fn a_url_becomes_a_file_named_after_its_path_with_mode_0600_and_last_modified() 
     // A remote archive is not extracted; local sources of the same ADD are copied too.
     assert_eq!(fs::read(out.join("mixed/a.tar.gz")).unwrap(), tgz);
     assert_eq!(fs::read(out.join("mixed/local.txt")).unwrap(), b"local\n");
-    assert!(stderr.contains(&format!("[internal] download {hello}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[internal] download {hello}")),
+        "{stderr}"
+    );
     let seen = srv.seen();
     assert!(
         seen.iter()

@@ -159,6 +159,18 @@ fn multi_arch_push_inspect_skopeo_and_pull_back() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let iid = std::fs::read_to_string(work.path().join("iid")).unwrap();
+    // The push reports on an `exporting to image` vertex, with each upload's bytes.
+    let err = stderr(&out);
+    let vertex = err
+        .lines()
+        .find_map(|l| l.strip_suffix(" exporting to image"))
+        .unwrap_or_else(|| panic!("no push vertex in {err}"));
+    let uploads = err
+        .lines()
+        .filter(|l| l.starts_with(&format!("{vertex} pushing sha256:")) && l.ends_with(" done"))
+        .count();
+    assert!(uploads >= 4, "two configs and two layers at least: {err}");
+    assert!(err.contains(&format!("pushed {name} (sha256:")), "{err}");
 
     let inspect = run_ok(env.rbuild(&state).args(["imagetools", "inspect", &name]));
     let text = stdout(&inspect);
