@@ -18,11 +18,12 @@ use std::sync::{Arc, Mutex};
 const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
 const LAST_MODIFIED_SECS: i64 = 784_111_777;
 
-/// A resource the server has: body and ETag (Last-Modified is always [`LAST_MODIFIED`]).
+/// A resource the server has: body, ETag and whether it sends [`LAST_MODIFIED`].
 #[derive(Clone)]
 struct Resource {
     body: Vec<u8>,
     etag: String,
+    dated: bool,
 }
 
 /// One request the server saw: path, lower-cased headers, the status it answered.
@@ -67,9 +68,19 @@ impl Server {
     }
 
     fn set(&self, path: &str, body: &[u8], etag: &str) {
+        self.put(path, body, etag, true);
+    }
+
+    /// A resource served without `Last-Modified`.
+    fn set_undated(&self, path: &str, body: &[u8], etag: &str) {
+        self.put(path, body, etag, false);
+    }
+
+    fn put(&self, path: &str, body: &[u8], etag: &str, dated: bool) {
         let r = Resource {
             body: body.to_vec(),
             etag: etag.to_string(),
+            dated,
         };
         self.state
             .lock()
@@ -106,7 +117,12 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     let (status, extra, body) = match (plain, st.resources.get(plain)) {
         ("/redirect", _) => (302, "Location: /files/hello.txt\r\n".to_string(), vec![]),
         (_, Some(r)) => {
-            let tags = format!("ETag: {}\r\nLast-Modified: {LAST_MODIFIED}\r\n", r.etag);
+            let date = if r.dated {
+                format!("Last-Modified: {LAST_MODIFIED}\r\n")
+            } else {
+                String::new()
+            };
+            let tags = format!("ETag: {}\r\n{date}", r.etag);
             if headers.get("if-none-match") == Some(&r.etag) {
                 (304, tags, vec![])
             } else {
@@ -161,13 +177,6 @@ fn build_local(state: &Path, dir: &Path, dockerfile: &str) -> (Result<PathBuf, S
     } else {
         (Err(stderr.clone()), stderr)
     }
-}
-
-fn busybox_ready() -> bool {
-    precondition(
-        busybox_layout().join("index.json").is_file(),
-        "busybox fixture (cargo xtask fixtures)",
-    )
 }
 
 /// Mode bits and mtime of a file.
@@ -303,4 +312,28 @@ fn a_missing_resource_fails_naming_the_url_and_status() {
     assert!(err.contains(&missing), "{err}");
     assert!(err.contains("404 Not Found"), "{err}");
     assert!(!tmp.path().join("out").exists());
+}
+
+#[test]
+fn urls_without_a_name_or_a_date_get_buildkits_name_and_the_epoch() {
+    // Recorded from BuildKit v0.32 over a server sending no Last-Modified: `__unnamed__`
+    // for a URL whose path has no last component, `dir` for `/dir/`, mtime 0, mode 0600.
+    if !busybox_ready() {
+        return;
+    }
+    let srv = Server::start();
+    srv.set_undated("/", b"root\n", "\"r\"");
+    srv.set_undated("/files/dir/", b"dir\n", "\"d\"");
+    let tmp = tempfile::tempdir().unwrap();
+    let df = format!(
+        "FROM busybox\nADD {} /u/\nADD {} /d/\n",
+        srv.url("/"),
+        srv.url("/files/dir/")
+    );
+    let (out, stderr) = build_local(&tmp.path().join("state"), tmp.path(), &df);
+    let out = out.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    assert_eq!(fs::read(out.join("u/__unnamed__")).unwrap(), b"root\n");
+    assert_eq!(mode_mtime(&out.join("u/__unnamed__")), (0o600, 0));
+    assert_eq!(fs::read(out.join("d/dir")).unwrap(), b"dir\n");
+    assert_eq!(mode_mtime(&out.join("d/dir")), (0o600, 0));
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{OciLayout, build_command, busybox_layout, context, precondition, run};
+use common::{OciLayout, build_command, busybox_ready, context, precondition, run};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -161,13 +161,6 @@ fn top_entry(layout: &OciLayout, path: &str) -> Entry {
         .into_iter()
         .find(|e| e.path == path)
         .unwrap_or_else(|| panic!("{path} is not in the top layer"))
-}
-
-fn busybox_ready() -> bool {
-    precondition(
-        busybox_layout().join("index.json").is_file(),
-        "busybox fixture (cargo xtask fixtures)",
-    )
 }
 
 #[test]

@@ -17,6 +17,14 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// Whether the busybox fixture is there: a [`precondition`], so it fails under `CI=true`.
+pub fn busybox_ready() -> bool {
+    precondition(
+        repo().join("testdata/images/busybox/index.json").is_file(),
+        "busybox fixture (cargo xtask fixtures)",
+    )
+}
+
 /// The multi-platform busybox fixture; fails with a hint when it was not generated.
 pub fn busybox_layout() -> PathBuf {
     let p = repo().join("testdata/images/busybox");
