@@ -4,10 +4,12 @@
 mod digest;
 mod platform;
 pub mod reference;
+mod time;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError, ReferenceErrorKind};
+pub use time::{rfc3339, rfc3339_nanos};
 
 /// OCI media types rbuild reads and writes, named once so no crate spells them differently.
 pub mod media_type {

@@ -23,8 +23,8 @@ pub use linetail::LineTail;
 pub use meter::{Meter, MeteredRead};
 pub use plain::Plain;
 pub use rawjson::RawJson;
+pub use rbuild_core::rfc3339_nanos;
 pub use summary::{PlatformTally, Tally};
-pub use time::rfc3339_nanos;
 pub use tty::Tty;
 
 /// A sink the CLI owns: it takes events and, at the end, closes the display.

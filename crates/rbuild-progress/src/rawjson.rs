@@ -6,8 +6,8 @@
 
 use crate::Renderer;
 use crate::event::{Event, EventSink, Status, VertexId, Warning};
-use crate::time::rfc3339_nanos;
 use base64::Engine as _;
+use rbuild_core::rfc3339_nanos;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
