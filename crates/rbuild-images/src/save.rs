@@ -107,22 +107,12 @@ fn find(
     platform: &Platform,
     it: &SaveItem,
 ) -> Result<(Platform, Target), ImagesError> {
-    all.iter()
-        .find(|(p, _)| platform.matches(p))
+    let image = it
+        .names
+        .first()
         .cloned()
-        .ok_or_else(|| ImagesError::NoPlatform {
-            image: it
-                .names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| it.target.digest.to_string()),
-            platform: platform.clone(),
-            available: all
-                .iter()
-                .map(|(p, _)| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        .unwrap_or_else(|| it.target.digest.to_string());
+    crate::walk::pick(all, platform, &image).cloned()
 }
 
 /// The top-level descriptor of one saved image: the image as stored, or a new index over

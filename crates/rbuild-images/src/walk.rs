@@ -143,19 +143,28 @@ pub fn select(
     name: &str,
 ) -> Result<PlatformImage, ImagesError> {
     let all = platforms(store, target)?;
-    let found = all.iter().find(|(p, _)| platform.matches(p));
-    match found {
-        Some((p, t)) => manifest_image(store, t, Some(p)),
-        None => Err(ImagesError::NoPlatform {
-            image: name.to_string(),
+    let (p, t) = pick(&all, platform, name)?;
+    manifest_image(store, t, Some(p))
+}
+
+/// The entry of `all` that `platform` matches; an error naming `image` and what it has
+/// otherwise.
+pub(crate) fn pick<'a>(
+    all: &'a [(Platform, Target)],
+    platform: &Platform,
+    image: &str,
+) -> Result<&'a (Platform, Target), ImagesError> {
+    all.iter()
+        .find(|(p, _)| platform.matches(p))
+        .ok_or_else(|| ImagesError::NoPlatform {
+            image: image.to_string(),
             platform: platform.clone(),
             available: all
                 .iter()
                 .map(|(p, _)| p.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-        }),
-    }
+        })
 }
 
 /// Reads a manifest, its config and layers. The platform is the index's when given,
