@@ -10,8 +10,13 @@
 //! device number. The outer side checks all of these, calls `mknodat` and answers with an
 //! errno. Nothing else crosses the socket.
 
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recv,
+    recvmsg, send, sendmsg, socketpair,
+};
 use std::ffi::{CStr, CString};
 use std::io;
+use std::io::{IoSlice, IoSliceMut};
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock};
@@ -29,14 +34,12 @@ static CLIENT: OnceLock<Option<Mutex<OwnedFd>>> = OnceLock::new();
 /// Creates the connected socket pair: `(outer, inner)`. Both ends are close-on-exec; the
 /// caller clears that flag on the inner end in the child it execs.
 pub fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
-    // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
 }
 
 /// Takes the inner end named by [`DEVICE_SOCKET_ENV`], if the outer process passed one, so
@@ -57,9 +60,16 @@ pub fn adopt_inner_end() {
 }
 
 fn is_socket(fd: RawFd) -> bool {
-    // SAFETY: fstat writes into a zeroed stat buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0) && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    file_type(fd) == Some(libc::S_IFSOCK)
+}
+
+/// The `S_IFMT` bits of an open descriptor.
+fn file_type(fd: RawFd) -> Option<u32> {
+    // SAFETY: only inspected for the call; the descriptor stays open and owned elsewhere.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::sys::stat::fstat(fd)
+        .ok()
+        .map(|st| st.st_mode & libc::S_IFMT)
 }
 
 /// Asks the outer process to create the device node `name` in `dir`. `None` when there is
@@ -81,9 +91,7 @@ pub(crate) fn mknod_outside(
     Some(
         send_request(sock.as_raw_fd(), &msg, dir.as_raw_fd()).and_then(|()| {
             let mut answer = [0u8; 4];
-            // SAFETY: reading into a 4-byte buffer.
-            let n = unsafe { libc::recv(sock.as_raw_fd(), answer.as_mut_ptr().cast(), 4, 0) };
-            match n {
+            match recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty())? {
                 4 => match i32::from_ne_bytes(answer) {
                     0 => Ok(()),
                     errno => Err(io::Error::from_raw_os_error(errno)),
@@ -95,31 +103,15 @@ pub(crate) fn mknod_outside(
 }
 
 fn send_request(sock: RawFd, msg: &[u8], fd: RawFd) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: msg.as_ptr() as *mut libc::c_void,
-        iov_len: msg.len(),
-    };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
-    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = control.as_mut_ptr().cast();
-    hdr.msg_controllen = space as _;
-    // SAFETY: the control buffer has room for one header carrying one descriptor.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-    }
-    // SAFETY: `hdr` describes valid buffers.
-    if unsafe { libc::sendmsg(sock, &hdr, libc::MSG_NOSIGNAL) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(
+        sock,
+        &[IoSlice::new(msg)],
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
     Ok(())
 }
 
@@ -137,76 +129,48 @@ pub fn serve(sock: OwnedFd) {
             Ok(()) => 0,
             Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
         };
-        let answer = errno.to_ne_bytes();
-        // SAFETY: sending a 4-byte buffer.
-        unsafe {
-            libc::send(
-                sock.as_raw_fd(),
-                answer.as_ptr().cast(),
-                4,
-                libc::MSG_NOSIGNAL,
-            )
-        };
+        let _ = send(
+            sock.as_raw_fd(),
+            &errno.to_ne_bytes(),
+            MsgFlags::MSG_NOSIGNAL,
+        );
     }
 }
 
 /// One request: its bytes and the descriptor that came with it. `None` at end of stream.
+/// A truncated request, or one with other than exactly one descriptor, comes back with no
+/// descriptor (and is refused).
 fn receive_request(sock: RawFd) -> io::Result<Option<(Vec<u8>, Option<OwnedFd>)>> {
     let mut buf = vec![0u8; HEADER + NAME_MAX + 1];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+    // Room for a few descriptors, so that extra ones are received (and closed) rather
+    // than truncated.
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let (n, truncated, mut fds) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: descriptors just received are owned by nobody else here.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        let truncated = msg
+            .flags
+            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+        (msg.bytes, truncated, fds)
     };
-    // SAFETY: CMSG_SPACE only computes a size; room for a few descriptors so that extra
-    // ones are received (and closed) rather than truncated.
-    let space = unsafe { libc::CMSG_SPACE(4 * size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain data; the buffers outlive recvmsg.
-    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = control.as_mut_ptr().cast();
-    hdr.msg_controllen = space as _;
-    // SAFETY: `hdr` describes valid buffers.
-    let n = unsafe { libc::recvmsg(sock, &mut hdr, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
     if n == 0 {
         return Ok(None);
     }
-    let fds = received_fds(&hdr);
-    buf.truncate(n as usize);
-    // Exactly one descriptor is expected; any other count makes the request invalid.
-    let dir = if fds.len() == 1 {
-        fds.into_iter().next()
-    } else {
-        None
-    };
-    if hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+    if truncated || fds.len() != 1 {
         return Ok(Some((Vec::new(), None)));
     }
-    Ok(Some((buf, dir)))
-}
-
-fn received_fds(hdr: &libc::msghdr) -> Vec<OwnedFd> {
-    let mut fds = Vec::new();
-    // SAFETY: walking the control messages recvmsg filled in, within msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..len / size_of::<RawFd>() {
-                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                    fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
-        }
-    }
-    fds
+    buf.truncate(n);
+    Ok(Some((buf, fds.pop())))
 }
 
 /// Checks a request and creates the node.
@@ -256,9 +220,7 @@ fn valid_name(bytes: &[u8]) -> Option<CString> {
 }
 
 fn is_directory(fd: RawFd) -> bool {
-    // SAFETY: fstat writes into a zeroed stat buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0) && (st.st_mode & libc::S_IFMT) == libc::S_IFDIR
+    file_type(fd) == Some(libc::S_IFDIR)
 }
 
 #[cfg(test)]
@@ -305,8 +267,7 @@ mod tests {
         msg.extend_from_slice(b"null");
         send_request(inner.as_raw_fd(), &msg, fd.as_raw_fd()).unwrap();
         let mut answer = [0u8; 4];
-        // SAFETY: reading into a 4-byte buffer.
-        let n = unsafe { libc::recv(inner.as_raw_fd(), answer.as_mut_ptr().cast(), 4, 0) };
+        let n = recv(inner.as_raw_fd(), &mut answer, MsgFlags::empty()).unwrap();
         assert_eq!(n, 4);
         let errno = i32::from_ne_bytes(answer);
         use std::os::unix::fs::FileTypeExt;
