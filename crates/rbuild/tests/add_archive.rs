@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One tar entry: path, kind, mode, uid, gid, mtime, and content or link target.
 enum E<'a> {
@@ -64,30 +64,6 @@ fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// Builds `dockerfile` over a context made by `setup`; the `type=local` output, or stderr.
-fn build_add(
-    dockerfile: &str,
-    setup: impl FnOnce(&Path),
-) -> (tempfile::TempDir, Result<PathBuf, String>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = context(&tmp.path().join("ctx"), dockerfile, &[]);
-    setup(&ctx);
-    let dest = tmp.path().join("out");
-    let out = run(&mut build_command(
-        &tmp.path().join("state"),
-        &ctx,
-        "linux/amd64",
-        None,
-        &["-o", &format!("type=local,dest={}", dest.display())],
-    ));
-    let result = if out.status.success() {
-        Ok(dest)
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    (tmp, result)
-}
-
 /// `kind mode mtime [target|content]` of an entry, for compact assertions.
 fn describe(p: &Path) -> String {
     let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -133,7 +109,7 @@ fn links_in_the_destination_are_followed_inside_it() {
         E::Dir("link/", 0o700, 1_500_000_000),
         E::File("link/file", 0o640, 1_600_000_000, "through"),
     ]);
-    let (_t, out) = build_add(
+    let (_t, out) = build_local_output(
         "FROM busybox\nCOPY base/ /\n\
          ADD nodir.tar /d1/\nADD nodir.tar /d2/\nADD nodir.tar /d3/\n\
          ADD nodir.tar /d4/\nADD nodir.tar /d5/\nADD withdir.tar /d6/\n",
@@ -207,7 +183,7 @@ fn links_made_by_the_archive_are_followed_inside_the_destination() {
         E::Dir("c/", 0o700, 1_300_000_000),
         E::File("c/file3", 0o644, 1_600_000_000, "via-c"),
     ]);
-    let (_t, out) = build_add("FROM busybox\nADD made.tar /t2/\n", |ctx| {
+    let (_t, out) = build_local_output("FROM busybox\nADD made.tar /t2/\n", |ctx| {
         fs::write(ctx.join("made.tar"), &made).unwrap();
     });
     let out = out.unwrap();
@@ -232,7 +208,7 @@ fn links_made_by_the_archive_are_followed_inside_the_destination() {
         E::Link("a", "/missing", 1_400_000_000),
         E::File("a/file", 0o644, 1_600_000_000, "x"),
     ]);
-    let (_t, err) = build_add("FROM busybox\nADD dangling.tar /t2/\n", |ctx| {
+    let (_t, err) = build_local_output("FROM busybox\nADD dangling.tar /t2/\n", |ctx| {
         fs::write(ctx.join("dangling.tar"), &dangling).unwrap();
     });
     let err = err.unwrap_err();
@@ -256,7 +232,7 @@ fn entries_replace_what_stands_at_their_path() {
         E::Hard("hl", "file", 0o600, 5, 1_234_567_890),
         E::Hard("hl2", "keep", 0o600, 5, 1_234_567_890),
     ]);
-    let (_t, out) = build_add("FROM busybox\nCOPY base/ /\nADD over.tar /t3/\n", |ctx| {
+    let (_t, out) = build_local_output("FROM busybox\nCOPY base/ /\nADD over.tar /t3/\n", |ctx| {
         let b = ctx.join("base/t3");
         for d in ["dirempty", "dirfull", "dirtarget"] {
             fs::create_dir_all(b.join(d)).unwrap();
@@ -326,7 +302,7 @@ fn a_destination_that_is_not_a_directory_fails() {
     // BuildKit: "mkdir /t3/file: not a directory" (the same through a link to a file, and
     // for a path below a file).
     for dest in ["/t3/file", "/t3/file/", "/t3/sl", "/t3/file/x/y"] {
-        let (_t, err) = build_add(
+        let (_t, err) = build_local_output(
             &format!("FROM busybox\nCOPY base/ /\nADD small.tar {dest}\n"),
             setup,
         );
@@ -335,7 +311,8 @@ fn a_destination_that_is_not_a_directory_fails() {
         assert!(err.contains("Not a directory"), "{dest}: {err}");
     }
     // A link to a directory is followed.
-    let (_t, out) = build_add("FROM busybox\nCOPY base/ /\nADD small.tar /t3/sld\n", setup);
+    let (_t, out) =
+        build_local_output("FROM busybox\nCOPY base/ /\nADD small.tar /t3/sld\n", setup);
     let out = out.unwrap();
     assert_eq!(describe(&out.join("t3/dirtarget/x")), "f 644 1600000000 x");
     assert!(
@@ -352,7 +329,7 @@ fn chown_and_chmod_do_not_apply_to_archive_contents() {
         E::Dir("d/", 0o750, 1_600_000_000),
         E::File("d/f", 0o640, 1_600_000_000, "f"),
     ]);
-    let (_t, out) = build_add(
+    let (_t, out) = build_local_output(
         "FROM busybox\nADD --chown=7:8 --chmod=700 own.tar /t/\n",
         |ctx| {
             fs::write(ctx.join("own.tar"), &own).unwrap();
@@ -373,7 +350,7 @@ fn a_directory_replaced_by_a_link_gets_its_times_through_the_link() {
         E::Link("esc", "/target", 1_600_000_000),
         E::File("target", 0o600, 1000, "t"),
     ]);
-    let (_t, out) = build_add("FROM busybox\nADD t.tar /t/\n", |ctx| {
+    let (_t, out) = build_local_output("FROM busybox\nADD t.tar /t/\n", |ctx| {
         fs::write(ctx.join("t.tar"), &tarball).unwrap();
     });
     let out = out.unwrap();
@@ -392,7 +369,7 @@ fn a_stage_of_many_layers_runs_steps_and_takes_an_archive() {
         dockerfile.push_str(&format!("RUN echo {i} > /layer{i}\n"));
     }
     dockerfile.push_str("ADD a.tar /dst/\n");
-    let (_tmp, out) = build_add(&dockerfile, |ctx| {
+    let (_tmp, out) = build_local_output(&dockerfile, |ctx| {
         fs::write(
             ctx.join("a.tar"),
             tar_of(&[E::File("f", 0o640, 1_600_000_000, "from the archive")]),

@@ -22,28 +22,14 @@ fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap()
 }
 
-/// Builds `dockerfile` over a context made by `setup`, into `-o type=local`.
+/// Builds `dockerfile` over a context made by `setup`, into `-o type=local`; the build
+/// must succeed.
 fn build_local(
     dockerfile: &str,
     setup: impl FnOnce(&Path),
 ) -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = context(&tmp.path().join("ctx"), dockerfile, &[]);
-    setup(&ctx);
-    let dest = tmp.path().join("out");
-    let out = run(&mut build_command(
-        &tmp.path().join("state"),
-        &ctx,
-        "linux/amd64",
-        None,
-        &["-o", &format!("type=local,dest={}", dest.display())],
-    ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (tmp, dest)
+    let (tmp, out) = build_local_output(dockerfile, setup);
+    (tmp, out.unwrap_or_else(|stderr| panic!("{stderr}")))
 }
 
 fn source_tree(ctx: &Path) {

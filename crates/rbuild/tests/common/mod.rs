@@ -171,6 +171,32 @@ pub fn process_running(pattern: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Builds `dockerfile` (linux/amd64) over a fresh context made by `setup`, into
+/// `-o type=local`: the output directory, or rbuild's stderr when the build failed. The
+/// temporary directory holding everything comes first.
+pub fn build_local_output(
+    dockerfile: &str,
+    setup: impl FnOnce(&Path),
+) -> (tempfile::TempDir, Result<PathBuf, String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(&tmp.path().join("ctx"), dockerfile, &[]);
+    setup(&ctx);
+    let dest = tmp.path().join("out");
+    let out = run(&mut build_command(
+        &tmp.path().join("state"),
+        &ctx,
+        "linux/amd64",
+        None,
+        &["-o", &format!("type=local,dest={}", dest.display())],
+    ));
+    let result = if out.status.success() {
+        Ok(dest)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    (tmp, result)
+}
+
 /// Writes a build context with a Dockerfile and extra files.
 pub fn context(dir: &Path, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
