@@ -35,10 +35,6 @@ const BUILDKIT_DOCKER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar
 const SKOPEO_ON_BUILDKIT_ZSTD: &str = "unsupported docker v2s2 media type";
 const BUILDKIT_ANNOTATION_ERROR: &str = "cannot export annotations with \"oci-mediatypes=false\"";
 
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// A context that adds one file to busybox.
 fn copy_context(dir: &Path) -> PathBuf {
     context(
@@ -103,36 +99,6 @@ fn content_digests(layout: &OciLayout, platform: &str) -> Vec<String> {
         out.push(l["digest"].as_str().unwrap().to_string());
     }
     out
-}
-
-/// podman with private storage under `dir`.
-fn podman(dir: &Path) -> Command {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args(["--storage-driver", "vfs"]);
-    c
-}
-
-/// buildah with private storage under `dir`.
-fn buildah(dir: &Path) -> Command {
-    let mut c = Command::new("buildah");
-    c.arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args(["--storage-driver", "vfs"]);
-    c
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -236,8 +202,13 @@ fn docker_media_types_are_read_by_skopeo_podman_and_buildah() {
 
     // podman load takes the host's platform; buildah pulls arm64 from the same archive.
     let pod = tmp.path().join("podman");
-    run_ok(podman(&pod).arg("load").arg("-i").arg(&out_tar));
-    let inspect = run_ok(podman(&pod).args([
+    run_ok(
+        container_tool("podman", &pod)
+            .arg("load")
+            .arg("-i")
+            .arg(&out_tar),
+    );
+    let inspect = run_ok(container_tool("podman", &pod).args([
         "image",
         "inspect",
         "--format",
@@ -252,7 +223,7 @@ fn docker_media_types_are_read_by_skopeo_podman_and_buildah() {
         format!("{host} {DOCKER_MANIFEST}")
     );
     let bu = tmp.path().join("buildah");
-    let pulled = run_ok(buildah(&bu).args(["pull", "--arch", "arm64", &archive]));
+    let pulled = run_ok(container_tool("buildah", &bu).args(["pull", "--arch", "arm64", &archive]));
     let id = String::from_utf8_lossy(&pulled.stdout).trim().to_string();
     let arm = layout.config(&layout.manifest_for("linux/arm64"));
     assert_eq!(
@@ -260,7 +231,7 @@ fn docker_media_types_are_read_by_skopeo_podman_and_buildah() {
         layout.json(&layout.manifest_for("linux/arm64"))["config"]["digest"]
     );
     assert_eq!(arm["architecture"], "arm64");
-    let manifest = run_ok(buildah(&bu).args([
+    let manifest = run_ok(container_tool("buildah", &bu).args([
         "inspect",
         "--type",
         "image",

@@ -9,18 +9,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// A context whose image differs per platform: a copied file and `uname -m` from a RUN.
 fn arch_context(dir: &Path) -> PathBuf {
     context(
@@ -28,17 +16,6 @@ fn arch_context(dir: &Path) -> PathBuf {
         "FROM busybox\nCOPY hi /hi\nRUN uname -m > /arch\n",
         &[("hi", "read by every reader\n")],
     )
-}
-
-/// buildah with private storage under `dir`.
-fn buildah(dir: &Path) -> Command {
-    let mut c = Command::new("buildah");
-    c.arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args(["--storage-driver", "vfs"]);
-    c
 }
 
 /// Every regular file of a platform's image as the layers say (last layer wins), read by
@@ -83,7 +60,7 @@ fn check_skopeo(archive: &Path, layout: &OciLayout, work: &Path) {
 /// `buildah pull oci-archive:` for `platform` stores the image with its config.
 fn check_buildah(archive: &Path, layout: &OciLayout, platform: &str, work: &Path) {
     let arch = platform.rsplit('/').next().unwrap();
-    let pulled = run_ok(buildah(&work.join("buildah")).args([
+    let pulled = run_ok(container_tool("buildah", &work.join("buildah")).args([
         "pull",
         "--arch",
         arch,
@@ -92,7 +69,7 @@ fn check_buildah(archive: &Path, layout: &OciLayout, platform: &str, work: &Path
     let id = String::from_utf8_lossy(&pulled.stdout).trim().to_string();
     let config = &layout.json(&layout.manifest_for(platform))["config"]["digest"];
     assert_eq!(format!("sha256:{id}"), *config, "{platform}");
-    let inspect = run_ok(buildah(&work.join("buildah")).args([
+    let inspect = run_ok(container_tool("buildah", &work.join("buildah")).args([
         "inspect",
         "--type",
         "image",

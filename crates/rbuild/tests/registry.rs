@@ -68,14 +68,6 @@ impl Env {
     }
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn registry(opts: Options) -> Option<Registry> {
     let r = Registry::start(opts);
     precondition(

@@ -10,14 +10,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// The platforms this machine runs (natively or emulated), per `rbuild platforms`.
 fn runnable_platforms(state: &Path) -> Vec<String> {
     let out = run_ok(rbuild(state).arg("platforms"));
@@ -271,24 +263,6 @@ fn rootless_load_and_run_of_each_platform() {
     run_ok(as_test_user(&bin, &home).args(["system", "check"]));
 }
 
-fn podman(root: &Path) -> Command {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(root.join("storage"))
-        .arg("--runroot")
-        .arg(root.join("run"))
-        .args(["--storage-driver", "vfs"]);
-    c
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn saved_archives_are_read_by_podman_and_skopeo_and_podman_archives_load() {
     if !precondition(
@@ -341,20 +315,34 @@ fn saved_archives_are_read_by_podman_and_skopeo_and_podman_archives_load() {
     );
 
     let pod = tmp.path().join("podman");
-    run_ok(podman(&pod).arg("load").arg("-i").arg(&docker));
-    let images = stdout(&run_ok(podman(&pod).args([
+    run_ok(
+        container_tool("podman", &pod)
+            .arg("load")
+            .arg("-i")
+            .arg(&docker),
+    );
+    let images = stdout(&run_ok(container_tool("podman", &pod).args([
         "images",
         "--format",
         "{{.Repository}}:{{.Tag}}",
     ])));
     assert!(images.contains("app:2"), "{images}");
-    run_ok(podman(&pod).arg("load").arg("-i").arg(&oci));
+    run_ok(
+        container_tool("podman", &pod)
+            .arg("load")
+            .arg("-i")
+            .arg(&oci),
+    );
 
     // podman save (docker-archive, its default) → rbuild image load → FROM.
     let saved = tmp.path().join("podman-saved.tar");
-    run_ok(podman(&pod).args(["tag", "docker.io/library/app:2", "localhost/fromp:1"]));
+    run_ok(container_tool("podman", &pod).args([
+        "tag",
+        "docker.io/library/app:2",
+        "localhost/fromp:1",
+    ]));
     run_ok(
-        podman(&pod)
+        container_tool("podman", &pod)
             .arg("save")
             .arg("-o")
             .arg(&saved)

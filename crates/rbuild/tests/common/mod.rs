@@ -387,6 +387,37 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// What a command wrote to standard output, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// What a command wrote to standard error, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether `program` is on the PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `podman` or `buildah` with private vfs storage under `dir`, so tests never touch the
+/// host's container storage.
+pub fn container_tool(program: &str, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs"]);
+    c
+}
+
 /// Whether a test's precondition holds. When it does not, the test fails under `CI=true`
 /// (where every precondition is installed) and otherwise says loudly, on the real stderr
 /// (which `cargo test` does not capture), that it is skipped; the caller then returns.
