@@ -1,6 +1,7 @@
 //! The content hash of what a COPY reads from a build context: a Merkle hash of the named
 //! files, links and trees, computed through directory descriptors (no path is walked twice)
-//! and with the subdirectories of a directory hashed on several threads.
+//! and with the subdirectories of the first directory that has several hashed on several
+//! threads (each thread then walks its subtrees alone, so threads never multiply).
 //!
 //! A file's hash is the sha256 of its bytes, a link's of its target; a directory's hash
 //! covers each entry in name order as (name, mode, entry hash), so the result does not
@@ -34,7 +35,7 @@ pub fn hash_paths(root: &Path, rels: &[PathBuf]) -> io::Result<Digest> {
         };
         let name = name.unwrap_or_else(|| OsStr::new("."));
         let st = stat_at(dir.as_fd(), name)?;
-        let entry = entry_hash(dir.as_fd(), name, &st)?;
+        let entry = entry_hash(dir.as_fd(), name, &st, Threads::Allowed)?;
         update_entry(&mut h, rel.as_os_str(), &st, &entry);
     }
     Ok(Digest::from_sha256_bytes(&h.finalize()))
@@ -55,12 +56,25 @@ fn update_entry(h: &mut Sha256, name: &OsStr, st: &FileStat, entry: &[u8; 32]) {
     h.update([0xff]);
 }
 
+/// Whether a directory's subdirectories may be hashed on threads of their own: only at the
+/// first level that has several, so that nested directories never multiply threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    Allowed,
+    Not,
+}
+
 /// The hash of one entry of `dir`: its content, link target or tree.
-fn entry_hash(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> io::Result<[u8; 32]> {
+fn entry_hash(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    st: &FileStat,
+    threads: Threads,
+) -> io::Result<[u8; 32]> {
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     let mut h = Sha256::new();
     if kind == SFlag::S_IFDIR {
-        return dir_hash(&open_dir_at(Some(dir), name)?);
+        return dir_hash(&open_dir_at(Some(dir), name)?, threads);
     } else if kind == SFlag::S_IFLNK {
         h.update(readlinkat(dir, name)?.as_bytes());
     } else if kind == SFlag::S_IFREG {
@@ -84,14 +98,14 @@ fn entry_hash(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> io::Result<[u
 }
 
 /// The hash of a directory: its entries in name order, subdirectories on several threads.
-fn dir_hash(dir: &OwnedFd) -> io::Result<[u8; 32]> {
+fn dir_hash(dir: &OwnedFd, threads: Threads) -> io::Result<[u8; 32]> {
     let mut entries = read_names(dir)?;
     entries.sort();
     let stats = entries
         .iter()
         .map(|n| stat_at(dir.as_fd(), n))
         .collect::<io::Result<Vec<_>>>()?;
-    let hashes = hash_entries(dir.as_fd(), &entries, &stats)?;
+    let hashes = hash_entries(dir.as_fd(), &entries, &stats, threads)?;
     let mut h = Sha256::new();
     for ((name, st), entry) in entries.iter().zip(&stats).zip(&hashes) {
         update_entry(&mut h, name, st, entry);
@@ -99,11 +113,13 @@ fn dir_hash(dir: &OwnedFd) -> io::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-/// Every entry's hash, in order; several threads when there are several subdirectories.
+/// Every entry's hash, in order; several threads when there are several subdirectories and
+/// `threads` allows them (their own subdirectories are then hashed on the same thread).
 fn hash_entries(
     dir: BorrowedFd<'_>,
     names: &[OsString],
     stats: &[FileStat],
+    allowed: Threads,
 ) -> io::Result<Vec<[u8; 32]>> {
     let subdirs = stats
         .iter()
@@ -113,11 +129,11 @@ fn hash_entries(
         .map_or(1, |n| n.get())
         .min(MAX_THREADS)
         .min(subdirs);
-    if threads < 2 {
+    if threads < 2 || allowed == Threads::Not {
         return names
             .iter()
             .zip(stats)
-            .map(|(n, st)| entry_hash(dir, n, st))
+            .map(|(n, st)| entry_hash(dir, n, st, allowed))
             .collect();
     }
     let next = AtomicUsize::new(0);
@@ -128,7 +144,7 @@ fn hash_entries(
             let Some(name) = names.get(i) else {
                 return Ok(done);
             };
-            done.push((i, entry_hash(dir, name, &stats[i])?));
+            done.push((i, entry_hash(dir, name, &stats[i], Threads::Not)?));
         }
     };
     let mut out = vec![[0u8; 32]; names.len()];
