@@ -443,14 +443,14 @@ fn export(
             continue;
         }
         if let Output::Registry(r) = o {
-            let vertex = crate::progress::Export::start(events, "image");
+            let vertex = crate::progress::Task::start(events, "image");
             let pushed =
                 crate::registry::push(registry, store, image, r, &vertex, renderer.clone());
             vertex.finish(pushed.as_ref().err());
             pushed?;
             continue;
         }
-        let vertex = crate::progress::Export::start(events, export_kind(o));
+        let vertex = crate::progress::Task::start(events, export_kind(o));
         let r = write_output(state, store, image, o, &vertex);
         if r.is_ok()
             && let Some(dest) = o.dest()
@@ -480,7 +480,7 @@ fn write_output(
     store: &Store,
     image: &BuiltImage,
     o: &Output,
-    vertex: &crate::progress::Export<'_>,
+    vertex: &crate::progress::Task<'_>,
 ) -> Result<()> {
     let mut meter = None;
     let mut on_bytes = |done: u64, total: u64| {

@@ -47,22 +47,27 @@ pub fn lints(sink: &dyn EventSink, graphs: &[rbuild_graph::BuildGraph]) {
     }
 }
 
-/// The vertex an output is exported as, e.g. `exporting to oci image format`.
-pub struct Export<'a> {
+/// A vertex for rbuild's own work outside the steps: an export (`exporting to oci image
+/// format`), a pull (`[internal] pull REF for PLATFORM`), a download.
+pub struct Task<'a> {
     sink: &'a dyn EventSink,
     vertex: Vertex,
 }
 
-impl<'a> Export<'a> {
-    /// Announces and starts the export vertex for an output of kind `what` (a build has
-    /// one output, so the name identifies it).
-    pub fn start(sink: &'a dyn EventSink, what: &str) -> Export<'a> {
-        let name = format!("exporting to {what}");
+impl<'a> Task<'a> {
+    /// Announces and starts the export vertex for an output of kind `what`
+    /// (`exporting to WHAT`).
+    pub fn start(sink: &'a dyn EventSink, what: &str) -> Task<'a> {
+        Task::named(sink, format!("exporting to {what}"), None)
+    }
+
+    /// Announces and starts a vertex called `name` (unique in the build), for `platform`.
+    pub fn named(sink: &'a dyn EventSink, name: String, platform: Option<String>) -> Task<'a> {
         let vertex = Vertex {
             id: VertexId::of(&[b"export", name.as_bytes()]),
             name,
             stage: None,
-            platform: None,
+            platform,
             emulated: false,
         };
         sink.event(&Event::Vertex(&vertex));
@@ -70,7 +75,7 @@ impl<'a> Export<'a> {
             vertex: vertex.id,
             at: SystemTime::now(),
         });
-        Export { sink, vertex }
+        Task { sink, vertex }
     }
 
     /// Byte progress of writing an archive (`sending tarball`).
@@ -96,18 +101,20 @@ impl<'a> Export<'a> {
 
     /// Ends the export: done, or failed with `error`.
     pub fn finish(self, error: Option<&anyhow::Error>) {
+        self.finish_with(error.map(|e| format!("{e:#}")).as_deref());
+    }
+
+    /// Ends the vertex: done, or failed with the one-line `error`.
+    pub fn finish_with(self, error: Option<&str>) {
         let at = SystemTime::now();
         let vertex = self.vertex.id;
         match error {
             None => self.sink.event(&Event::Done { vertex, at }),
-            Some(e) => {
-                let message = format!("{e:#}");
-                self.sink.event(&Event::Error {
-                    vertex,
-                    message: &message,
-                    at,
-                });
-            }
+            Some(message) => self.sink.event(&Event::Error {
+                vertex,
+                message,
+                at,
+            }),
         }
     }
 }

@@ -2,17 +2,17 @@
 //! `--push` / `-o type=registry|image` outputs are pushed.
 
 use crate::output::{Output, RegistryOutput};
+use crate::progress::Task;
 use anyhow::{Context, Result, bail};
 use rbuild_core::{Platform, Reference};
 use rbuild_export::BuiltImage;
-use rbuild_progress::{Event, EventSink, Meter, Stream, Vertex, VertexId};
+use rbuild_progress::{EventSink, Meter};
 use rbuild_registry::{Config, Registry, Root};
 use rbuild_solver::{RemoteResolver, UrlFetcher};
 use rbuild_source::{UrlFetch, UrlRequest};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 /// The registry client for a build: rbuild's config file, plus `registry.insecure=true`
 /// for the registries of outputs that say so.
@@ -43,92 +43,43 @@ pub fn remote_resolver(
     Box::new(move |reference: &str, platform: &Platform, store: &Store| {
         let target = alias_of(&aliases, reference).unwrap_or(reference);
         let r: Reference = target.parse().map_err(|e| format!("{e}"))?;
-        let vertex = pull_vertex(&r, platform);
-        events.event(&Event::Vertex(&vertex));
-        events.event(&Event::Started {
-            vertex: vertex.id,
-            at: SystemTime::now(),
-        });
+        let task = Task::named(
+            events.as_ref(),
+            format!("[internal] pull {r} for {platform}"),
+            Some(platform.to_string()),
+        );
         let meters = Mutex::new(HashMap::new());
         let on_bytes = |digest: &rbuild_core::Digest, done: u64, total: u64| {
             let mut meters = meters.lock().unwrap_or_else(|e| e.into_inner());
             let meter = meters.entry(digest.clone()).or_insert_with(|| {
-                Meter::start(events.as_ref(), vertex.id, digest.to_string(), Some(total))
+                Meter::start(events.as_ref(), task.id(), digest.to_string(), Some(total))
             });
             meter.set(done, Some(total));
         };
         let pulled = registry.pull_reporting(store, &r, platform, &on_bytes);
         let meters = meters.into_inner().unwrap_or_else(|e| e.into_inner());
         meters.into_values().for_each(Meter::finish);
-        let at = SystemTime::now();
-        match &pulled {
-            Ok(_) => events.event(&Event::Done {
-                vertex: vertex.id,
-                at,
-            }),
-            Err(e) => events.event(&Event::Error {
-                vertex: vertex.id,
-                message: &e.to_string(),
-                at,
-            }),
-        }
+        task.finish_with(pulled.as_ref().err().map(|e| e.to_string()).as_deref());
         pulled.map_err(|e| not_pulled(reference, platform, &contexts, &render(&e)).into())
     })
-}
-
-/// The vertex of one pull: `[internal] pull REF for PLATFORM`.
-fn pull_vertex(r: &Reference, platform: &Platform) -> Vertex {
-    let name = format!("[internal] pull {r} for {platform}");
-    Vertex {
-        id: VertexId::of(&[b"pull", name.as_bytes()]),
-        name,
-        stage: None,
-        platform: Some(platform.to_string()),
-        emulated: false,
-    }
 }
 
 /// A fetcher that downloads `ADD` URLs with the build's registry client; each download is a
 /// vertex of its own (`[internal] download URL`) that says what came.
 pub fn url_fetcher(registry: Arc<Registry>, events: Arc<dyn EventSink>) -> Box<UrlFetcher> {
     Box::new(move |req: &UrlRequest, store: &Store| {
-        let name = format!("[internal] download {}", req.url);
-        let vertex = Vertex {
-            id: VertexId::of(&[b"download", name.as_bytes()]),
-            name,
-            stage: None,
-            platform: None,
-            emulated: false,
-        };
-        events.event(&Event::Vertex(&vertex));
-        events.event(&Event::Started {
-            vertex: vertex.id,
-            at: SystemTime::now(),
-        });
+        let task = Task::named(
+            events.as_ref(),
+            format!("[internal] download {}", req.url),
+            None,
+        );
         let fetched = registry.fetch_url(store, req).map_err(|e| render(&e));
-        let line = match &fetched {
-            Ok(UrlFetch::NotModified) => "not modified\n".to_string(),
-            Ok(UrlFetch::Stored(r)) => format!("{} bytes, {}\n", r.size, r.digest),
-            Err(e) => format!("{e}\n"),
-        };
-        let at = SystemTime::now();
-        events.event(&Event::Output {
-            vertex: vertex.id,
-            stream: Stream::Stdout,
-            data: line.as_bytes(),
-            at,
-        });
         match &fetched {
-            Ok(_) => events.event(&Event::Done {
-                vertex: vertex.id,
-                at,
-            }),
-            Err(e) => events.event(&Event::Error {
-                vertex: vertex.id,
-                message: e,
-                at,
-            }),
+            Ok(UrlFetch::NotModified) => task.say("not modified"),
+            Ok(UrlFetch::Stored(r)) => task.say(&format!("{} bytes, {}", r.size, r.digest)),
+            Err(e) => task.say(e),
         }
+        task.finish_with(fetched.as_ref().err().map(String::as_str));
         Ok(fetched?)
     })
 }
@@ -211,7 +162,7 @@ pub fn push(
     store: &Store,
     image: &BuiltImage,
     out: &RegistryOutput,
-    vertex: &crate::progress::Export<'_>,
+    vertex: &crate::progress::Task<'_>,
     events: Arc<dyn EventSink>,
 ) -> Result<()> {
     let targets = targets(out, &image.tags)?;
