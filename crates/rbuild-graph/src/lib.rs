@@ -16,6 +16,7 @@ mod gofmt;
 mod lint;
 mod lower;
 mod run_flags;
+pub mod url_name;
 
 pub use lint::{Lint, LintConfig, check, render as render_lints};
 pub use lower::{DEFAULT_PATH, clean_path, lower};

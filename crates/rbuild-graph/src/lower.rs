@@ -1291,7 +1291,7 @@ impl<'a> Lowerer<'a> {
         let urls: Vec<UrlSource> = url_words
             .into_iter()
             .map(|url| UrlSource {
-                filename: url_file_name(&url),
+                filename: crate::url_name::url_file_name(&url),
                 url,
                 checksum: checksum.clone(),
             })
@@ -1685,46 +1685,6 @@ fn is_http_url(src: &str) -> bool {
     lower.starts_with("http://") || lower.starts_with("https://")
 }
 
-/// The file name BuildKit's Dockerfile frontend gives a URL source: Go's `path.Base` of
-/// the URL's (percent-decoded) path, `__unnamed__` when that is `.` or `/`.
-pub(crate) fn url_file_name(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split(['#', '?']).next().unwrap_or_default();
-    let path = rest.find('/').map_or("", |i| &rest[i..]);
-    let trimmed = path.trim_end_matches('/');
-    let base = trimmed.rsplit('/').next().unwrap_or_default();
-    let base = percent_decode(base);
-    if base.is_empty() || base == "." {
-        "__unnamed__".to_string()
-    } else {
-        base
-    }
-}
-
-/// Decodes `%XX` escapes (invalid ones are kept as written).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Why a COPY/ADD source cannot be used: URLs for COPY and git repositories.
 fn remote_source_error(add: bool, src: &str) -> Option<String> {
     let lower = src.to_ascii_lowercase();
@@ -1981,12 +1941,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_file_names_follow_path_base() {
-        assert_eq!(url_file_name("https://h/dl/a.tar.gz?x=1#f"), "a.tar.gz");
-        assert_eq!(url_file_name("https://h/dir/"), "dir");
-        assert_eq!(url_file_name("https://h/"), "__unnamed__");
-        assert_eq!(url_file_name("http://h:8080"), "__unnamed__");
-        assert_eq!(url_file_name("http://h/a%20b"), "a b");
+    fn checksums_must_be_sha256_digests() {
         assert!(parse_checksum("sha512:00").is_err());
         assert!(parse_checksum("sha256:00").is_err());
     }

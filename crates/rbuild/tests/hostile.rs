@@ -5,119 +5,15 @@
 
 mod common;
 mod hostile_corpus;
+mod sentinel;
 
 use common::*;
 use hostile_corpus::{Case, Expect};
-use std::collections::BTreeMap;
+use sentinel::{Runner, make_sentinel, snapshot};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// Every attribute of every entry below `dir`, to compare before and after.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = fs::symlink_metadata(&p).unwrap();
-        let content = if m.is_file() {
-            sha256_hex(&fs::read(&p).unwrap())
-        } else if m.file_type().is_symlink() {
-            fs::read_link(&p).unwrap().display().to_string()
-        } else {
-            String::new()
-        };
-        out.insert(
-            p.clone(),
-            format!(
-                "{:o} {}:{} {} {} {content}",
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                m.len(),
-                m.mtime()
-            ),
-        );
-        if m.is_dir() {
-            for e in fs::read_dir(&p).unwrap().flatten() {
-                stack.push(e.path());
-            }
-        }
-    }
-    out
-}
-
-/// The sentinel: a 0600 file, a 0700 directory with a file, a symlink; owned by `uid`.
-fn make_sentinel(dir: &Path, uid: u32) {
-    fs::create_dir_all(dir.join("dir")).unwrap();
-    fs::write(dir.join("victim"), "keep me\n").unwrap();
-    fs::set_permissions(dir.join("victim"), fs::Permissions::from_mode(0o600)).unwrap();
-    fs::write(dir.join("dir/inside"), "inside\n").unwrap();
-    fs::set_permissions(dir.join("dir"), fs::Permissions::from_mode(0o700)).unwrap();
-    std::os::unix::fs::symlink("victim", dir.join("link")).unwrap();
-    for p in ["", "victim", "dir", "dir/inside", "link"] {
-        std::os::unix::fs::lchown(dir.join(p), Some(uid), Some(uid)).unwrap();
-    }
-}
-
-/// Who runs rbuild: root, or the unprivileged test user.
-struct Runner {
-    base: PathBuf,
-    rootless: bool,
-}
-
-impl Runner {
-    fn new(base: &Path, rootless: bool) -> Runner {
-        copy_rbuild_to(&base.join("rbuild"));
-        copy_dir(
-            &repo().join("testdata/images/busybox-amd64"),
-            &base.join("busybox"),
-        );
-        fs::create_dir_all(base.join("home")).unwrap();
-        Runner {
-            base: base.to_path_buf(),
-            rootless,
-        }
-    }
-
-    /// `rbuild build` with `busybox` and `base` bound, writing the final filesystem to `out`.
-    fn build(&self, context: &Path, layout: &Path, out: &Path, extra: &[&str]) -> Output {
-        if self.rootless {
-            run_ok(
-                Command::new("chown")
-                    .arg("-R")
-                    .arg(format!("{TEST_USER}:{TEST_USER}"))
-                    .arg(&self.base),
-            );
-        }
-        let bin = self.base.join("rbuild");
-        let mut c = if self.rootless {
-            as_test_user(&bin, &self.base.join("home"))
-        } else {
-            Command::new(&bin)
-        };
-        c.arg("--root")
-            .arg(self.base.join("state"))
-            .arg("build")
-            .arg("--progress=plain")
-            .arg("--build-context")
-            .arg(format!(
-                "busybox=oci-layout://{}",
-                self.base.join("busybox").display()
-            ))
-            .arg("--build-context")
-            .arg(format!("base=oci-layout://{}", layout.display()))
-            .arg("-o")
-            .arg(format!("type=local,dest={}", out.display()))
-            .args(extra)
-            .arg(context);
-        run(&mut c)
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    run_ok(Command::new("cp").arg("-a").arg(from).arg(to));
-}
+use std::process::Output;
 
 fn assert_outcome(case: &str, what: &str, expect: &Expect, out: &Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -135,25 +135,40 @@ fn remember(cx: &StepContext, record: UrlRecord) -> Result<UrlRecord, UrlError> 
     Ok(record)
 }
 
-/// Writes the content of `src` as `dir/<file name>`: mode 0600, mtime `Last-Modified`.
+/// Writes the content of `src` into `dir` under its stored name (never a path: see
+/// [`rbuild_graph::url_name`]): mode 0600, mtime `Last-Modified`. The write goes through
+/// `rbuild-fsroot`, so no name can reach outside `dir`.
 pub(crate) fn write(cx: &StepContext, src: &UrlSource, dir: &Path) -> Result<(), UrlError> {
-    use std::os::unix::fs::PermissionsExt;
     let record = resolve(cx, src)?;
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| UrlError::Io { path, source }
     };
     fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let root = rbuild_fsroot::Root::open(dir).map_err(io_err(dir))?;
+    let name = rbuild_graph::url_name::stored_file_name(&src.filename);
+    let target = root.at(Path::new(&name)).map_err(io_err(dir))?;
     let blob = cx.solver.store.blob_path(&record.digest);
-    let dest = dir.join(&src.filename);
-    fs::copy(&blob, &dest).map_err(io_err(&blob))?;
-    fs::set_permissions(&dest, fs::Permissions::from_mode(0o600)).map_err(io_err(&dest))?;
-    let file = fs::File::options()
-        .write(true)
-        .open(&dest)
-        .map_err(io_err(&dest))?;
-    file.set_modified(mtime(record.last_modified.as_deref()))
-        .map_err(io_err(&dest))
+    let mut from = fs::File::open(&blob).map_err(io_err(&blob))?;
+    let mut to = target
+        .create_file(0o600)
+        .map_err(io_err(&target.display()))?;
+    io::copy(&mut from, &mut to).map_err(io_err(&target.display()))?;
+    // The mode is set again: the umask may have taken bits from the one asked at creation.
+    target.chmod(0o600).map_err(io_err(&target.display()))?;
+    let (sec, nsec) = unix_time(mtime(record.last_modified.as_deref()));
+    target
+        .set_times(sec, nsec)
+        .map_err(io_err(&target.display()))
+}
+
+/// A time as seconds and nanoseconds since the Unix epoch (earlier times clamp to it).
+fn unix_time(t: SystemTime) -> (i64, u32) {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        d.subsec_nanos(),
+    )
 }
 
 /// `Last-Modified` as a time; the Unix epoch when absent or unreadable (BuildKit).
