@@ -2,7 +2,7 @@
 //! stacked as overlay lower directories. A directory appears under its final name only
 //! when complete (unpacked or committed in a temporary directory, then renamed).
 
-use crate::{LayerError, SolveError, Solver, StateDir};
+use crate::{LayerError, SolveError, Solver, StateDir, TempKind};
 use rbuild_core::LayerCodec;
 use rbuild_image::{LayerBlob, LayerWriter};
 use rbuild_snapshot::{DiffOptions, SnapshotError};
@@ -15,8 +15,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ {
 }
 
 /// A fresh temporary directory under the state directory (removed on drop).
-pub fn temp_dir(state: &StateDir, prefix: &str) -> Result<tempfile::TempDir, SolveError> {
-    Ok(state.temp_dir(prefix)?)
+pub fn temp_dir(state: &StateDir, kind: TempKind) -> Result<tempfile::TempDir, SolveError> {
+    Ok(state.temp_dir(kind)?)
 }
 
 /// The error of a layer blob, naming its digest and media type.
@@ -77,7 +77,7 @@ pub fn unpack_into_state(
     if LayerCodec::from_media_type(&blob.media_type).is_none() {
         return Err(layer_err(LayerError::UnsupportedMediaType));
     }
-    let tmp = temp_dir(state, "unpack-")?;
+    let tmp = temp_dir(state, TempKind::Unpack)?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
     let meter = progress.map(|(events, v)| {

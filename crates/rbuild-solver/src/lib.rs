@@ -22,7 +22,7 @@ pub use layers::{unpack_into_state, visible_lowers};
 pub use rbuild_graph::NetworkMode;
 pub use resolve::{ImageSource, RemoteResolver, ResolveError, Sources, UrlFetcher};
 pub use secrets::{SecretError, SecretSource, Secrets, parse_secret, parse_ssh};
-pub use state::{StateDir, StateError, StateLock};
+pub use state::{StateDir, StateError, StateLock, TempKind};
 
 use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::Dockerfile;

@@ -2,23 +2,40 @@
 //! the state directory is joined here; the solver, the exporters and `prune` ask it.
 
 use rbuild_core::Digest;
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// A state-directory operation failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
-pub struct StateError {
-    /// The path it failed on.
-    pub path: PathBuf,
-    /// Why.
-    #[source]
-    pub source: std::io::Error,
+#[non_exhaustive]
+pub enum StateError {
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path it failed on.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--root` names a non-empty directory rbuild did not make: rbuild deletes and changes
+    /// modes in its state directory, so it never adopts one that holds other files.
+    #[error(
+        "{} is not an rbuild state directory: it is not empty and has no {MARKER} file; \
+         give --root (or RBUILD_ROOT) a new or empty directory",
+        path.display()
+    )]
+    Foreign {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 impl StateError {
     fn at(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-        move |source| StateError {
+        move |source| StateError::Io {
             path: path.to_path_buf(),
             source,
         }
@@ -40,6 +57,8 @@ pub type StateLock = nix::fcntl::Flock<fs::File>;
 /// | `run/` | the build's private binfmt_misc mount |
 /// | `cache-mounts/` | `RUN --mount=type=cache` directories |
 /// | `lock` | the state lock |
+/// | `images/` | the image store's names |
+/// | `rbuild-state` | the marker saying rbuild made this directory |
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
@@ -56,15 +75,98 @@ const TMP: &str = "tmp";
 const RUN: &str = "run";
 const CACHE_MOUNTS: &str = "cache-mounts";
 const LOCK: &str = "lock";
+const IMAGES: &str = "images";
+
+/// The file that marks a directory as rbuild's state directory.
+pub const MARKER: &str = "rbuild-state";
+
+/// What the marker says to a person who finds it.
+const MARKER_TEXT: &str =
+    "This directory is rbuild's state directory (--root): rbuild deletes files in it.\n";
+
+/// Every name rbuild puts at the top of its state directory: a directory of only these
+/// (with the lock) was made by an rbuild from before the marker.
+const OWN_NAMES: &[&str] = &[
+    CACHE,
+    CACHE_MOUNTS,
+    IMAGES,
+    LAYERS,
+    LOCK,
+    RUN,
+    STORE,
+    TMP,
+    URLS,
+];
+
+/// What a temporary directory under `tmp/` is for; its name starts with the kind's prefix,
+/// and clean-up removes only entries with one of these prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempKind {
+    /// A copy of the build context's files a build reads.
+    Context,
+    /// The work directory of a `type=local`/`type=tar` export.
+    Rootfs,
+    /// A layer being unpacked.
+    Unpack,
+    /// A private cache mount of one step.
+    CachePrivate,
+    /// A `RUN` step's overlay.
+    Run,
+    /// A step that makes directories.
+    Mkdir,
+    /// A `COPY`/`ADD` step.
+    Copy,
+}
+
+impl TempKind {
+    const ALL: [TempKind; 7] = [
+        TempKind::Context,
+        TempKind::Rootfs,
+        TempKind::Unpack,
+        TempKind::CachePrivate,
+        TempKind::Run,
+        TempKind::Mkdir,
+        TempKind::Copy,
+    ];
+
+    /// The prefix of the directory's name.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            TempKind::Context => "context-",
+            TempKind::Rootfs => "rootfs-",
+            TempKind::Unpack => "unpack-",
+            TempKind::CachePrivate => "cache-private-",
+            TempKind::Run => "run-",
+            TempKind::Mkdir => "mkdir-",
+            TempKind::Copy => "copy-",
+        }
+    }
+}
+
+/// The prefix of the image store's temporary files under `tmp/` (`rbuild-images`).
+const IMAGE_STORE_TEMP_PREFIX: &str = "ref-";
+
+/// Whether `name` (an entry of `tmp/`) is one rbuild made.
+fn is_own_temp(name: &OsStr) -> bool {
+    let name = name.as_bytes();
+    TempKind::ALL
+        .iter()
+        .map(|k| k.prefix())
+        .chain([IMAGE_STORE_TEMP_PREFIX])
+        .any(|p| name.starts_with(p.as_bytes()))
+}
 
 impl StateDir {
     /// Creates (if needed) and opens the state directory at `root`, resolving symlinks.
     ///
-    /// `layers/` and `tmp/` are kept private (0700): as root they may hold device nodes
-    /// from base images, which no other user may reach.
+    /// A directory rbuild did not make is refused unless it is empty ([`StateError::Foreign`]):
+    /// the marker [`MARKER`] is written into a new or empty one. `layers/` and `tmp/` are made
+    /// private (0700): as root they may hold device nodes from base images, which no other
+    /// user may reach.
     pub fn create(root: &Path) -> Result<StateDir, StateError> {
         fs::create_dir_all(root).map_err(StateError::at(root))?;
         let root = root.canonicalize().map_err(StateError::at(root))?;
+        claim(&root)?;
         for private in [LAYERS, TMP] {
             private_dir(&root.join(private))?;
         }
@@ -118,11 +220,11 @@ impl StateDir {
     }
 
     /// A fresh temporary directory under `tmp/` (removed on drop).
-    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, StateError> {
+    pub fn temp_dir(&self, kind: TempKind) -> Result<tempfile::TempDir, StateError> {
         let tmp = self.tmp();
         fs::create_dir_all(&tmp).map_err(StateError::at(&tmp))?;
         tempfile::Builder::new()
-            .prefix(prefix)
+            .prefix(kind.prefix())
             .tempdir_in(&tmp)
             .map_err(StateError::at(&tmp))
     }
@@ -165,7 +267,7 @@ impl StateDir {
     }
 
     fn lock_error(&self, e: nix::Error) -> StateError {
-        StateError {
+        StateError::Io {
             path: self.root.join(LOCK),
             source: e.into(),
         }
@@ -203,28 +305,82 @@ impl StateDir {
     }
 
     /// Removes step directories left by a build that was killed (no other build holds the
-    /// state directory, so none of them is in use).
+    /// state directory, so none of them is in use). Only entries rbuild named are removed,
+    /// and no link is followed: a leftover's contents may come from a hostile context or
+    /// layer.
     fn clean_tmp(&self) {
-        let Ok(entries) = fs::read_dir(self.tmp()) else {
+        let Ok(tmp) = rbuild_fsroot::Root::open(&self.tmp()) else {
             return;
         };
-        for e in entries.flatten() {
-            let p = e.path();
-            make_work_dir_removable(&p);
-            let _ = fs::remove_dir_all(&p);
+        let Ok(names) = tmp.list() else {
+            return;
+        };
+        for name in names.iter().filter(|n| is_own_temp(n)) {
+            remove_leftover(&tmp, Path::new(name));
         }
     }
 }
 
-/// Creates `dir` (if needed) with mode 0700, or makes an existing one 0700, and asks the
-/// filesystem to spread the directories made in it ([`spread_subdirectories`]).
+/// Removes one leftover of `tmp/`, first making overlayfs's mode-000 `work/work` deletable.
+fn remove_leftover(tmp: &rbuild_fsroot::Root, name: &Path) {
+    if let Ok(dir) = tmp.open_subdir(name) {
+        make_work_dir_removable_in(&dir);
+    }
+    if let Ok(entry) = tmp.at(name)
+        && let Err(e) = entry.remove_all()
+    {
+        tracing::debug!("removing {}: {e}", entry.display().display());
+    }
+}
+
+/// Claims `root` as a state directory: one holding the marker is rbuild's; a new or empty
+/// one gets the marker; one made by an rbuild from before the marker (only rbuild's own
+/// names, the lock among them) gets it too. Anything else is refused.
+fn claim(root: &Path) -> Result<(), StateError> {
+    let marker = root.join(MARKER);
+    if fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let names: Vec<_> = fs::read_dir(root)
+        .map_err(StateError::at(root))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(StateError::at(root))?;
+    let made_by_rbuild = names.iter().any(|n| n == LOCK)
+        && names
+            .iter()
+            .all(|n| OWN_NAMES.iter().any(|own| n.as_bytes() == own.as_bytes()));
+    if !names.is_empty() && !made_by_rbuild {
+        return Err(StateError::Foreign {
+            path: root.to_path_buf(),
+        });
+    }
+    write_marker(&marker)
+}
+
+/// Writes the marker beside and renames it into place (never through a link).
+fn write_marker(marker: &Path) -> Result<(), StateError> {
+    let tmp = marker.with_file_name(format!("{MARKER}.tmp{}", std::process::id()));
+    fs::write(&tmp, MARKER_TEXT).map_err(StateError::at(&tmp))?;
+    fs::rename(&tmp, marker).map_err(StateError::at(marker))
+}
+
+/// Creates `dir` (if needed) with mode 0700 and asks the filesystem to spread the
+/// directories made in it ([`spread_subdirectories`]). An existing directory keeps its mode
+/// (rbuild made it so); one that others can reach is reported.
 fn private_dir(dir: &Path) -> Result<(), StateError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(StateError::at(dir))?;
+            let meta = fs::symlink_metadata(dir).map_err(StateError::at(dir))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "{} is reachable by other users (mode {:o}); run `chmod 700` on it",
+                    dir.display(),
+                    meta.permissions().mode() & 0o7777
+                );
+            }
         }
         Err(e) => return Err(StateError::at(dir)(e)),
     }
@@ -260,13 +416,17 @@ fn spread_subdirectories(dir: &Path) {
 }
 
 /// overlayfs leaves `<step>/work/work` with mode 000; make it deletable for a rootless
-/// caller.
+/// caller. No link is followed on the way or at the end.
 pub(crate) fn make_work_dir_removable(step_dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = fs::set_permissions(
-        step_dir.join("work/work"),
-        fs::Permissions::from_mode(0o700),
-    );
+    if let Ok(dir) = rbuild_fsroot::Root::open(step_dir) {
+        make_work_dir_removable_in(&dir);
+    }
+}
+
+fn make_work_dir_removable_in(step_dir: &rbuild_fsroot::Root) {
+    if let Ok(work) = step_dir.at(Path::new("work/work")) {
+        let _ = work.chmod(0o700);
+    }
 }
 
 #[cfg(test)]

@@ -374,7 +374,7 @@ fn apply_dockerignore(
     if patterns.is_empty() {
         return Ok((req.context.clone(), None));
     }
-    let tmp = state.temp_dir("context-")?;
+    let tmp = state.temp_dir(rbuild_solver::TempKind::Context)?;
     let stats = rbuild_snapshot::filtered_context(&req.context, &patterns, tmp.path())
         .with_context(|| format!("applying {}", file.display()))?;
     tracing::debug!(

@@ -87,11 +87,11 @@ fn prune(cli: &cli::Cli, cache_mounts: bool) -> anyhow::Result<ExitCode> {
         println!("Total: 0.0 MB reclaimed");
         return Ok(ExitCode::SUCCESS);
     }
-    let root = root.canonicalize()?;
+    let state = rbuild_solver::StateDir::create(&root)?;
     // SAFETY: single-threaded until the namespace is entered.
-    unsafe { std::env::set_var("RBUILD_ROOT", &root) };
+    unsafe { std::env::set_var("RBUILD_ROOT", state.root()) };
     rbuild_sandbox::enter_build_namespace()?;
-    prune::run(&rbuild_solver::StateDir::at(root), cache_mounts)
+    prune::run(&state, cache_mounts)
 }
 
 fn init_logging(debug: bool) {

@@ -41,7 +41,7 @@ pub fn write_tar(
     dest: &Path,
     split: bool,
 ) -> Result<()> {
-    let work = state.temp_dir("rootfs-")?;
+    let work = state.temp_dir(rbuild_solver::TempKind::Rootfs)?;
     materialise(state, store, image, work.path(), split)?;
     let out = rbuild_export::temp_file_beside(dest)?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out.as_file()));

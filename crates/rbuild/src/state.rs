@@ -7,12 +7,12 @@ use rbuild_images::ImageStore;
 use rbuild_store::Store;
 use std::path::{Path, PathBuf};
 
-/// The state directory (created if missing), canonical.
+/// The state directory (created if missing, refused when it is not rbuild's), canonical.
 pub fn root_dir(cli: &Cli) -> Result<PathBuf> {
     let root = cli.root.clone().unwrap_or_else(crate::build::default_root);
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("creating state directory {}", root.display()))?;
-    Ok(root.canonicalize()?)
+    let state = rbuild_solver::StateDir::create(&root)
+        .with_context(|| format!("opening state directory {}", root.display()))?;
+    Ok(state.root().to_path_buf())
 }
 
 /// [`root_dir`], then re-executes inside the build's user namespace (where files of

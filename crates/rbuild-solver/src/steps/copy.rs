@@ -61,7 +61,7 @@ impl Step for CopyOp {
             parent.lowers()
         };
         let dest_stack = LayerStack::new(lowers.clone());
-        let tmp = temp_dir(cx.solver.state, "copy-")?;
+        let tmp = temp_dir(cx.solver.state, crate::TempKind::Copy)?;
         let out = tmp.path().join("layer");
         fs::create_dir(&out).map_err(|e| SolveError::Io(out.clone(), e))?;
         let chmod = match &copy.chmod {

@@ -28,7 +28,7 @@ impl Step for MkdirOp {
             "" => None,
             user => Some(resolve_chown(&dest_stack, user).map_err(|m| step_err(cx.op, m))?),
         };
-        let tmp = temp_dir(cx.solver.state, "mkdir-")?;
+        let tmp = temp_dir(cx.solver.state, crate::TempKind::Mkdir)?;
         // The new directory is copied from an empty 0755 directory: the copy code already
         // carries existing parents unchanged and creates missing ones as BuildKit's mkdir -p.
         let src = tmp.path().join("src");

@@ -272,7 +272,8 @@ fn cache_mount(cx: &StepContext, m: &RunMount, out: &mut Prepared) -> Result<(),
                 Ok(l) => Some(l),
                 Err(_) => {
                     // In use by another build: this step gets a fresh, throw-away cache.
-                    let tmp = crate::layers::temp_dir(solver.state, "cache-private-")?.keep();
+                    let tmp = crate::layers::temp_dir(solver.state, crate::TempKind::CachePrivate)?
+                        .keep();
                     out.mounts.push(Mount::Bind {
                         source: tmp,
                         target: target.clone(),

@@ -23,7 +23,7 @@ impl Step for RunOp {
 
     fn exec(&self, cx: &StepContext, parent: &StageResult) -> Result<Changes, SolveError> {
         let (solver, op) = (cx.solver, cx.op);
-        let tmp = temp_dir(solver.state, "run-")?;
+        let tmp = temp_dir(solver.state, crate::TempKind::Run)?;
         let upper = tmp.path().join("upper");
         let work = tmp.path().join("work");
         let scratch = tmp.path().join("scratch");
