@@ -1,6 +1,14 @@
-//! Names from outside are data, never host paths: `ADD <url>` names made of encoded `/`
-//! and `..`, as root and as an unprivileged user. A sentinel tree beside the state
-//! directory must be exactly what it was after every build.
+//! Names from outside are data, never host paths. Every code path that takes a name from
+//! outside lands inside its own tree or refuses it:
+//! - `ADD <url>` names made of encoded `/` and `..` (here, as root and rootless);
+//! - archive member names (the hostile corpus, `tests/hostile.rs`, through base layers,
+//!   `ADD` and `COPY --from`);
+//! - `manifest.json` config and layer paths, `index.json` entries and `RepoTags` of an
+//!   archive `image load` reads, and `index.json` entries of an `oci-layout://` context (here);
+//! - `--root` (`tests/state_dir.rs`).
+//!
+//! `--iidfile`, `--metadata-file` and `-o dest=` are the user's own paths and may go anywhere.
+//! A sentinel tree beside the state directory must be exactly what it was after each case.
 
 mod common;
 mod sentinel;
@@ -12,6 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 /// A loopback HTTP server answering every GET with `path=<request path>\n`; its address.
 fn echo_server() -> String {
@@ -115,4 +124,116 @@ fn a_url_name_with_a_control_character_is_not_found() {
         "{err}"
     );
     assert!(!tmp.path().join("out").exists());
+}
+
+/// A tar archive of `(name, content)` entries, names written as given.
+fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// An index naming one manifest by `digest` (whatever text it is).
+fn index_naming(digest: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": 8,
+            "annotations": {"org.opencontainers.image.ref.name": "x"}
+        }]
+    }))
+    .unwrap()
+}
+
+/// Whether any blob of the state directory's store holds `data`.
+fn stored(state: &Path, data: &[u8]) -> bool {
+    state
+        .join("store/blobs/sha256")
+        .join(sha256_hex(data))
+        .exists()
+}
+
+/// `image load` of archives whose `manifest.json` paths and `index.json` digests name host
+/// files (absolute, climbing) and whose `RepoTags` climb: each is refused or stays a name,
+/// no host file is read into the store, none changes.
+#[test]
+fn archive_names_never_reach_host_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sentinel = tmp.path().join("sentinel");
+    make_sentinel(&sentinel, 0);
+    let victim = sentinel.join("victim");
+    let victim_text = fs::read(&victim).unwrap();
+    let climb = format!("{}{}", "../".repeat(16), victim.display());
+    let manifest = |config: &str, layer: &str| {
+        serde_json::to_vec(&serde_json::json!([{
+            "Config": config, "Layers": [layer], "RepoTags": ["../../../../tmp/evil:1"]
+        }]))
+        .unwrap()
+    };
+    let abs = victim.display().to_string();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("absolute", tar_of(&[("manifest.json", &manifest(&abs, &abs))])),
+        ("climbing", tar_of(&[("manifest.json", &manifest(&climb, &climb))])),
+        (
+            "index digest",
+            tar_of(&[("index.json", &index_naming(&format!("sha256:{climb}")))]),
+        ),
+        (
+            "index digest as a blob path",
+            tar_of(&[(
+                "index.json",
+                &index_naming("sha256:../../../../../../../../etc/passwd"),
+            )]),
+        ),
+    ];
+    let state = tmp.path().join("state");
+    let before = snapshot(&sentinel);
+    for (name, archive) in cases {
+        let file = tmp.path().join(format!("{name}.tar"));
+        fs::write(&file, archive).unwrap();
+        let out = run(rbuild(&state).args(["image", "load", "-i"]).arg(&file));
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{name}: loaded:\n{err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert!(err.contains(&file.display().to_string()), "{name}: {err}");
+        assert_eq!(snapshot(&sentinel), before, "{name}: the sentinel changed");
+        assert!(!stored(&state, &victim_text), "{name}: a host file was stored");
+    }
+    assert!(!Path::new("/tmp/evil").exists());
+}
+
+/// An `oci-layout://` context whose `index.json` names a blob by a climbing "digest": the
+/// build is refused before any file outside `blobs/` is read.
+#[test]
+fn a_layout_index_entry_never_names_a_host_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        layout.join("index.json"),
+        index_naming("sha256:../../../../../../../../etc/passwd"),
+    )
+    .unwrap();
+    let ctx = context(&tmp.path().join("ctx"), "FROM base\n", &[]);
+    let out = run(Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(tmp.path().join("state"))
+        .args(["build", "--build-context"])
+        .arg(format!("base=oci-layout://{}", layout.display()))
+        .arg(&ctx));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("index.json") && err.contains("../../"), "{err}");
+    assert!(!stored(&tmp.path().join("state"), &fs::read("/etc/passwd").unwrap()));
 }
