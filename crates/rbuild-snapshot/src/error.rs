@@ -30,7 +30,10 @@ pub enum SnapshotError {
     #[error("unsupported tar entry {path:?}: {reason}")]
     UnsupportedEntry { path: String, reason: String },
     /// A hardlink in a layer points at nothing unpacked before it.
-    #[error("hardlink {path:?} points to missing or invalid target {target:?}")]
+    #[error(
+        "hardlink {path:?} points to missing or invalid target {target:?} (a hard link's \
+         target must be an earlier file of the same layer)"
+    )]
     BadHardlink { path: String, target: String },
     /// The overlay upper dir uses a feature that cannot be expressed as a layer tar.
     #[error("unsupported overlay feature at {path}: {what}")]

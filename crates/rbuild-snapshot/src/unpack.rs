@@ -264,13 +264,20 @@ impl Unpacker {
         if link_comps == comps {
             return Ok(());
         }
-        ensure_real_dirs(
+        // The target's parents are checked under the target's name: a message must name
+        // what is missing, and a hard link reaches only earlier entries of its own layer.
+        match ensure_real_dirs(
             &self.root,
             &link_comps[..link_comps.len() - 1],
             false,
-            shown,
-        )?;
-        match at(&self.root, &link_comps, shown)?.stat() {
+            &link_display,
+        ) {
+            Err(SnapshotError::UnsafePath { reason, .. }) if reason == PARENT_MISSING => {
+                return Err(bad());
+            }
+            other => other?,
+        }
+        match at(&self.root, &link_comps, &link_display)?.stat() {
             Ok(Some(st)) if st.kind != FileKind::Dir => {}
             _ => return Err(bad()),
         }
@@ -449,6 +456,9 @@ fn path_error(root: &Root, comps: &[OsString], shown: &str, e: io::Error) -> Sna
     SnapshotError::io("open", root.display(&rel), e)
 }
 
+/// Why a path whose parent directory does not exist is refused.
+const PARENT_MISSING: &str = "a parent directory is missing";
+
 /// Checks that each prefix of `comps` under `root` is a real directory (not a symlink), creating
 /// missing ones when `create` is set.
 fn ensure_real_dirs(
@@ -469,7 +479,7 @@ fn ensure_real_dirs(
             }
             Some(_) => return Err(unsafe_path(shown, "a parent is not a directory")),
             None if create => target.mkdir(0o755).ctx("mkdir", &target.display())?,
-            None => return Err(unsafe_path(shown, "a parent directory is missing")),
+            None => return Err(unsafe_path(shown, PARENT_MISSING)),
         }
     }
     Ok(())
