@@ -279,6 +279,13 @@ impl<'r> Target<'r> {
         }
     }
 
+    /// The target text of a symlink (the link itself, never what it names).
+    pub fn read_link(&self) -> io::Result<OsString> {
+        let name = self.require_name()?;
+        let name = OsStr::from_bytes(name.to_bytes());
+        nix::fcntl::readlinkat(self.dirfd(), name).map_err(io::Error::from)
+    }
+
     /// Sets the permission bits (setuid, setgid and sticky included). A symlink is refused
     /// with EOPNOTSUPP: its target is never changed.
     pub fn chmod(&self, mode: u32) -> io::Result<()> {

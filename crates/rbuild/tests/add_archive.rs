@@ -384,3 +384,45 @@ fn a_stage_of_many_layers_runs_steps_and_takes_an_archive() {
     assert_eq!(fs::read_to_string(out.join("layer0")).unwrap(), "0\n");
     assert_eq!(fs::read_to_string(out.join("layer59")).unwrap(), "59\n");
 }
+
+#[test]
+fn a_destination_through_a_dangling_link_is_created_where_it_points() {
+    // Recorded from BuildKit v0.32: `ADD links.tar /` (d -> /made/by/add, w/r -> ../rel/x,
+    // both dangling), then `ADD a.tar /d/`, `ADD a.tar /w/r/` and `COPY c.txt /d/`: the
+    // links stay, and the directories they name are made (0755) and receive the entries.
+    let links = tar_of(&[
+        E::Link("d", "/made/by/add", 1_600_000_000),
+        E::Dir("w/", 0o755, 1_600_000_000),
+        E::Link("w/r", "../rel/x", 1_600_000_000),
+    ]);
+    let archive = tar_of(&[
+        E::Dir("sub/", 0o755, 1_600_000_000),
+        E::File("sub/f", 0o644, 1_600_000_000, "hi"),
+        E::File("t", 0o644, 1_600_000_000, "top"),
+    ]);
+    let (_t, out) = build_local_output(
+        "FROM scratch\nADD links.tar /\nADD a.tar /d/\nADD a.tar /w/r/\nCOPY c.txt /d/\n",
+        |ctx| {
+            fs::write(ctx.join("links.tar"), &links).unwrap();
+            fs::write(ctx.join("a.tar"), &archive).unwrap();
+            fs::write(ctx.join("c.txt"), "c\n").unwrap();
+        },
+    );
+    let out = out.unwrap();
+    assert_eq!(describe(&out.join("d")), "l 777 1600000000 /made/by/add");
+    assert_eq!(describe(&out.join("w/r")), "l 777 1600000000 ../rel/x");
+    for dir in ["made", "made/by", "rel"] {
+        assert!(describe(&out.join(dir)).starts_with("d 755 "), "{dir}");
+    }
+    for dest in ["made/by/add", "rel/x"] {
+        let d = out.join(dest);
+        assert!(describe(&d).starts_with("d 755 "), "{dest}");
+        assert_eq!(describe(&d.join("sub/f")), "f 644 1600000000 hi", "{dest}");
+        assert_eq!(describe(&d.join("t")), "f 644 1600000000 top", "{dest}");
+    }
+    assert_eq!(
+        fs::read_to_string(out.join("made/by/add/c.txt")).unwrap(),
+        "c\n"
+    );
+    assert!(!out.join("rel/x/c.txt").exists());
+}
