@@ -181,8 +181,14 @@ fn archive_names_never_reach_host_files() {
     };
     let abs = victim.display().to_string();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("absolute", tar_of(&[("manifest.json", &manifest(&abs, &abs))])),
-        ("climbing", tar_of(&[("manifest.json", &manifest(&climb, &climb))])),
+        (
+            "absolute",
+            tar_of(&[("manifest.json", &manifest(&abs, &abs))]),
+        ),
+        (
+            "climbing",
+            tar_of(&[("manifest.json", &manifest(&climb, &climb))]),
+        ),
         (
             "index digest",
             tar_of(&[("index.json", &index_naming(&format!("sha256:{climb}")))]),
@@ -206,7 +212,10 @@ fn archive_names_never_reach_host_files() {
         assert!(!err.contains("panicked"), "{name}: {err}");
         assert!(err.contains(&file.display().to_string()), "{name}: {err}");
         assert_eq!(snapshot(&sentinel), before, "{name}: the sentinel changed");
-        assert!(!stored(&state, &victim_text), "{name}: a host file was stored");
+        assert!(
+            !stored(&state, &victim_text),
+            "{name}: a host file was stored"
+        );
     }
     assert!(!Path::new("/tmp/evil").exists());
 }
@@ -218,7 +227,11 @@ fn a_layout_index_entry_never_names_a_host_file() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
     fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     fs::write(
         layout.join("index.json"),
         index_naming("sha256:../../../../../../../../etc/passwd"),
@@ -234,6 +247,12 @@ fn a_layout_index_entry_never_names_a_host_file() {
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains("index.json") && err.contains("../../"), "{err}");
-    assert!(!stored(&tmp.path().join("state"), &fs::read("/etc/passwd").unwrap()));
+    assert!(
+        err.contains("index.json") && err.contains("../../"),
+        "{err}"
+    );
+    assert!(!stored(
+        &tmp.path().join("state"),
+        &fs::read("/etc/passwd").unwrap()
+    ));
 }

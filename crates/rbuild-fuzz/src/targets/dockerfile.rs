@@ -117,6 +117,7 @@ const PLATFORMS: &[&str] = &["linux/amd64", "linux/arm64", "linux/arm/v7", "linu
 
 /// Runs one input: the whole input is the Dockerfile.
 pub fn dockerfile_parse(data: &[u8]) -> u64 {
+    check_url_names(data);
     let df = match rbuild_dockerfile::parse("Dockerfile", data) {
         Ok(df) => df,
         Err(diags) => {
@@ -171,6 +172,20 @@ pub fn dockerfile_parse(data: &[u8]) -> u64 {
         let _ = e.to_string();
     }
     crate::fingerprint((outcome, lints.is_empty()))
+}
+
+/// The input read as a URL's path: the name an `ADD <url>` file gets never holds a `/`, and
+/// the name it is stored as is never empty, `.` or `..`.
+fn check_url_names(data: &[u8]) {
+    use rbuild_graph::url_name::{stored_file_name, url_file_name};
+    let url = format!("http://h/{}", String::from_utf8_lossy(data));
+    let name = url_file_name(&url);
+    assert!(!name.contains('/'), "URL name {name:?} holds a slash");
+    let stored = stored_file_name(&name);
+    assert!(
+        !stored.contains('/') && !matches!(stored.as_str(), "" | "." | ".."),
+        "stored name {stored:?}"
+    );
 }
 
 /// The start of a message's first line up to anything quoted or a colon, digits dropped, so that
