@@ -11,7 +11,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     /// The connection failed (after retries).
-    #[error("{registry}: {what}: {source}")]
+    #[error("{registry}: {what}: {}", http_text(.source))]
     Http {
         /// The registry.
         registry: String,
@@ -20,6 +20,16 @@ pub enum RegistryError {
         /// The transport error.
         #[source]
         source: reqwest::Error,
+    },
+    /// A request ran out of time (see [`crate::timeouts::Timeouts`]).
+    #[error("{registry}: {what}: timed out: {limits}")]
+    TimedOut {
+        /// The registry.
+        registry: String,
+        /// The request.
+        what: String,
+        /// The limits, in words.
+        limits: String,
     },
     /// The registry answered with a status rbuild did not expect.
     #[error("{registry}: {what}: {status}{}", if .detail.is_empty() { String::new() } else { format!(" ({})", .detail) })]
@@ -186,6 +196,14 @@ pub enum RegistryError {
         /// The parser's message.
         detail: String,
     },
+}
+
+/// A transport error in words: timeouts say so, whatever phase they hit.
+fn http_text(source: &reqwest::Error) -> String {
+    if source.is_timeout() {
+        return "timed out (see --registry-timeout and --registry-total-timeout)".into();
+    }
+    source.to_string()
 }
 
 impl RegistryError {

@@ -6,6 +6,7 @@ use crate::config::{Config, is_loopback};
 use crate::credentials::{Credential, Lookup};
 use crate::error::RegistryError;
 use crate::retry::Retry;
+use crate::timeouts::Timeouts;
 use reqwest::{Client, RequestBuilder, Response, StatusCode, header};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -82,6 +83,7 @@ pub struct Host {
     lookup: Lookup,
     auth: Mutex<AuthState>,
     retry: Retry,
+    timeouts: Timeouts,
     /// Hears the bytes of blob uploads to this registry, when someone listens.
     pub(crate) on_upload: Option<crate::push::OnUploadBytes>,
 }
@@ -91,12 +93,14 @@ pub(crate) fn client(
     registry: &str,
     endpoint: &str,
     verify: bool,
+    timeouts: &Timeouts,
 ) -> Result<Client, RegistryError> {
     let tls = crate::tls::client_config(registry, verify)?;
     let mut b = Client::builder()
         .tls_backend_preconfigured(tls)
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
+        .connect_timeout(timeouts.connect())
+        .read_timeout(timeouts.idle)
+        .timeout(timeouts.total)
         .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(5));
     if is_loopback(endpoint) {
@@ -119,7 +123,13 @@ impl Host {
     ) -> Result<Host, RegistryError> {
         let settings = config.settings(registry);
         let http_allowed = settings.insecure.unwrap_or_else(|| is_loopback(endpoint));
-        let https = client(registry, endpoint, settings.insecure != Some(true))?;
+        let timeouts = config.timeouts;
+        let https = client(
+            registry,
+            endpoint,
+            settings.insecure != Some(true),
+            &timeouts,
+        )?;
         let mut host = Host {
             registry: registry.into(),
             base: format!("https://{endpoint}"),
@@ -127,6 +137,7 @@ impl Host {
             lookup,
             auth: Mutex::new(AuthState::default()),
             retry: Retry::from_env(),
+            timeouts,
             on_upload: None,
         };
         // Where plain HTTP may follow, one HTTPS attempt decides; otherwise HTTPS is all
@@ -141,7 +152,7 @@ impl Host {
             Err(e) => e,
         };
         if is_certificate_error(&https_err) || !is_connect_error(&https_err) {
-            return Err(certificate_hint(https_err, registry));
+            return Err(host.explain(certificate_hint(https_err, registry)));
         }
         host.base = format!("http://{endpoint}");
         if !http_allowed {
@@ -150,10 +161,10 @@ impl Host {
                     registry: registry.into(),
                     config: config.path.display().to_string(),
                 }),
-                Err(_) => Err(https_err),
+                Err(_) => Err(host.explain(https_err)),
             };
         }
-        host.probe(host.retry).await?;
+        host.probe(host.retry).await.map_err(|e| host.explain(e))?;
         Ok(host)
     }
 
@@ -167,6 +178,23 @@ impl Host {
             self.auth.lock().await.challenge = challenge_of(&resp);
         }
         Ok(())
+    }
+
+    /// A timeout as [`RegistryError::TimedOut`], naming the limits; any other error as it
+    /// is.
+    fn explain(&self, e: RegistryError) -> RegistryError {
+        match e {
+            RegistryError::Http {
+                registry,
+                what,
+                source,
+            } if source.is_timeout() => RegistryError::TimedOut {
+                registry,
+                what,
+                limits: self.timeouts.describe(),
+            },
+            e => e,
+        }
     }
 
     /// Authenticates `GET /v2/` with the host's credentials (no repository scope), as
@@ -223,7 +251,8 @@ impl Host {
                         None => rb,
                     }
                 })
-                .await?;
+                .await
+                .map_err(|e| self.explain(e))?;
             if resp.status() != StatusCode::UNAUTHORIZED || refreshed {
                 return Ok(resp);
             }
@@ -314,7 +343,8 @@ impl Host {
                     .header(header::AUTHORIZATION, basic(c)),
                 None => self.http.get(&get_url),
             })
-            .await?;
+            .await
+            .map_err(|e| self.explain(e))?;
         let status = resp.status();
         if !status.is_success() {
             let detail = error_detail(resp).await;

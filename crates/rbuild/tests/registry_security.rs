@@ -1,0 +1,115 @@
+//! The registry client against hostile or broken registries (an in-memory registry on
+//! 127.0.0.1 with a second listener on another port): silent and trickling servers time
+//! out.
+
+mod common;
+mod fake_registry;
+
+use common::*;
+use fake_registry::*;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// A test's private client environment: config.json with Basic credentials for `host`,
+/// no rbuild config, no certs.d.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(host: &str) -> Env {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode("alice:secret");
+        let config = serde_json::json!({"auths": {host: {"auth": auth}}});
+        std::fs::write(
+            dir.path().join("docker/config.json"),
+            config.to_string().as_bytes(),
+        )
+        .unwrap();
+        Env { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn rbuild(&self) -> Command {
+        let mut c = rbuild(&self.path("state"));
+        c.env("DOCKER_CONFIG", self.path("docker"))
+            .env("RBUILD_CONFIG", self.path("rbuild.toml"))
+            .env("REGISTRY_AUTH_FILE", self.path("auth.json"))
+            .env("RBUILD_CERTS_D", self.path("certs.d"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("RBUILD_REGISTRY_TIMEOUT")
+            .env_remove("RBUILD_REGISTRY_TOTAL_TIMEOUT")
+            .env("RBUILD_REGISTRY_RETRIES", "1")
+            .env("SOURCE_DATE_EPOCH", "1700000000");
+        c
+    }
+}
+
+/// Runs `cmd`, killing it if it has not finished after two minutes (the timeouts under
+/// test are seconds; this only keeps a broken build from hanging the suite).
+fn run_bounded(cmd: &mut Command) -> Output {
+    use std::process::Stdio;
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let guard = std::thread::spawn(move || {
+        if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    let _ = guard.join();
+    eprintln!("--- {cmd:?}\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn silent_registry_times_out() {
+    let reg = FakeRegistry::start(Behaviour {
+        silent: true,
+        ..Behaviour::default()
+    });
+    let env = Env::new(&reg.host());
+    let name = format!("{}/sec/silent:v1", reg.host());
+    let out = run_bounded(
+        env.rbuild()
+            .args(["--registry-timeout", "1s", "pull", &name]),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("timed out") && err.contains("no data for 1s"),
+        "the error says what timed out: {err}"
+    );
+}
+
+#[test]
+fn trickling_registry_hits_the_total_timeout() {
+    let reg = FakeRegistry::start(Behaviour {
+        trickle_manifests: true,
+        ..Behaviour::default()
+    });
+    let env = Env::new(&reg.host());
+    let name = format!("{}/sec/slow:v1", reg.host());
+    let mut cmd = env.rbuild();
+    cmd.env("RBUILD_REGISTRY_TOTAL_TIMEOUT", "2s")
+        .args(["pull", &name]);
+    let out = run_bounded(&mut cmd);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("timed out") && err.contains("--registry-total-timeout"),
+        "the error says what timed out: {err}"
+    );
+}
