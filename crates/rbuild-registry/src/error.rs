@@ -203,7 +203,7 @@ fn http_text(source: &reqwest::Error) -> String {
     if source.is_timeout() {
         return "timed out (see --registry-timeout and --registry-total-timeout)".into();
     }
-    source.to_string()
+    rbuild_core::text::sanitize(&source.to_string())
 }
 
 impl RegistryError {

@@ -7,6 +7,7 @@ use crate::credentials::{Credential, Lookup};
 use crate::error::RegistryError;
 use crate::retry::Retry;
 use crate::timeouts::Timeouts;
+use rbuild_core::text::{sanitize, sanitize_bytes};
 use reqwest::{Client, RequestBuilder, Response, StatusCode, header};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -354,7 +355,7 @@ impl Host {
                 status: status.as_u16(),
                 credentials: self.lookup.source.clone(),
                 action: scope.action().into(),
-                detail: format!("token server {realm} refused: {detail}"),
+                detail: format!("token server {} refused: {detail}", sanitize(realm)),
             });
         }
         let body = crate::read_limited(resp, 1 << 20, "token response", &self.registry).await?;
@@ -458,18 +459,20 @@ fn challenge_of(resp: &Response) -> Option<Challenge> {
         .find_map(challenge::parse)
 }
 
-/// The registry's error message: the `errors[].message` of its JSON body, bounded.
+/// The registry's error message: the `errors[].message` of its JSON body (else the body
+/// itself), bounded and sanitised.
 pub async fn error_detail(resp: Response) -> String {
     let Ok(body) = crate::read_limited(resp, 64 * 1024, "error body", "").await else {
         return String::new();
     };
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return String::from_utf8_lossy(&body)
-            .trim()
-            .chars()
-            .take(200)
-            .collect();
+        return rbuild_core::text::sanitize_to(sanitize_bytes(&body).trim(), 200);
     };
+    sanitize(&json_errors(&v))
+}
+
+/// `code: message` of each entry of a registry's `errors` list.
+fn json_errors(v: &serde_json::Value) -> String {
     v.get("errors")
         .and_then(|e| e.as_array())
         .map(|errs| {

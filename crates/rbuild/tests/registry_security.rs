@@ -1,6 +1,6 @@
 //! The registry client against hostile or broken registries (an in-memory registry on
-//! 127.0.0.1 with a second listener on another port): silent and trickling servers time
-//! out.
+//! 127.0.0.1 with a second listener on another port): server text is printed
+//! sanitised, silent and trickling servers time out.
 
 mod common;
 mod fake_registry;
@@ -48,6 +48,54 @@ impl Env {
             .env("RBUILD_REGISTRY_RETRIES", "1")
             .env("SOURCE_DATE_EPOCH", "1700000000");
         c
+    }
+    /// Builds a three-layer image from scratch and pushes it to `name`.
+    fn push(&self, name: &str) -> Output {
+        let ctx = context(
+            &self.path("ctx"),
+            "FROM scratch\nCOPY a /a\nCOPY b /b\nCOPY c /c\n",
+            &[
+                ("a", "first layer\n"),
+                ("b", "second layer\n"),
+                ("c", "third\n"),
+            ],
+        );
+        run(self
+            .rbuild()
+            .args(["build", "--progress", "plain", "-t", name, "--push"])
+            .arg(&ctx))
+    }
+}
+
+const HOSTILE: &[u8] = b"quota exceeded \x1b]0;pwned\x07\x1b[2J\rfor this repository";
+
+#[test]
+fn registry_error_bodies_are_printed_sanitised() {
+    let json = serde_json::json!({"errors": [{
+        "code": "DENIED\u{1b}[31m",
+        "message": String::from_utf8_lossy(HOSTILE),
+    }]});
+    for body in [HOSTILE.to_vec(), json.to_string().into_bytes()] {
+        let reg = FakeRegistry::start(Behaviour {
+            upload_error: Some((400, body)),
+            ..Behaviour::default()
+        });
+        let env = Env::new(&reg.host());
+        let out = env.push(&format!("{}/sec/err:v1", reg.host()));
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("quota exceeded for this repository"),
+            "the registry's message is shown: {err}"
+        );
+        for bad in [b'\x1b', b'\x07', b'\r'] {
+            assert!(
+                !out.stderr.contains(&bad),
+                "byte {bad:#04x} reached stderr: {:?}",
+                err
+            );
+        }
+        assert!(!err.contains("pwned"), "the OSC payload is gone: {err}");
     }
 }
 
