@@ -31,6 +31,16 @@ pub enum RegistryError {
         /// The limits, in words.
         limits: String,
     },
+    /// An HTTPS registry handed out a plain-HTTP URL (upload location, token realm).
+    #[error(
+        "{registry} is reached over HTTPS but sent rbuild to plain HTTP ({url}); refused, so nothing travels unencrypted"
+    )]
+    Downgrade {
+        /// The registry.
+        registry: String,
+        /// The URL it named (sanitised).
+        url: String,
+    },
     /// The registry answered with a status rbuild did not expect.
     #[error("{registry}: {what}: {status}{}", if .detail.is_empty() { String::new() } else { format!(" ({})", .detail) })]
     Status {

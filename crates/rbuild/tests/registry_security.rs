@@ -1,6 +1,6 @@
 //! The registry client against hostile or broken registries (an in-memory registry on
-//! 127.0.0.1 with a second listener on another port): server text is printed
-//! sanitised, silent and trickling servers time out.
+//! 127.0.0.1 with a second listener on another port): credentials stay with their origin,
+//! server text is printed sanitised, and silent and trickling servers time out.
 
 mod common;
 mod fake_registry;
@@ -49,6 +49,7 @@ impl Env {
             .env("SOURCE_DATE_EPOCH", "1700000000");
         c
     }
+
     /// Builds a three-layer image from scratch and pushes it to `name`.
     fn push(&self, name: &str) -> Output {
         let ctx = context(
@@ -64,6 +65,139 @@ impl Env {
             .rbuild()
             .args(["build", "--progress", "plain", "-t", name, "--push"])
             .arg(&ctx))
+    }
+}
+
+/// The manifest's config and layer digests (hex).
+fn manifest_blobs(manifest: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    let mut out: Vec<String> = std::iter::once(&v["config"])
+        .chain(v["layers"].as_array().unwrap())
+        .map(|d| {
+            d["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The platform manifest an index names (or the manifest itself).
+fn image_manifest(reg: &FakeRegistry, repo: &str, tag: &str) -> Vec<u8> {
+    let root = reg.manifest(repo, tag).expect("the tag was pushed");
+    let v: serde_json::Value = serde_json::from_slice(&root).unwrap();
+    match v["manifests"][0]["digest"].as_str() {
+        Some(d) => reg
+            .manifest(repo, d)
+            .expect("the index's manifest was pushed"),
+        None => root,
+    }
+}
+
+#[test]
+fn upload_location_on_another_port_gets_no_credentials() {
+    let reg = FakeRegistry::start(Behaviour {
+        auth: Auth::Basic,
+        uploads_elsewhere: true,
+        ..Behaviour::default()
+    });
+    let env = Env::new(&reg.host());
+    let out = env.push(&format!("{}/sec/img:v1", reg.host()));
+    assert!(out.status.success(), "push failed: {}", stderr(&out));
+    let seen = reg.seen();
+    let elsewhere: Vec<&Seen> = seen.iter().filter(|s| s.elsewhere).collect();
+    assert!(
+        elsewhere
+            .iter()
+            .filter(|s| s.line.starts_with("PUT /upload/"))
+            .count()
+            >= 4,
+        "the blobs were uploaded to the Location on the other port: {seen:#?}"
+    );
+    for s in &elsewhere {
+        assert_eq!(
+            s.authorization, None,
+            "credentials sent to another origin: {s:?}"
+        );
+    }
+    assert!(
+        seen.iter()
+            .any(|s| !s.elsewhere && s.authorization == Some(expected_basic())),
+        "the registry itself got the credentials: {seen:#?}"
+    );
+    let manifest = image_manifest(&reg, "sec/img", "v1");
+    assert_eq!(manifest_blobs(&manifest), reg.blob_digests());
+}
+
+#[test]
+fn a_challenge_from_another_origin_gets_no_credentials() {
+    let reg = FakeRegistry::start(Behaviour {
+        auth: Auth::Basic,
+        uploads_elsewhere: true,
+        elsewhere_challenges: true,
+        ..Behaviour::default()
+    });
+    let env = Env::new(&reg.host());
+    let out = env.push(&format!("{}/sec/img:v1", reg.host()));
+    assert!(
+        !out.status.success(),
+        "the other origin refused every upload"
+    );
+    assert!(
+        stderr(&out).contains("denied (401)"),
+        "the upload's refusal is reported: {}",
+        stderr(&out)
+    );
+    let seen = reg.seen();
+    let elsewhere: Vec<&Seen> = seen.iter().filter(|s| s.elsewhere).collect();
+    assert!(
+        elsewhere.iter().any(|s| s.line.starts_with("PUT /upload/")),
+        "uploads went to the other port: {seen:#?}"
+    );
+    for s in &elsewhere {
+        assert_eq!(
+            s.authorization, None,
+            "credentials sent to another origin: {s:?}"
+        );
+        assert_ne!(
+            s.line, "GET /token",
+            "the other origin's realm was asked: {s:?}"
+        );
+    }
+}
+
+#[test]
+fn blob_redirect_to_another_port_gets_no_credentials() {
+    let reg = FakeRegistry::start(Behaviour {
+        auth: Auth::Basic,
+        blobs_elsewhere: true,
+        ..Behaviour::default()
+    });
+    let env = Env::new(&reg.host());
+    let name = format!("{}/sec/pulled:v1", reg.host());
+    let out = env.push(&name);
+    assert!(out.status.success(), "push failed: {}", stderr(&out));
+    let other = Env::new(&reg.host());
+    let out = run(other.rbuild().args(["pull", &name]));
+    assert!(out.status.success(), "pull failed: {}", stderr(&out));
+    let seen = reg.seen();
+    let redirected: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.elsewhere && s.line.starts_with("GET /blobs/"))
+        .collect();
+    assert_eq!(
+        redirected.len(),
+        4,
+        "config and three layers came from the other port: {seen:#?}"
+    );
+    for s in redirected {
+        assert_eq!(
+            s.authorization, None,
+            "credentials followed a redirect: {s:?}"
+        );
     }
 }
 
