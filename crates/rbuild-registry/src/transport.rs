@@ -359,22 +359,33 @@ impl Host {
             let Some(c) = challenge_of(&resp) else {
                 return Ok(resp);
             };
-            if !self.accept_challenge(c, scope).await {
+            if !self.accept_challenge(c, scope, auth.as_deref()).await {
                 return Ok(resp);
             }
         }
     }
 
-    /// Records a 401's challenge; whether a retry can do better (new token, or Basic with
-    /// credentials).
-    async fn accept_challenge(&self, c: Challenge, scope: &Scope) -> bool {
+    /// Records a 401's challenge (learnt under the auth lock, so concurrent requests that
+    /// raced the first challenge all see it); whether a retry can do better than the
+    /// `sent` auth: Basic credentials where none or others were sent, a token another
+    /// request has fetched meanwhile, or a fresh token.
+    async fn accept_challenge(&self, c: Challenge, scope: &Scope, sent: Option<&str>) -> bool {
         let mut st = self.auth.lock().await;
         let retry = match &c {
-            Challenge::Basic => {
-                self.lookup.credential.is_some() && st.challenge != Some(Challenge::Basic)
-            }
+            Challenge::Basic => self
+                .lookup
+                .credential
+                .as_ref()
+                .is_some_and(|cred| sent != Some(basic(cred).as_str())),
             Challenge::Bearer { .. } => {
-                st.tokens.remove(&scope.strings());
+                let key = scope.strings();
+                let newer = st
+                    .tokens
+                    .get(&key)
+                    .is_some_and(|(t, _)| sent != Some(format!("Bearer {t}").as_str()));
+                if !newer {
+                    st.tokens.remove(&key);
+                }
                 true
             }
         };
@@ -771,6 +782,27 @@ mod tests {
             );
         }
         assert!(h.auth.try_lock().unwrap().challenge.is_none());
+    }
+
+    #[test]
+    fn a_second_basic_challenge_retries_only_with_other_credentials() {
+        let h = host("http://127.0.0.1:5000");
+        let scope = Scope::push("a");
+        let cred = basic(h.lookup.credential.as_ref().unwrap());
+        let run = |sent: Option<String>| {
+            crate::session::block_on(async {
+                Ok(
+                    h.accept_challenge(Challenge::Basic, &scope, sent.as_deref())
+                        .await,
+                )
+            })
+            .unwrap()
+        };
+        // Requests that raced the first challenge were sent without auth: retry them.
+        assert!(run(None));
+        assert!(run(None));
+        // The credentials themselves were refused: no retry.
+        assert!(!run(Some(cred)));
     }
 
     #[test]

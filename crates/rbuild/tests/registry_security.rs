@@ -1,6 +1,7 @@
 //! The registry client against hostile or broken registries (an in-memory registry on
 //! 127.0.0.1 with a second listener on another port): credentials stay with their origin,
-//! server text is printed sanitised, and silent and trickling servers time out.
+//! server text is printed sanitised, silent and trickling servers time out, and Basic
+//! auth works when `/v2/` does not challenge.
 
 mod common;
 mod fake_registry;
@@ -199,6 +200,21 @@ fn blob_redirect_to_another_port_gets_no_credentials() {
             "credentials followed a redirect: {s:?}"
         );
     }
+}
+
+#[test]
+fn basic_auth_without_v2_challenge_pushes_concurrently() {
+    let reg = FakeRegistry::start(Behaviour {
+        auth: Auth::BasicSilentV2,
+        delay_401: Duration::from_millis(300),
+        ..Behaviour::default()
+    });
+    let env = Env::new(&reg.host());
+    let out = env.push(&format!("{}/sec/basic:v1", reg.host()));
+    assert!(out.status.success(), "push failed: {}", stderr(&out));
+    let manifest = image_manifest(&reg, "sec/basic", "v1");
+    assert_eq!(manifest_blobs(&manifest), reg.blob_digests());
+    assert_eq!(reg.blob_digests().len(), 4);
 }
 
 const HOSTILE: &[u8] = b"quota exceeded \x1b]0;pwned\x07\x1b[2J\rfor this repository";
