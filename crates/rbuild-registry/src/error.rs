@@ -1,5 +1,6 @@
 //! The registry client's errors: one type, kept typed up to the CLI.
 
+use rbuild_core::text::sanitize;
 use rbuild_core::{Digest, Platform, ReferenceError};
 use std::path::PathBuf;
 
@@ -107,7 +108,7 @@ pub enum RegistryError {
         reference: String,
     },
     /// A manifest of a media type rbuild does not read.
-    #[error("{reference}: unsupported manifest media type {media_type:?}")]
+    #[error("{reference}: unsupported manifest media type {:?}", sanitize(.media_type))]
     MediaType {
         /// The image.
         reference: String,
@@ -167,7 +168,7 @@ pub enum RegistryError {
         detail: String,
     },
     /// No image for the requested platform in an index.
-    #[error("{image} has no image for platform {platform} (it has: {available})")]
+    #[error("{image} has no image for platform {platform} (it has: {})", sanitize(.available))]
     NoPlatform {
         /// The image.
         image: String,
@@ -213,7 +214,7 @@ fn http_text(source: &reqwest::Error) -> String {
     if source.is_timeout() {
         return "timed out (see --registry-timeout and --registry-total-timeout)".into();
     }
-    rbuild_core::text::sanitize(&source.to_string())
+    sanitize(&source.to_string())
 }
 
 impl RegistryError {
@@ -230,7 +231,34 @@ impl RegistryError {
     pub(crate) fn malformed(what: impl Into<String>, detail: impl ToString) -> RegistryError {
         RegistryError::Malformed {
             what: what.into(),
-            detail: detail.to_string(),
+            detail: sanitize(&detail.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_in_messages_is_sanitised() {
+        let hostile = "x\u{1b}]0;pwned\u{7}\u{1b}[2J\ry";
+        let errors = [
+            RegistryError::NoPlatform {
+                image: "img".into(),
+                platform: Platform::new("linux", "amd64", None),
+                available: hostile.into(),
+            },
+            RegistryError::MediaType {
+                reference: "img".into(),
+                media_type: hostile.into(),
+            },
+            RegistryError::malformed("manifest", hostile),
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(text.contains("xy"), "{text}");
+            assert!(!text.contains(['\u{1b}', '\u{7}', '\r']), "{text:?}");
         }
     }
 }
