@@ -4,6 +4,7 @@
 mod digest;
 mod platform;
 pub mod reference;
+pub mod text;
 mod time;
 
 pub use digest::{Digest, DigestError, Sha256Writer};

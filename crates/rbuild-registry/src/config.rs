@@ -46,6 +46,9 @@ pub struct Config {
     /// The file it came from (or would come from), for messages.
     #[serde(skip)]
     pub path: PathBuf,
+    /// How long requests may take (set from the command line, not the file).
+    #[serde(skip)]
+    pub timeouts: crate::timeouts::Timeouts,
 }
 
 impl Config {

@@ -6,6 +6,7 @@
 use crate::error::RegistryError;
 use base64::Engine as _;
 use rbuild_core::reference::{DOCKER_HUB, normalize_registry};
+use rbuild_core::text::{sanitize, sanitize_bytes};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -249,7 +250,7 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
         }
         return Err(RegistryError::Credentials {
             registry: registry.into(),
-            detail: format!("docker-credential-{helper} get: {}", text.trim()),
+            detail: format!("docker-credential-{helper} get: {}", sanitize(text.trim())),
         });
     }
     let v: Value = serde_json::from_slice(&out).map_err(|e| RegistryError::Credentials {
@@ -302,7 +303,7 @@ pub(crate) fn helper_store(
             registry: registry.into(),
             detail: format!(
                 "docker-credential-{helper} store: {}",
-                String::from_utf8_lossy(&out).trim()
+                sanitize_bytes(&out).trim()
             ),
         });
     }
@@ -316,7 +317,10 @@ pub(crate) fn helper_erase(helper: &str, registry: &str) -> Result<(), RegistryE
     if !ok && !text.contains("not found") {
         return Err(RegistryError::Credentials {
             registry: registry.into(),
-            detail: format!("docker-credential-{helper} erase: {}", text.trim()),
+            detail: format!(
+                "docker-credential-{helper} erase: {}",
+                sanitize(text.trim())
+            ),
         });
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! The registry client's errors: one type, kept typed up to the CLI.
 
+use rbuild_core::text::sanitize;
 use rbuild_core::{Digest, Platform, ReferenceError};
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     /// The connection failed (after retries).
-    #[error("{registry}: {what}: {source}")]
+    #[error("{registry}: {what}: {}", http_text(.source))]
     Http {
         /// The registry.
         registry: String,
@@ -20,6 +21,26 @@ pub enum RegistryError {
         /// The transport error.
         #[source]
         source: reqwest::Error,
+    },
+    /// A request ran out of time (see [`crate::timeouts::Timeouts`]).
+    #[error("{registry}: {what}: timed out: {limits}")]
+    TimedOut {
+        /// The registry.
+        registry: String,
+        /// The request.
+        what: String,
+        /// The limits, in words.
+        limits: String,
+    },
+    /// An HTTPS registry handed out a plain-HTTP URL (upload location, token realm).
+    #[error(
+        "{registry} is reached over HTTPS but sent rbuild to plain HTTP ({url}); refused, so nothing travels unencrypted"
+    )]
+    Downgrade {
+        /// The registry.
+        registry: String,
+        /// The URL it named (sanitised).
+        url: String,
     },
     /// The registry answered with a status rbuild did not expect.
     #[error("{registry}: {what}: {status}{}", if .detail.is_empty() { String::new() } else { format!(" ({})", .detail) })]
@@ -87,7 +108,7 @@ pub enum RegistryError {
         reference: String,
     },
     /// A manifest of a media type rbuild does not read.
-    #[error("{reference}: unsupported manifest media type {media_type:?}")]
+    #[error("{reference}: unsupported manifest media type {:?}", sanitize(.media_type))]
     MediaType {
         /// The image.
         reference: String,
@@ -147,7 +168,7 @@ pub enum RegistryError {
         detail: String,
     },
     /// No image for the requested platform in an index.
-    #[error("{image} has no image for platform {platform} (it has: {available})")]
+    #[error("{image} has no image for platform {platform} (it has: {})", sanitize(.available))]
     NoPlatform {
         /// The image.
         image: String,
@@ -188,6 +209,14 @@ pub enum RegistryError {
     },
 }
 
+/// A transport error in words: timeouts say so, whatever phase they hit.
+fn http_text(source: &reqwest::Error) -> String {
+    if source.is_timeout() {
+        return "timed out (see --registry-timeout and --registry-total-timeout)".into();
+    }
+    sanitize(&source.to_string())
+}
+
 impl RegistryError {
     /// An I/O error on `path`.
     pub(crate) fn io(
@@ -202,7 +231,34 @@ impl RegistryError {
     pub(crate) fn malformed(what: impl Into<String>, detail: impl ToString) -> RegistryError {
         RegistryError::Malformed {
             what: what.into(),
-            detail: detail.to_string(),
+            detail: sanitize(&detail.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_in_messages_is_sanitised() {
+        let hostile = "x\u{1b}]0;pwned\u{7}\u{1b}[2J\ry";
+        let errors = [
+            RegistryError::NoPlatform {
+                image: "img".into(),
+                platform: Platform::new("linux", "amd64", None),
+                available: hostile.into(),
+            },
+            RegistryError::MediaType {
+                reference: "img".into(),
+                media_type: hostile.into(),
+            },
+            RegistryError::malformed("manifest", hostile),
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(text.contains("xy"), "{text}");
+            assert!(!text.contains(['\u{1b}', '\u{7}', '\r']), "{text:?}");
         }
     }
 }

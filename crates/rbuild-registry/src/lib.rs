@@ -17,6 +17,7 @@ pub mod pull;
 pub mod push;
 pub mod retry;
 pub mod session;
+pub mod timeouts;
 pub mod tls;
 pub mod transport;
 pub mod url;

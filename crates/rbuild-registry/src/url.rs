@@ -21,7 +21,7 @@ pub async fn fetch(
 ) -> Result<UrlFetch, RegistryError> {
     let host = host_of(req.url)?;
     let verify = config.settings(&host).insecure != Some(true);
-    let client = crate::transport::client(&host, &host, verify)?;
+    let client = crate::transport::url_client(&host, verify, &config.timeouts)?;
     let resp = Retry::from_env()
         .run(req.url, "GET", || {
             let mut get = client.get(req.url);

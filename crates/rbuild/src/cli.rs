@@ -15,6 +15,16 @@ pub struct Cli {
     /// Log verbosely.
     #[arg(long, short = 'D', global = true)]
     pub debug: bool,
+    /// The longest a registry or ADD URL request may wait for data, e.g. 30s, 5m
+    /// (default 60s); env RBUILD_REGISTRY_TIMEOUT.
+    #[arg(long, global = true, env = "RBUILD_REGISTRY_TIMEOUT", value_name = "DURATION",
+          value_parser = rbuild_registry::timeouts::parse_duration)]
+    pub registry_timeout: Option<std::time::Duration>,
+    /// The longest one registry or ADD URL request (one blob) may take (default 1h); env
+    /// RBUILD_REGISTRY_TOTAL_TIMEOUT.
+    #[arg(long, global = true, env = "RBUILD_REGISTRY_TOTAL_TIMEOUT", value_name = "DURATION",
+          value_parser = rbuild_registry::timeouts::parse_duration)]
+    pub registry_total_timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
 }

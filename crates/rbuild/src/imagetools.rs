@@ -3,8 +3,8 @@
 use crate::cli::ImagetoolsCommand;
 use anyhow::{Context, Result, bail};
 use rbuild_core::{Digest, Reference, media_type};
+use rbuild_registry::Registry;
 use rbuild_registry::manifest::{self, Descriptor, Document};
-use rbuild_registry::{Config, Registry};
 use serde_json::{Map, Value, json};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -49,7 +49,7 @@ fn load(reference: &str) -> Result<Loaded> {
         return load_archive(Path::new(path.trim_start_matches("//")), reference);
     }
     let r: Reference = reference.parse()?;
-    let f = Registry::new(Config::load()?).manifest(&r)?;
+    let f = Registry::new(crate::registry::load_config()?).manifest(&r)?;
     Ok(Loaded {
         name: r.to_string(),
         bytes: f.bytes,
@@ -257,7 +257,7 @@ fn create(
     annotations: &[String],
     sources: &[String],
 ) -> Result<ExitCode> {
-    let registry = Registry::new(Config::load()?);
+    let registry = Registry::new(crate::registry::load_config()?);
     let targets = tags
         .iter()
         .map(|t| t.parse::<Reference>())

@@ -4,7 +4,7 @@ use crate::cli::LoginArgs;
 use anyhow::{Context, Result, bail};
 use rbuild_core::reference::{DOCKER_HUB, normalize_registry};
 use rbuild_registry::login::Stored;
-use rbuild_registry::{Config, Credential, Registry};
+use rbuild_registry::{Credential, Registry};
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -43,7 +43,7 @@ pub fn login(args: &LoginArgs) -> Result<ExitCode> {
         username,
         secret: password,
     };
-    Registry::new(Config::load()?)
+    Registry::new(crate::registry::load_config()?)
         .verify_login(&registry, &credential)
         .with_context(|| format!("logging in to {registry}"))?;
     match rbuild_registry::login::store(&registry, &credential)? {

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     }
     let cli = cli::Cli::parse();
     init_logging(cli.debug);
+    registry::set_timeouts(&cli);
     let result = match &cli.command {
         cli::Command::Build(args) => build::run(&cli, args),
         cli::Command::Debug(cli::DebugCommand::Parse { file, json }) => debug_parse(file, *json),

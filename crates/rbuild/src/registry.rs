@@ -7,17 +7,41 @@ use anyhow::{Context, Result, bail};
 use rbuild_core::{Platform, Reference};
 use rbuild_export::BuiltImage;
 use rbuild_progress::{EventSink, Meter};
+use rbuild_registry::timeouts::Timeouts;
 use rbuild_registry::{Config, Registry, Root};
 use rbuild_solver::{RemoteResolver, UrlFetcher};
 use rbuild_source::{UrlFetch, UrlRequest};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The request limits the command line set (`--registry-timeout`,
+/// `--registry-total-timeout` or their environment variables).
+static TIMEOUTS: OnceLock<Timeouts> = OnceLock::new();
+
+/// Keeps the command line's registry timeouts for every registry client of this run.
+pub fn set_timeouts(cli: &crate::cli::Cli) {
+    let mut t = Timeouts::default();
+    if let Some(d) = cli.registry_timeout {
+        t.idle = d;
+    }
+    if let Some(d) = cli.registry_total_timeout {
+        t.total = d;
+    }
+    let _ = TIMEOUTS.set(t);
+}
+
+/// rbuild's registry config file, with the command line's timeouts.
+pub fn load_config() -> Result<Config> {
+    let mut config = Config::load()?;
+    config.timeouts = TIMEOUTS.get().copied().unwrap_or_default();
+    Ok(config)
+}
 
 /// The registry client for a build: rbuild's config file, plus `registry.insecure=true`
 /// for the registries of outputs that say so.
 pub fn client(outputs: &[Output], tags: &[String]) -> Result<Registry> {
-    let mut config = Config::load()?;
+    let mut config = load_config()?;
     for o in outputs {
         if let Output::Registry(r) = o
             && r.insecure

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use rbuild_core::{Digest, Platform, Reference};
 use rbuild_images::{ImageStore, Target};
-use rbuild_registry::{Config, Registry, Root};
+use rbuild_registry::{Registry, Root};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -13,7 +13,7 @@ use crate::cli::Cli;
 use crate::cli_images::{PullArgs, PushArgs};
 
 fn registry() -> Result<Registry> {
-    Ok(Registry::new(Config::load()?))
+    Ok(Registry::new(crate::registry::load_config()?))
 }
 
 fn remote(text: &str) -> Result<Reference> {
