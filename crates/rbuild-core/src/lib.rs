@@ -5,6 +5,7 @@ mod digest;
 mod platform;
 pub mod reference;
 mod time;
+pub mod walk;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};

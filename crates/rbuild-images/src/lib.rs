@@ -70,6 +70,9 @@ pub enum ImagesError {
         /// The platforms it has.
         available: String,
     },
+    /// A walk over an image hit its budget (depth, entries, bytes).
+    #[error(transparent)]
+    Limit(#[from] rbuild_core::walk::WalkLimit),
     /// An archive that cannot be loaded.
     #[error("{path}: {detail}")]
     Archive {

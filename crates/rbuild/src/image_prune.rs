@@ -78,8 +78,7 @@ fn needed(
             )
         })?;
         blobs.extend(closure.into_iter().map(|n| n.digest));
-        for (p, m) in walk::platforms(images.blobs(), &record.target)? {
-            let img = walk::manifest_image(images.blobs(), &m, Some(&p))?;
+        for img in walk::platform_images(images.blobs(), &record.target)? {
             layers.extend(img.layers.iter().map(|l| l.diff_id.hex().to_string()));
         }
     }

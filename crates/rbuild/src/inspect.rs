@@ -30,10 +30,7 @@ impl Summary {
 
 /// Reads every platform of `target`.
 pub fn summary(images: &ImageStore, target: &Target) -> Result<Summary> {
-    let mut platforms = Vec::new();
-    for (p, m) in walk::platforms(images.blobs(), target)? {
-        platforms.push(walk::manifest_image(images.blobs(), &m, Some(&p))?);
-    }
+    let platforms = walk::platform_images(images.blobs(), target)?;
     let mut seen = BTreeSet::new();
     let mut size = 0;
     for p in &platforms {

@@ -1,0 +1,225 @@
+//! Image graphs whose indexes nest and repeat their entries (100 × 100 × 100): every walk
+//! over them visits each digest once and stops at its budget with a clear refusal, for
+//! archives (`image load`, `images`, `image inspect`).
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The blobs of an image graph, by digest, and its root.
+struct Graph {
+    blobs: BTreeMap<String, Vec<u8>>,
+    root: String,
+    root_size: usize,
+}
+
+impl Graph {
+    fn put(&mut self, data: Vec<u8>) -> (String, usize) {
+        let digest = format!("sha256:{}", sha256_hex(&data));
+        let size = data.len();
+        self.blobs.insert(digest.clone(), data);
+        (digest, size)
+    }
+
+    fn index(&mut self, entries: Vec<Value>, note: Option<String>) -> (String, usize) {
+        let mut doc = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries});
+        if let Some(n) = note {
+            doc["annotations"] = json!({ "note": n });
+        }
+        self.put(serde_json::to_vec(&doc).unwrap())
+    }
+}
+
+fn entry(media_type: &str, (digest, size): &(String, usize), platform: bool) -> Value {
+    let mut e = json!({"mediaType": media_type, "digest": digest, "size": size});
+    if platform {
+        e["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    }
+    e
+}
+
+/// A linux/amd64 image of one (empty) layer: its manifest.
+fn image(g: &mut Graph) -> (String, usize) {
+    let tar = tar::Builder::new(Vec::new()).into_inner().unwrap();
+    let layer = g.put(tar.clone());
+    let config = g.put(
+        serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux",
+            "created": "2024-01-01T00:00:00Z",
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(&tar))]},
+        }))
+        .unwrap(),
+    );
+    g.put(
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.0, "size": layer.1}],
+        }))
+        .unwrap(),
+    )
+}
+
+/// Indexes three deep, 100 entries each: the root's entries name `distinct` different
+/// second-level indexes in turn (1: all the same), whose 100 entries all name one third-level
+/// index, whose 100 entries all name the one manifest: 100 × 100 × 100 paths to it.
+fn nested(distinct: usize) -> Graph {
+    let mut g = Graph {
+        blobs: BTreeMap::new(),
+        root: String::new(),
+        root_size: 0,
+    };
+    let m = image(&mut g);
+    let l3 = g.index(vec![entry(MANIFEST, &m, true); 100], None);
+    let l2: Vec<_> = (0..distinct)
+        .map(|i| g.index(vec![entry(INDEX, &l3, false); 100], Some(i.to_string())))
+        .collect();
+    let root_entries = (0..100)
+        .map(|i| entry(INDEX, &l2[i % distinct], false))
+        .collect();
+    let (root, size) = g.index(root_entries, None);
+    g.root = root;
+    g.root_size = size;
+    g
+}
+
+/// A chain of `levels` indexes, each naming the next, ending at the image.
+fn chain(levels: usize) -> Graph {
+    let mut g = Graph {
+        blobs: BTreeMap::new(),
+        root: String::new(),
+        root_size: 0,
+    };
+    let mut top = image(&mut g);
+    let mut media_type = MANIFEST;
+    for _ in 0..levels {
+        top = g.index(vec![entry(media_type, &top, media_type == MANIFEST)], None);
+        media_type = INDEX;
+    }
+    g.root = top.0;
+    g.root_size = top.1;
+    g
+}
+
+/// The graph as an OCI layout archive naming its root `name`.
+fn archive(g: &Graph, name: &str, dest: &Path) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": INDEX, "digest": g.root, "size": g.root_size,
+        "annotations": {"io.containerd.image.name": name},
+    }]});
+    add("index.json", &serde_json::to_vec(&index).unwrap());
+    for (d, data) in &g.blobs {
+        add(&format!("blobs/sha256/{}", &d[7..]), data);
+    }
+    std::fs::write(dest, b.into_inner().unwrap()).unwrap();
+}
+
+/// `rbuild` limited to 256 MiB of address space: a walk that multiplies work runs out of
+/// memory and dies instead of finishing.
+fn rbuild_limited(state: &Path) -> Command {
+    let mut c = Command::new("prlimit");
+    c.arg(format!("--as={}", 256 << 20))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(state);
+    c
+}
+
+/// Asserts `out` ended by exiting (not by a signal) with `success`.
+fn exited(out: &Output, success: bool) {
+    assert!(
+        out.status.code().is_some(),
+        "killed by a signal: {:?}",
+        out.status
+    );
+    assert_eq!(out.status.success(), success, "{}", stderr(out));
+}
+
+#[test]
+fn repeated_nested_indexes_list_and_inspect_within_bounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let path = tmp.path().join("nested.tar");
+    let g = nested(1);
+    archive(&g, "docker.io/library/nested:1", &path);
+    let loaded = run(rbuild_limited(&state)
+        .args(["image", "load", "-i"])
+        .arg(&path));
+    exited(&loaded, true);
+    let listed = run(rbuild_limited(&state).arg("images"));
+    exited(&listed, true);
+    let row = stdout(&listed)
+        .lines()
+        .find(|l| l.starts_with("nested "))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(row.contains("linux/amd64"), "{}", stdout(&listed));
+    assert!(row.contains(&g.root[7..19]), "{row}");
+    let inspected = run(rbuild_limited(&state).args(["image", "inspect", "nested:1"]));
+    exited(&inspected, true);
+    let docs: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let docs = docs.as_array().unwrap();
+    assert_eq!(docs.len(), 1, "one platform, listed once: {docs:?}");
+    assert_eq!(docs[0]["Architecture"], "amd64");
+    let check = run(rbuild_limited(&state).args(["system", "check"]));
+    exited(&check, true);
+}
+
+#[test]
+fn too_many_entries_are_refused_on_load_and_nothing_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let path = tmp.path().join("wide.tar");
+    // 100 different second-level indexes: 100 + 100 × 100 + 100 entries even when each
+    // digest is read once, past the 10,000 an image may have.
+    let g = nested(100);
+    archive(&g, "docker.io/library/wide:1", &path);
+    let loaded = run(rbuild_limited(&state)
+        .args(["image", "load", "-i"])
+        .arg(&path));
+    exited(&loaded, false);
+    let err = stderr(&loaded);
+    assert!(
+        err.contains("image refused: more than 10000 index and manifest entries"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("at {} > sha256:", g.root)), "{err}");
+    let listed = run(rbuild_limited(&state).arg("images"));
+    exited(&listed, true);
+    assert!(!stdout(&listed).contains("wide"), "{}", stdout(&listed));
+}
+
+#[test]
+fn indexes_nested_too_deep_are_refused_on_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let path = tmp.path().join("deep.tar");
+    let g = chain(12);
+    archive(&g, "docker.io/library/deep:1", &path);
+    let loaded = run(rbuild_limited(&state)
+        .args(["image", "load", "-i"])
+        .arg(&path));
+    exited(&loaded, false);
+    let err = stderr(&loaded);
+    assert!(
+        err.contains("image refused: indexes nested more than 8 deep"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("at {} > ", g.root)), "{err}");
+}
