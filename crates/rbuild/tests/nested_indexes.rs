@@ -1,10 +1,13 @@
 //! Image graphs whose indexes nest and repeat their entries (100 × 100 × 100): every walk
 //! over them visits each digest once and stops at its budget with a clear refusal, for
-//! archives (`image load`, `images`, `image inspect`).
+//! archives (`image load`, `images`, `image inspect`) and registries
+//! (`pull --all-platforms`, against a small registry of the test's own that counts GETs).
 
 mod common;
+mod registry_support;
 
 use common::*;
+use registry_support::served::{Content, ServedRegistry};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -222,4 +225,100 @@ fn indexes_nested_too_deep_are_refused_on_load() {
         "{err}"
     );
     assert!(err.contains(&format!("at {} > ", g.root)), "{err}");
+}
+
+/// A registry serving `g` as `nested:1`, answering at most `max_gets` GETs.
+fn serve(g: &Graph, max_gets: u32) -> ServedRegistry {
+    let mut content = Content {
+        max_gets,
+        ..Content::default()
+    };
+    for (d, data) in &g.blobs {
+        let doc: Value = serde_json::from_slice(data).unwrap_or_default();
+        match doc["mediaType"].as_str() {
+            Some(mt @ (INDEX | MANIFEST)) => {
+                content
+                    .manifests
+                    .insert(d.clone(), (mt.into(), data.clone()));
+            }
+            _ => {
+                content.blobs.insert(d.clone(), data.clone());
+            }
+        }
+    }
+    let root = content.manifests[&g.root].clone();
+    content.manifests.insert("1".into(), root);
+    ServedRegistry::start(content)
+}
+
+/// `rbuild pull --all-platforms` of `nested:1` from `reg`, with a client environment of
+/// the test's own (no credentials, no config).
+fn pull_all(tmp: &Path, state: &Path, reg: &ServedRegistry) -> Output {
+    let mut c = rbuild_limited(state);
+    c.env("DOCKER_CONFIG", tmp.join("docker"))
+        .env("RBUILD_CONFIG", tmp.join("rbuild.toml"))
+        .env("REGISTRY_AUTH_FILE", tmp.join("auth.json"))
+        .env("RBUILD_CERTS_D", tmp.join("certs.d"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["pull", "--all-platforms"])
+        .arg(format!("{}/nested:1", reg.host()));
+    run(&mut c)
+}
+
+/// Asserts no path was fetched more than once.
+fn each_fetched_once(reg: &ServedRegistry) {
+    let gets = reg.gets();
+    let repeated: Vec<_> = gets
+        .iter()
+        .filter(|(p, n)| **n > 1 && p.as_str() != "/v2/")
+        .collect();
+    assert!(repeated.is_empty(), "fetched again: {repeated:?}");
+}
+
+#[test]
+fn pull_all_platforms_fetches_each_digest_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let g = nested(1);
+    let reg = serve(&g, 500);
+    let out = pull_all(tmp.path(), &state, &reg);
+    exited(&out, true);
+    assert_eq!(stdout(&out).trim(), g.root);
+    each_fetched_once(&reg);
+    let gets = reg.gets();
+    let manifests = gets.keys().filter(|p| p.contains("/manifests/")).count();
+    let blobs = gets.keys().filter(|p| p.contains("/blobs/")).count();
+    // The tag, the three indexes below the root by digest, the manifest; config and layer.
+    assert_eq!((manifests, blobs), (4, 2), "{gets:?}");
+    let listed = run(rbuild_limited(&state).arg("images"));
+    exited(&listed, true);
+    assert!(
+        stdout(&listed).contains("linux/amd64"),
+        "{}",
+        stdout(&listed)
+    );
+}
+
+#[test]
+fn pull_all_platforms_refuses_past_the_budget_and_names_nothing() {
+    for (g, message) in [
+        (
+            nested(100),
+            "image refused: more than 10000 index and manifest entries",
+        ),
+        (chain(12), "image refused: indexes nested more than 8 deep"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let reg = serve(&g, 500);
+        let out = pull_all(tmp.path(), &state, &reg);
+        exited(&out, false);
+        let err = stderr(&out);
+        assert!(err.contains(message), "{err}");
+        assert!(err.contains(&format!("at {} > sha256:", g.root)), "{err}");
+        each_fetched_once(&reg);
+        let listed = run(rbuild_limited(&state).arg("images"));
+        exited(&listed, true);
+        assert!(!stdout(&listed).contains("nested"), "{}", stdout(&listed));
+    }
 }
