@@ -150,6 +150,14 @@ impl Budget {
         Ok(Some(path))
     }
 
+    /// Starts walking another root in the same pass (several images of one archive or
+    /// store): the counts start again, digests entered stay entered, so a graph that
+    /// several roots share is read once.
+    pub fn next_root(&mut self) {
+        self.entries = 0;
+        self.bytes = 0;
+    }
+
     /// Marks a blob the walk does not descend into (a config, a layer): whether it is new
     /// to the walk. Lets a walker fetch each such blob once.
     pub fn mark(&mut self, digest: &Digest) -> bool {
@@ -263,5 +271,10 @@ mod tests {
         assert_eq!(b.document(&p, 41).unwrap_err().limit, Limit::Bytes(100));
         assert_eq!(b.documents_read(), 2);
         assert_eq!(b.bytes_read(), 101);
+        b.enter(&[], &d(0)).unwrap();
+        b.next_root();
+        b.entries(&p, 10).unwrap();
+        b.document(&p, 60).unwrap();
+        assert_eq!(b.enter(&[], &d(0)).unwrap(), None);
     }
 }

@@ -7,6 +7,7 @@
 //! every blob its image needs is present with the size its descriptor gives.
 
 use crate::{ImageStore, ImagesError, Target, walk};
+use rbuild_core::walk::Budget;
 use rbuild_core::{Digest, Reference, media_type};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -47,8 +48,9 @@ pub fn load(images: &ImageStore, path: &Path) -> Result<Vec<Loaded>, ImagesError
             "neither index.json nor manifest.json: not an OCI or Docker image archive",
         ));
     };
+    let mut budget = Budget::new();
     for l in &loaded {
-        check_complete(images, path, &l.target)?;
+        check_complete(images, path, &l.target, &mut budget)?;
     }
     for l in &loaded {
         for n in &l.names {
@@ -319,9 +321,15 @@ fn sniff_layer(images: &ImageStore, digest: &Digest) -> Result<&'static str, Ima
     })
 }
 
-/// Every blob the image needs is in the store with its descriptor's size.
-fn check_complete(images: &ImageStore, path: &Path, target: &Target) -> Result<(), ImagesError> {
-    let needed = walk::closure(images.blobs(), target).map_err(|e| bad(path, e))?;
+/// Every blob the image needs is in the store with its descriptor's size. `budget` is
+/// the archive's: what an earlier image of it walked is not read again.
+fn check_complete(
+    images: &ImageStore,
+    path: &Path,
+    target: &Target,
+    budget: &mut Budget,
+) -> Result<(), ImagesError> {
+    let needed = walk::closure_in(images.blobs(), target, budget).map_err(|e| bad(path, e))?;
     for n in needed {
         match images.blobs().blob_size(&n.digest) {
             Some(s) if s == n.size => {}

@@ -3,7 +3,7 @@
 
 use crate::{ImageStore, ImagesError, walk};
 use rbuild_core::{Digest, Sha256Writer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What [`check`] found.
 #[derive(Debug, Default)]
@@ -23,10 +23,13 @@ impl Report {
     }
 }
 
-/// Checks every name of `images` (hashing every blob they need, each once).
+/// Checks every name of `images` (each image's documents read once however many names
+/// it has, every blob hashed once).
 pub fn check(images: &ImageStore) -> Result<Report, ImagesError> {
     let mut report = Report::default();
     let mut verified: BTreeMap<Digest, Result<u64, String>> = BTreeMap::new();
+    let mut closures: HashMap<(Digest, u64, String), Result<Vec<walk::Needed>, String>> =
+        HashMap::new();
     for (path, record) in images.record_files()? {
         let record = match record {
             Ok(r) => r,
@@ -36,14 +39,23 @@ pub fn check(images: &ImageStore) -> Result<Report, ImagesError> {
             }
         };
         report.images += 1;
-        let needed = match walk::closure(images.blobs(), &record.target) {
+        let closure = closures
+            .entry((
+                record.target.digest.clone(),
+                record.target.size,
+                record.target.media_type.clone(),
+            ))
+            .or_insert_with(|| {
+                walk::closure(images.blobs(), &record.target).map_err(|e| e.to_string())
+            });
+        let needed = match closure {
             Ok(n) => n,
             Err(e) => {
                 report.problems.push(format!("{}: {e}", record.name));
                 continue;
             }
         };
-        for n in needed {
+        for n in needed.iter() {
             let result = verified
                 .entry(n.digest.clone())
                 .or_insert_with(|| verify_blob(images, &n.digest));

@@ -291,24 +291,34 @@ pub struct Needed {
 /// documents on the way (verified), each once, in one bounded walk. Stops at the first
 /// document it cannot read.
 pub fn closure(store: &Store, target: &Target) -> Result<Vec<Needed>, ImagesError> {
-    let mut budget = Budget::new();
-    let mut out = Vec::new();
+    closure_in(store, target, &mut Budget::new())
+}
+
+/// [`closure`] as one root of a pass over several images ([`Budget::next_root`]): what
+/// an earlier root of the pass already walked is not read again, though every descriptor
+/// naming it is listed (with its size).
+pub fn closure_in(
+    store: &Store,
+    target: &Target,
+    budget: &mut Budget,
+) -> Result<Vec<Needed>, ImagesError> {
+    budget.next_root();
+    let mut out = vec![needed(target)];
     let mut todo = Vec::new();
     if let Some(root) = budget.enter(&[], &target.digest)? {
         todo.push((target.clone(), root));
     }
     while let Some((t, path)) = todo.pop() {
         if is_index_type(&t.media_type) {
-            out.push(needed(&t, "index"));
-            for d in read_index_in(store, &mut budget, &path)?.manifests() {
+            for d in read_index_in(store, budget, &path)?.manifests() {
                 let child = target_of(d, &t.digest)?;
+                out.push(needed(&child));
                 if let Some(p) = budget.enter(&path, &child.digest)? {
                     todo.push((child, p));
                 }
             }
         } else {
-            out.push(needed(&t, "manifest"));
-            let m = read_manifest_in(store, &mut budget, &path)?;
+            let m = read_manifest_in(store, budget, &path)?;
             out.push(Needed {
                 digest: digest_of(m.config(), &t.digest)?,
                 size: m.config().size(),
@@ -326,10 +336,10 @@ pub fn closure(store: &Store, target: &Target) -> Result<Vec<Needed>, ImagesErro
     Ok(out)
 }
 
-fn needed(t: &Target, kind: &'static str) -> Needed {
+fn needed(t: &Target) -> Needed {
     Needed {
         digest: t.digest.clone(),
         size: t.size,
-        kind,
+        kind: if t.is_index() { "index" } else { "manifest" },
     }
 }

@@ -254,6 +254,7 @@ impl Store {
                 source: io::Error::other("no document to read"),
             });
         };
+        tracing::debug!("reading document {digest}");
         let file = self.open_blob(digest)?;
         let at = self.blob_path(digest);
         let size = file.metadata().map_err(io_err("stat", &at))?.len();

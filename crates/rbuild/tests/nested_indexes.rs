@@ -113,6 +113,11 @@ fn chain(levels: usize) -> Graph {
 
 /// The graph as an OCI layout archive naming its root `name`.
 fn archive(g: &Graph, name: &str, dest: &Path) {
+    archive_of(g, &[(g.root.clone(), g.root_size, name.to_string())], dest);
+}
+
+/// The graph as an OCI layout archive whose `index.json` names `roots` (digest, size, name).
+fn archive_of(g: &Graph, roots: &[(String, usize, String)], dest: &Path) {
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8]| {
         let mut h = tar::Header::new_ustar();
@@ -121,10 +126,14 @@ fn archive(g: &Graph, name: &str, dest: &Path) {
         b.append_data(&mut h, path, data).unwrap();
     };
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-    let index = json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": INDEX, "digest": g.root, "size": g.root_size,
-        "annotations": {"io.containerd.image.name": name},
-    }]});
+    let entries: Vec<Value> = roots
+        .iter()
+        .map(|(digest, size, name)| {
+            json!({"mediaType": INDEX, "digest": digest, "size": size,
+                "annotations": {"io.containerd.image.name": name}})
+        })
+        .collect();
+    let index = json!({"schemaVersion": 2, "manifests": entries});
     add("index.json", &serde_json::to_vec(&index).unwrap());
     for (d, data) in &g.blobs {
         add(&format!("blobs/sha256/{}", &d[7..]), data);
@@ -152,6 +161,77 @@ fn exited(out: &Output, success: bool) {
         out.status
     );
     assert_eq!(out.status.success(), success, "{}", stderr(out));
+}
+
+/// `cmd` run with the store's document reads logged; the digests it read more than once.
+fn read_twice(cmd: &mut Command) -> Vec<String> {
+    let out = run(cmd.env("RBUILD_LOG", "rbuild_store=debug"));
+    exited(&out, true);
+    let mut reads: BTreeMap<String, u32> = BTreeMap::new();
+    for line in stderr(&out).lines() {
+        if let Some(d) = line.split("reading document ").nth(1) {
+            *reads.entry(d.trim().to_string()).or_default() += 1;
+        }
+    }
+    assert!(
+        !reads.is_empty(),
+        "no document reads logged: {}",
+        stderr(&out)
+    );
+    reads
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(d, n)| format!("{d} ({n} times)"))
+        .collect()
+}
+
+#[test]
+fn many_names_and_roots_over_one_graph_read_each_document_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 200 names of one nested image.
+    let state = tmp.path().join("names");
+    let g = nested(1);
+    let names: Vec<_> = (0..200)
+        .map(|i| {
+            (
+                g.root.clone(),
+                g.root_size,
+                format!("docker.io/library/n:{i}"),
+            )
+        })
+        .collect();
+    archive_of(&g, &names, &tmp.path().join("names.tar"));
+    let load = ["image", "load", "-i"];
+    let names_tar = tmp.path().join("names.tar");
+    assert_eq!(
+        read_twice(rbuild_limited(&state).args(load).arg(&names_tar)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        read_twice(rbuild_limited(&state).arg("images")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        read_twice(rbuild_limited(&state).args(["system", "check"])),
+        Vec::<String>::new()
+    );
+    // 100 different roots over the same indexes below them: loading reads those once.
+    let state = tmp.path().join("roots");
+    let mut g = nested(1);
+    let below = g.blobs[&g.root].clone();
+    let entries = serde_json::from_slice::<Value>(&below).unwrap()["manifests"].clone();
+    let roots: Vec<_> = (0..100)
+        .map(|i| {
+            let (d, size) = g.index(entries.as_array().unwrap().clone(), Some(i.to_string()));
+            (d, size, format!("docker.io/library/r:{i}"))
+        })
+        .collect();
+    let roots_tar = tmp.path().join("roots.tar");
+    archive_of(&g, &roots, &roots_tar);
+    assert_eq!(
+        read_twice(rbuild_limited(&state).args(load).arg(&roots_tar)),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
