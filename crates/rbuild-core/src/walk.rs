@@ -93,12 +93,22 @@ impl fmt::Display for DigestPath {
 
 /// A walk stopped at a limit: which one and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("image refused: {limit}, at {path}")]
+#[error("image refused: {limit}{}", at(path))]
 pub struct WalkLimit {
     /// The limit hit.
     pub limit: Limit,
     /// Where: the root first.
     pub path: DigestPath,
+}
+
+/// `, at <path>` for a path inside an image graph; nothing for its top (an archive's
+/// own list of images).
+fn at(path: &DigestPath) -> String {
+    if path.0.is_empty() {
+        String::new()
+    } else {
+        format!(", at {path}")
+    }
 }
 
 /// The state of one walk: digests entered and what was counted so far.

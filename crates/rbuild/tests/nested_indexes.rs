@@ -402,3 +402,33 @@ fn pull_all_platforms_refuses_past_the_budget_and_names_nothing() {
         assert!(!stdout(&listed).contains("nested"), "{}", stdout(&listed));
     }
 }
+
+#[test]
+fn an_index_json_of_too_many_entries_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let path = tmp.path().join("many.tar");
+    let g = Graph {
+        blobs: BTreeMap::new(),
+        root: String::new(),
+        root_size: 0,
+    };
+    // 20,000 different images (none of them present): the walk over index.json itself is
+    // bounded before anything is read or compared.
+    let roots: Vec<_> = (0..20_000u32)
+        .map(|i| {
+            let digest = format!("sha256:{}", sha256_hex(&i.to_le_bytes()));
+            (digest, 100, format!("docker.io/library/m:{i}"))
+        })
+        .collect();
+    archive_of(&g, &roots, &path);
+    let loaded = run(rbuild_limited(&state)
+        .args(["image", "load", "-i"])
+        .arg(&path));
+    exited(&loaded, false);
+    let err = stderr(&loaded);
+    assert!(
+        err.contains("index.json: image refused: more than 10000 index and manifest entries"),
+        "{err}"
+    );
+}
