@@ -215,6 +215,10 @@ fn many_names_and_roots_over_one_graph_read_each_document_once() {
         read_twice(rbuild_limited(&state).args(["system", "check"])),
         Vec::<String>::new()
     );
+    assert_eq!(
+        read_twice(rbuild_limited(&state).args(["image", "prune"])),
+        Vec::<String>::new()
+    );
     // 100 different roots over the same indexes below them: loading reads those once.
     let state = tmp.path().join("roots");
     let mut g = nested(1);
