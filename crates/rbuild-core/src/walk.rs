@@ -151,13 +151,21 @@ impl Budget {
         if self.seen.contains(digest) {
             return Ok(None);
         }
+        let path = self.descend(parent, digest)?;
+        self.seen.insert(digest.clone());
+        Ok(Some(path))
+    }
+
+    /// The path of `digest` below `parent`, for a walker that keeps what it has read
+    /// itself and so may pass a digest again; fails deeper than [`Limits::depth`] as
+    /// [`Budget::enter`] does.
+    pub fn descend(&self, parent: &[Digest], digest: &Digest) -> Result<Vec<Digest>, WalkLimit> {
         let mut path = parent.to_vec();
         path.push(digest.clone());
         if parent.len() > self.limits.depth {
             return Err(self.refuse(Limit::Depth(self.limits.depth), &path));
         }
-        self.seen.insert(digest.clone());
-        Ok(Some(path))
+        Ok(path)
     }
 
     /// Starts walking another root in the same pass (several images of one archive or

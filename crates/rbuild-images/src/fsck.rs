@@ -1,9 +1,9 @@
 //! The integrity check of the image store: every name's index, manifests, configs and
 //! layers exist, have the size their descriptor gives and hash to their digest.
 
-use crate::{ImageStore, ImagesError, walk};
+use crate::{ImageStore, ImagesError, Pass};
 use rbuild_core::{Digest, Sha256Writer};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// What [`check`] found.
 #[derive(Debug, Default)]
@@ -23,13 +23,12 @@ impl Report {
     }
 }
 
-/// Checks every name of `images` (each image's documents read once however many names
-/// it has, every blob hashed once).
+/// Checks every name of `images` in one [`Pass`] (each document read once however many
+/// names and images share it, every blob hashed once).
 pub fn check(images: &ImageStore) -> Result<Report, ImagesError> {
     let mut report = Report::default();
     let mut verified: BTreeMap<Digest, Result<u64, String>> = BTreeMap::new();
-    let mut closures: HashMap<(Digest, u64, String), Result<Vec<walk::Needed>, String>> =
-        HashMap::new();
+    let mut pass = Pass::new(images.blobs());
     for (path, record) in images.record_files()? {
         let record = match record {
             Ok(r) => r,
@@ -39,23 +38,14 @@ pub fn check(images: &ImageStore) -> Result<Report, ImagesError> {
             }
         };
         report.images += 1;
-        let closure = closures
-            .entry((
-                record.target.digest.clone(),
-                record.target.size,
-                record.target.media_type.clone(),
-            ))
-            .or_insert_with(|| {
-                walk::closure(images.blobs(), &record.target).map_err(|e| e.to_string())
-            });
-        let needed = match closure {
+        let needed = match pass.closure(&record.target) {
             Ok(n) => n,
             Err(e) => {
                 report.problems.push(format!("{}: {e}", record.name));
                 continue;
             }
         };
-        for n in needed.iter() {
+        for n in needed {
             let result = verified
                 .entry(n.digest.clone())
                 .or_insert_with(|| verify_blob(images, &n.digest));

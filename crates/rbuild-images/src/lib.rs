@@ -11,10 +11,12 @@
 
 pub mod archive;
 pub mod fsck;
+mod pass;
 mod refs;
 pub mod save;
 pub mod walk;
 
+pub use pass::Pass;
 pub use refs::{ImageRecord, ImageStore, Target};
 
 use rbuild_core::{Digest, Platform, ReferenceError};

@@ -67,7 +67,7 @@ pub fn digest_of(d: &Descriptor, within: &Digest) -> Result<Digest, ImagesError>
         .map_err(|e| malformed("descriptor in", within, e))
 }
 
-fn target_of(d: &Descriptor, within: &Digest) -> Result<Target, ImagesError> {
+pub(crate) fn target_of(d: &Descriptor, within: &Digest) -> Result<Target, ImagesError> {
     Ok(Target {
         media_type: d.media_type().to_string(),
         digest: digest_of(d, within)?,
@@ -86,7 +86,7 @@ pub fn read_manifest(store: &Store, digest: &Digest) -> Result<ImageManifest, Im
 }
 
 /// The index at the end of `path`, its bytes and entries counted in `budget`.
-fn read_index_in(
+pub(crate) fn read_index_in(
     store: &Store,
     budget: &mut Budget,
     path: &[Digest],
@@ -174,16 +174,9 @@ fn collect_platforms(
 }
 
 /// Every platform's image of `target` ([`platforms`], then each manifest, config and
-/// layers), all read in one bounded walk.
+/// layers), all read in one bounded walk (a [`crate::Pass`] of one image).
 pub fn platform_images(store: &Store, target: &Target) -> Result<Vec<PlatformImage>, ImagesError> {
-    let mut budget = Budget::new();
-    let all = platforms_in(store, target, &mut budget)?;
-    let mut out = Vec::with_capacity(all.len());
-    for (p, m) in &all {
-        let path = [target.digest.clone(), m.digest.clone()];
-        out.push(manifest_image_in(store, m, Some(p), &mut budget, &path)?);
-    }
-    Ok(out)
+    crate::Pass::new(store).platform_images(target)
 }
 
 /// The platform's image, or the only one when `platform` is `None` and there is one.
@@ -231,7 +224,7 @@ pub fn manifest_image(
 
 /// [`manifest_image`] for the manifest at the end of `path`, counted in `budget` (the
 /// config too: it is read whole).
-fn manifest_image_in(
+pub(crate) fn manifest_image_in(
     store: &Store,
     manifest: &Target,
     platform: Option<&Platform>,
@@ -318,25 +311,36 @@ pub fn closure_in(
                 }
             }
         } else {
-            let m = read_manifest_in(store, budget, &path)?;
-            out.push(Needed {
-                digest: digest_of(m.config(), &t.digest)?,
-                size: m.config().size(),
-                kind: "config",
-            });
-            for l in m.layers() {
-                out.push(Needed {
-                    digest: digest_of(l, &t.digest)?,
-                    size: l.size(),
-                    kind: "layer",
-                });
-            }
+            out.extend(manifest_blobs(store, budget, &path)?);
         }
     }
     Ok(out)
 }
 
-fn needed(t: &Target) -> Needed {
+/// The config and layers of the manifest at the end of `path`.
+pub(crate) fn manifest_blobs(
+    store: &Store,
+    budget: &mut Budget,
+    path: &[Digest],
+) -> Result<Vec<Needed>, ImagesError> {
+    let within = last(path);
+    let m = read_manifest_in(store, budget, path)?;
+    let mut out = vec![Needed {
+        digest: digest_of(m.config(), &within)?,
+        size: m.config().size(),
+        kind: "config",
+    }];
+    for l in m.layers() {
+        out.push(Needed {
+            digest: digest_of(l, &within)?,
+            size: l.size(),
+            kind: "layer",
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn needed(t: &Target) -> Needed {
     Needed {
         digest: t.digest.clone(),
         size: t.size,

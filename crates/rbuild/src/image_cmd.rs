@@ -5,7 +5,7 @@ use crate::cli_images::{ImageCommand, LsArgs, SaveArgs};
 use crate::inspect;
 use anyhow::{Context, Result, bail};
 use rbuild_core::{Digest, Reference};
-use rbuild_images::{ImageStore, archive, fsck, save};
+use rbuild_images::{ImageStore, Pass, archive, fsck, save};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -56,6 +56,7 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<ExitCode> {
     ]];
     // Names of one image share its summary: each image is read once.
     let mut shown: HashMap<Digest, Vec<String>> = HashMap::new();
+    let mut pass = Pass::new(images.blobs());
     for record in images.list()? {
         let r = record.reference()?;
         if let Some(f) = &filter
@@ -77,7 +78,7 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<ExitCode> {
         let columns = match shown.get(&record.target.digest) {
             Some(c) => c.clone(),
             None => {
-                let c = summary_columns(&images, &record.target)?;
+                let c = summary_columns(&mut pass, &record.target)?;
                 shown.insert(record.target.digest.clone(), c.clone());
                 c
             }
@@ -97,8 +98,8 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<ExitCode> {
 }
 
 /// CREATED, SIZE and PLATFORMS of an image.
-fn summary_columns(images: &ImageStore, target: &rbuild_images::Target) -> Result<Vec<String>> {
-    let s = inspect::summary(images, target)?;
+fn summary_columns(pass: &mut Pass<'_>, target: &rbuild_images::Target) -> Result<Vec<String>> {
+    let s = inspect::summary(pass, target)?;
     let platforms = s.platforms.iter().map(|p| p.platform.to_string());
     Ok(vec![
         s.created_ago(),

@@ -219,7 +219,7 @@ fn many_names_and_roots_over_one_graph_read_each_document_once() {
         read_twice(rbuild_limited(&state).args(["image", "prune"])),
         Vec::<String>::new()
     );
-    // 100 different roots over the same indexes below them: loading reads those once.
+    // 100 different roots over the same indexes below them: each command reads those once.
     let state = tmp.path().join("roots");
     let mut g = nested(1);
     let below = g.blobs[&g.root].clone();
@@ -236,6 +236,15 @@ fn many_names_and_roots_over_one_graph_read_each_document_once() {
         read_twice(rbuild_limited(&state).args(load).arg(&roots_tar)),
         Vec::<String>::new()
     );
+    let listed = run(rbuild_limited(&state).arg("images"));
+    assert_eq!(stdout(&listed).matches("linux/amd64").count(), 100);
+    for cmd in [&["images"][..], &["system", "check"], &["image", "prune"]] {
+        assert_eq!(
+            read_twice(rbuild_limited(&state).args(cmd)),
+            Vec::<String>::new(),
+            "{cmd:?}"
+        );
+    }
 }
 
 #[test]
