@@ -445,3 +445,27 @@ fn an_index_json_of_too_many_entries_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_digest_naming_a_large_blob_is_not_read_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    // A stored blob of 300 MiB (as a layer would be), named by digest on the command line:
+    // taken as an index or manifest, it is refused by its size before it is read.
+    let blob = vec![b' '; 300 << 20];
+    let hex = sha256_hex(&blob);
+    let dir = state.join("store/blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(&hex), &blob).unwrap();
+    drop(blob);
+    let out = run(rbuild_limited(&state).args(["image", "inspect", &format!("sha256:{hex}")]));
+    exited(&out, false);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "image refused: a manifest or index of {} bytes (at most 4194304 are read), at sha256:{hex}",
+            300 << 20
+        )),
+        "{err}"
+    );
+}
