@@ -202,6 +202,17 @@ impl Budget {
         Ok(())
     }
 
+    /// Counts an image config of `size` bytes read at `path`: configs may be larger than
+    /// one manifest or index, but count toward the walk's bytes.
+    pub fn config(&mut self, path: &[Digest], size: u64) -> Result<(), WalkLimit> {
+        self.bytes = self.bytes.saturating_add(size);
+        self.documents += 1;
+        if self.bytes > self.limits.bytes {
+            return Err(self.refuse(Limit::Bytes(self.limits.bytes), path));
+        }
+        Ok(())
+    }
+
     /// Counts `n` descriptors of the document at `path`.
     pub fn entries(&mut self, path: &[Digest], n: usize) -> Result<(), WalkLimit> {
         self.entries = self.entries.saturating_add(n);
@@ -294,5 +305,8 @@ mod tests {
         b.entries(&p, 10).unwrap();
         b.document(&p, 60).unwrap();
         assert_eq!(b.enter(&[], &d(0)).unwrap(), None);
+        b.next_root();
+        b.config(&p, 100).unwrap();
+        assert_eq!(b.config(&p, 1).unwrap_err().limit, Limit::Bytes(100));
     }
 }

@@ -235,7 +235,7 @@ pub(crate) fn manifest_image_in(
     let config_digest = digest_of(m.config(), &manifest.digest)?;
     let mut config_path = path.to_vec();
     config_path.push(config_digest.clone());
-    let config = ImageConfig::from_json(&store.read_document(budget, &config_path)?)
+    let config = ImageConfig::from_json(&store.read_config(budget, &config_path)?)
         .map_err(|e| malformed("image config", &config_digest, e))?;
     if config.rootfs.diff_ids.len() != m.layers().len() {
         return Err(malformed(

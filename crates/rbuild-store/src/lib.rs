@@ -247,25 +247,37 @@ impl Store {
         budget: &mut Budget,
         path: &[Digest],
     ) -> Result<Vec<u8>, StoreError> {
+        self.read_in_walk(path, |size| budget.document(path, size))
+    }
+
+    /// Reads the image config at the end of `path` whole, counted in `budget` (toward its
+    /// bytes, without the limit of one manifest) and verified.
+    pub fn read_config(&self, budget: &mut Budget, path: &[Digest]) -> Result<Vec<u8>, StoreError> {
+        self.read_in_walk(path, |size| budget.config(path, size))
+    }
+
+    /// Reads the blob at the end of `path` once `count` has accepted its size.
+    fn read_in_walk(
+        &self,
+        path: &[Digest],
+        count: impl FnOnce(u64) -> Result<(), WalkLimit>,
+    ) -> Result<Vec<u8>, StoreError> {
         let Some(digest) = path.last() else {
             return Err(StoreError::Io {
                 op: "read",
                 path: self.root.clone(),
-                source: io::Error::other("no document to read"),
+                source: io::Error::other("no blob to read"),
             });
         };
         tracing::debug!("reading document {digest}");
         let file = self.open_blob(digest)?;
         let at = self.blob_path(digest);
         let size = file.metadata().map_err(io_err("stat", &at))?.len();
-        budget.document(path, size)?;
+        count(size)?;
         let mut data = Vec::new();
-        file.take(budget.limits().document + 1)
+        file.take(size)
             .read_to_end(&mut data)
             .map_err(io_err("read", &at))?;
-        if data.len() as u64 != size {
-            budget.document(path, data.len() as u64)?;
-        }
         let found = Digest::sha256(&data);
         if &found != digest {
             return Err(StoreError::DigestMismatch {

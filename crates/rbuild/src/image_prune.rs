@@ -71,7 +71,7 @@ fn diff_ids(
     budget: &mut Budget,
     path: &[Digest],
 ) -> Result<Vec<String>> {
-    let data = images.blobs().read_document(budget, path)?;
+    let data = images.blobs().read_config(budget, path)?;
     let Ok(config) = rbuild_image::ImageConfig::from_json(&data) else {
         return Ok(Vec::new());
     };

@@ -469,3 +469,50 @@ fn a_digest_naming_a_large_blob_is_not_read_whole() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_larger_than_a_manifest_may_be_still_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let path = tmp.path().join("big-config.tar");
+    let mut g = Graph {
+        blobs: BTreeMap::new(),
+        root: String::new(),
+        root_size: 0,
+    };
+    // Configs are not manifests: one of 5 MiB (a long label) counts toward the walk's
+    // bytes but is not held to the 4 MiB of one manifest or index.
+    let config = g.put(
+        serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Labels": {"big": "x".repeat(5 << 20)}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))
+        .unwrap(),
+    );
+    let m = g.put(
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1},
+            "layers": [],
+        }))
+        .unwrap(),
+    );
+    let (root, size) = g.index(vec![entry(MANIFEST, &m, true)], None);
+    g.root = root;
+    g.root_size = size;
+    archive(&g, "docker.io/library/big:1", &path);
+    exited(
+        &run(rbuild_limited(&state)
+            .args(["image", "load", "-i"])
+            .arg(&path)),
+        true,
+    );
+    let listed = run(rbuild_limited(&state).arg("images"));
+    exited(&listed, true);
+    assert!(
+        stdout(&listed).contains("linux/amd64"),
+        "{}",
+        stdout(&listed)
+    );
+}
