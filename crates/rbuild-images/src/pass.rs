@@ -34,16 +34,20 @@ impl<'s> Pass<'s> {
         }
     }
 
-    /// Every platform's image of `target`, as [`walk::platform_images`] gives them.
-    pub fn platform_images(&mut self, target: &Target) -> Result<Vec<PlatformImage>, ImagesError> {
+    /// Every platform manifest of `target`, as [`walk::platforms`] gives them.
+    pub fn platforms(&mut self, target: &Target) -> Result<Vec<(Platform, Target)>, ImagesError> {
         self.budget.next_root();
         let root = vec![target.digest.clone()];
-        let all = if target.is_index() {
-            self.list(target, &root)?
-        } else {
-            let image = self.image(target, None, &root)?;
-            vec![(image.platform, target.clone())]
-        };
+        if target.is_index() {
+            return self.list(target, &root);
+        }
+        let image = self.image(target, None, &root)?;
+        Ok(vec![(image.platform, target.clone())])
+    }
+
+    /// Every platform's image of `target`, as [`walk::platform_images`] gives them.
+    pub fn platform_images(&mut self, target: &Target) -> Result<Vec<PlatformImage>, ImagesError> {
+        let all = self.platforms(target)?;
         let mut out = Vec::with_capacity(all.len());
         for (p, m) in &all {
             let path = [target.digest.clone(), m.digest.clone()];

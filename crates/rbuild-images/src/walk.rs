@@ -1,5 +1,5 @@
 //! Reading stored images: an index's platforms, a platform's manifest, config and
-//! layers, and every blob an image needs.
+//! layers, and every blob an image needs; every walk within a [`Budget`].
 
 use crate::refs::is_index_type;
 use crate::{ImagesError, Target};
@@ -117,60 +117,10 @@ fn last(path: &[Digest]) -> Digest {
 }
 
 /// Every platform manifest of an image, in index order (nested indexes flattened, each
-/// digest once; attestation manifests, whose platform is `unknown/unknown`, left out).
-/// The walk is bounded by [`Budget`]'s limits.
+/// manifest once; attestation manifests, whose platform is `unknown/unknown`, left out).
+/// The walk is bounded by [`Budget`]'s limits (a [`crate::Pass`] of one image).
 pub fn platforms(store: &Store, target: &Target) -> Result<Vec<(Platform, Target)>, ImagesError> {
-    platforms_in(store, target, &mut Budget::new())
-}
-
-fn platforms_in(
-    store: &Store,
-    target: &Target,
-    budget: &mut Budget,
-) -> Result<Vec<(Platform, Target)>, ImagesError> {
-    let mut out = Vec::new();
-    if let Some(root) = budget.enter(&[], &target.digest)? {
-        collect_platforms(store, target, &root, budget, &mut out)?;
-    }
-    Ok(out)
-}
-
-fn collect_platforms(
-    store: &Store,
-    target: &Target,
-    path: &[Digest],
-    budget: &mut Budget,
-    out: &mut Vec<(Platform, Target)>,
-) -> Result<(), ImagesError> {
-    if !target.is_index() {
-        let image = manifest_image_in(store, target, None, budget, path)?;
-        out.push((image.platform, target.clone()));
-        return Ok(());
-    }
-    let index = read_index_in(store, budget, path)?;
-    for d in index.manifests() {
-        let t = target_of(d, &target.digest)?;
-        let Some(child) = budget.enter(path, &t.digest)? else {
-            continue;
-        };
-        if is_index_type(&t.media_type) {
-            collect_platforms(store, &t, &child, budget, out)?;
-            continue;
-        }
-        let platform = match d.platform() {
-            Some(p) => Platform::new(
-                &p.os().to_string(),
-                &p.architecture().to_string(),
-                p.variant().as_deref(),
-            ),
-            None => manifest_image_in(store, &t, None, budget, &child)?.platform,
-        };
-        if platform.os() == "unknown" {
-            continue;
-        }
-        out.push((platform, t));
-    }
-    Ok(())
+    crate::Pass::new(store).platforms(target)
 }
 
 /// Every platform's image of `target` ([`platforms`], then each manifest, config and
