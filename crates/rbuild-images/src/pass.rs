@@ -155,3 +155,89 @@ fn entry_platform(d: &Descriptor) -> Option<Platform> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_core::media_type::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+    use serde_json::json;
+
+    fn put(store: &Store, v: serde_json::Value) -> Target {
+        let (digest, size) = store.put_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let media_type = v["mediaType"].as_str().unwrap_or(OCI_CONFIG).to_string();
+        Target {
+            media_type,
+            digest,
+            size,
+        }
+    }
+
+    fn manifest(store: &Store, arch: &str) -> Target {
+        let config = put(
+            store,
+            json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}),
+        );
+        put(
+            store,
+            json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                "config": {"mediaType": OCI_CONFIG, "digest": config.digest.to_string(), "size": config.size}}),
+        )
+    }
+
+    fn entry(t: &Target, platform: Option<(&str, &str)>) -> serde_json::Value {
+        let mut e =
+            json!({"mediaType": t.media_type, "digest": t.digest.to_string(), "size": t.size});
+        if let Some((os, arch)) = platform {
+            e["platform"] = json!({"os": os, "architecture": arch});
+        }
+        e
+    }
+
+    #[test]
+    fn nested_and_repeated_entries_list_each_platform_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (amd64, arm64, s390x) = (
+            manifest(&store, "amd64"),
+            manifest(&store, "arm64"),
+            manifest(&store, "s390x"),
+        );
+        let attestation = manifest(&store, "unknown");
+        let inner = put(
+            &store,
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+                entry(&amd64, Some(("linux", "amd64"))),
+                entry(&arm64, None),
+                entry(&attestation, Some(("unknown", "unknown"))),
+            ]}),
+        );
+        let root = put(
+            &store,
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+                entry(&inner, None),
+                entry(&amd64, Some(("linux", "amd64"))),
+                entry(&inner, None),
+                entry(&s390x, Some(("linux", "s390x"))),
+            ]}),
+        );
+        let mut pass = Pass::new(&store);
+        let listed: Vec<(String, Digest)> = pass
+            .platforms(&root)
+            .unwrap()
+            .into_iter()
+            .map(|(p, t)| (p.to_string(), t.digest))
+            .collect();
+        let want = vec![
+            ("linux/amd64".to_string(), amd64.digest.clone()),
+            ("linux/arm64".to_string(), arm64.digest.clone()),
+            ("linux/s390x".to_string(), s390x.digest.clone()),
+        ];
+        assert_eq!(listed, want);
+        let images = pass.platform_images(&inner).unwrap();
+        let arches: Vec<_> = images
+            .iter()
+            .map(|i| i.config.architecture.clone())
+            .collect();
+        assert_eq!(arches, ["amd64", "arm64"]);
+    }
+}
