@@ -6,6 +6,7 @@ mod platform;
 pub mod reference;
 pub mod text;
 mod time;
+pub mod walk;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};

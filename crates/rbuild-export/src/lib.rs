@@ -3,6 +3,7 @@
 //! renamed into place, so an interrupted build leaves no half-written file.
 
 use oci_spec::image::{ImageIndex, ImageManifest};
+use rbuild_core::walk::Budget;
 use rbuild_core::{Digest, media_type};
 use rbuild_image::{ImageManifestBlob, IndexEntry, write_index};
 use rbuild_store::Store;
@@ -36,6 +37,9 @@ pub enum ExportError {
     /// The destination cannot be used.
     #[error("destination {0}: {1}")]
     Destination(PathBuf, String),
+    /// A walk over the image hit its budget (depth, entries, bytes).
+    #[error(transparent)]
+    Limit(#[from] rbuild_core::walk::WalkLimit),
 }
 
 /// A finished build: one manifest per platform and the names it should carry.
@@ -177,25 +181,37 @@ fn layout_index_of(roots: &[(IndexEntry, Vec<String>)]) -> Vec<u8> {
     serde_json::to_vec(&index).unwrap_or_default()
 }
 
-/// Every blob the image references (indexes, manifests, configs, layers), sorted.
+/// Every blob the image references (indexes, manifests, configs, layers), sorted: one
+/// bounded walk ([`Budget`]) reading each index and manifest once.
 fn reachable_blobs(store: &Store, root: &IndexEntry) -> Result<BTreeSet<Digest>, ExportError> {
+    let mut budget = Budget::new();
     let mut out = BTreeSet::new();
-    let mut todo = vec![(root.media_type.clone(), root.digest.clone())];
-    while let Some((mt, digest)) = todo.pop() {
-        if !out.insert(digest.clone()) {
+    let mut todo = Vec::new();
+    if let Some(path) = budget.enter(&[], &root.digest)? {
+        todo.push((root.media_type.clone(), path));
+    }
+    while let Some((mt, path)) = todo.pop() {
+        let Some(digest) = path.last().cloned() else {
             continue;
-        }
+        };
+        out.insert(digest.clone());
         let bad = |e: &dyn std::fmt::Display| ExportError::Manifest(digest.clone(), e.to_string());
         if mt == media_type::OCI_INDEX || mt == media_type::DOCKER_MANIFEST_LIST {
             let index: ImageIndex =
-                serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
+                serde_json::from_slice(&store.read_document(&mut budget, &path)?)
+                    .map_err(|e| bad(&e))?;
+            budget.entries(&path, index.manifests().len())?;
             for d in index.manifests() {
-                let dg = d.digest().to_string().parse().map_err(|e| bad(&e))?;
-                todo.push((d.media_type().to_string(), dg));
+                let dg: Digest = d.digest().to_string().parse().map_err(|e| bad(&e))?;
+                if let Some(child) = budget.enter(&path, &dg)? {
+                    todo.push((d.media_type().to_string(), child));
+                }
             }
         } else if mt == media_type::OCI_MANIFEST || mt == media_type::DOCKER_MANIFEST {
             let m: ImageManifest =
-                serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| bad(&e))?;
+                serde_json::from_slice(&store.read_document(&mut budget, &path)?)
+                    .map_err(|e| bad(&e))?;
+            budget.entries(&path, 1 + m.layers().len())?;
             out.insert(
                 m.config()
                     .digest()
@@ -253,8 +269,9 @@ pub fn write_docker_tar_with(
     };
     let bad =
         |e: &dyn std::fmt::Display| ExportError::Manifest(single.digest.clone(), e.to_string());
-    let m: ImageManifest =
-        serde_json::from_slice(&store.read_verified(&single.digest)?).map_err(|e| bad(&e))?;
+    let path = std::slice::from_ref(&single.digest);
+    let m: ImageManifest = serde_json::from_slice(&store.read_document(&mut Budget::new(), path)?)
+        .map_err(|e| bad(&e))?;
     let path = |d: &oci_spec::image::Digest| format!("blobs/sha256/{}", d.digest());
     let tags: Vec<String> = image
         .tags
@@ -600,5 +617,68 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("store")]);
+    }
+
+    /// A chain of `levels` stored indexes, each naming the next, above one manifest.
+    fn stored_chain(store: &Store, levels: usize) -> IndexEntry {
+        let put = |v: serde_json::Value| store.put_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let (config, config_size) = put(serde_json::json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []}}));
+        let mut top = put(
+            serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": media_type::OCI_CONFIG, "digest": config.to_string(), "size": config_size},
+            "layers": []}),
+        );
+        let mut mt = media_type::OCI_MANIFEST;
+        for _ in 0..levels {
+            top = put(
+                serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX,
+                "manifests": [{"mediaType": mt, "digest": top.0.to_string(), "size": top.1}]}),
+            );
+            mt = media_type::OCI_INDEX;
+        }
+        IndexEntry {
+            media_type: media_type::OCI_INDEX.into(),
+            digest: top.0,
+            size: top.1,
+            platform: None,
+            annotations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn indexes_nested_too_deep_are_not_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let dest = dir.path().join("out.tar");
+        let shallow = stored_chain(&store, 3);
+        write_layout_tar(&store, &[(shallow, vec![])], &dest, None, &mut |_, _| {}).unwrap();
+        assert_eq!(blob_count(&dest), 5, "3 indexes, a manifest, a config");
+        fs::remove_file(&dest).unwrap();
+        let deep = stored_chain(&store, 12);
+        let err = write_layout_tar(
+            &store,
+            &[(deep.clone(), vec![])],
+            &dest,
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("indexes nested more than 8 deep"), "{err}");
+        assert!(err.contains(&format!("at {} > ", deep.digest)), "{err}");
+        assert!(!dest.exists());
+    }
+
+    /// The blobs an archive holds.
+    fn blob_count(path: &Path) -> usize {
+        let mut ar = tar::Archive::new(fs::File::open(path).unwrap());
+        ar.entries()
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.header().entry_type().is_file() && e.path().unwrap().starts_with("blobs/sha256/")
+            })
+            .count()
     }
 }

@@ -7,9 +7,10 @@
 //! every blob its image needs is present with the size its descriptor gives.
 
 use crate::{ImageStore, ImagesError, Target, walk};
+use rbuild_core::walk::Budget;
 use rbuild_core::{Digest, Reference, media_type};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
@@ -37,8 +38,9 @@ struct Contents {
 /// Loads every image of the archive at `path` and names it as the archive says.
 pub fn load(images: &ImageStore, path: &Path) -> Result<Vec<Loaded>, ImagesError> {
     let contents = read_archive(images, path)?;
+    let mut budget = Budget::new();
     let loaded = if let Some(index) = contents.meta.get("index.json") {
-        from_oci_index(path, index, contents.meta.get("manifest.json"))?
+        from_oci_index(path, index, contents.meta.get("manifest.json"), &mut budget)?
     } else if let Some(manifest) = contents.meta.get("manifest.json") {
         from_docker_manifest(images, path, &contents, manifest)?
     } else {
@@ -48,7 +50,7 @@ pub fn load(images: &ImageStore, path: &Path) -> Result<Vec<Loaded>, ImagesError
         ));
     };
     for l in &loaded {
-        check_complete(images, path, &l.target)?;
+        check_complete(images, path, &l.target, &mut budget)?;
     }
     for l in &loaded {
         for n in &l.names {
@@ -180,6 +182,7 @@ fn from_oci_index(
     path: &Path,
     index: &[u8],
     docker_manifest: Option<&Vec<u8>>,
+    budget: &mut Budget,
 ) -> Result<Vec<Loaded>, ImagesError> {
     let index = json(path, "index.json", index)?;
     let docker_tags = docker_manifest
@@ -188,7 +191,11 @@ fn from_oci_index(
     let manifests = index["manifests"]
         .as_array()
         .ok_or_else(|| bad(path, "index.json has no manifests"))?;
+    budget
+        .entries(&[], manifests.len())
+        .map_err(|e| bad(path, format!("index.json: {e}")))?;
     let mut out: Vec<Loaded> = Vec::new();
+    let mut found: HashMap<(Digest, u64, String), usize> = HashMap::new();
     for (i, d) in manifests.iter().enumerate() {
         let target = descriptor(path, d)?;
         let mut names = annotation_names(d);
@@ -199,9 +206,17 @@ fn from_oci_index(
         {
             names = tags.iter().filter_map(|t| full_name(t.as_str()?)).collect();
         }
-        match out.iter_mut().find(|l| l.target == target) {
+        let key = (
+            target.digest.clone(),
+            target.size,
+            target.media_type.clone(),
+        );
+        match found.get(&key).and_then(|&at| out.get_mut(at)) {
             Some(l) => l.names.extend(names),
-            None => out.push(Loaded { names, target }),
+            None => {
+                found.insert(key, out.len());
+                out.push(Loaded { names, target });
+            }
         }
     }
     Ok(out)
@@ -319,9 +334,15 @@ fn sniff_layer(images: &ImageStore, digest: &Digest) -> Result<&'static str, Ima
     })
 }
 
-/// Every blob the image needs is in the store with its descriptor's size.
-fn check_complete(images: &ImageStore, path: &Path, target: &Target) -> Result<(), ImagesError> {
-    let needed = walk::closure(images.blobs(), target).map_err(|e| bad(path, e))?;
+/// Every blob the image needs is in the store with its descriptor's size. `budget` is
+/// the archive's: what an earlier image of it walked is not read again.
+fn check_complete(
+    images: &ImageStore,
+    path: &Path,
+    target: &Target,
+    budget: &mut Budget,
+) -> Result<(), ImagesError> {
+    let needed = walk::closure_in(images.blobs(), target, budget).map_err(|e| bad(path, e))?;
     for n in needed {
         match images.blobs().blob_size(&n.digest) {
             Some(s) if s == n.size => {}

@@ -1,7 +1,7 @@
 //! The integrity check of the image store: every name's index, manifests, configs and
 //! layers exist, have the size their descriptor gives and hash to their digest.
 
-use crate::{ImageStore, ImagesError, walk};
+use crate::{ImageStore, ImagesError, Pass};
 use rbuild_core::{Digest, Sha256Writer};
 use std::collections::BTreeMap;
 
@@ -23,10 +23,12 @@ impl Report {
     }
 }
 
-/// Checks every name of `images` (hashing every blob they need, each once).
+/// Checks every name of `images` in one [`Pass`] (each document read once however many
+/// names and images share it, every blob hashed once).
 pub fn check(images: &ImageStore) -> Result<Report, ImagesError> {
     let mut report = Report::default();
     let mut verified: BTreeMap<Digest, Result<u64, String>> = BTreeMap::new();
+    let mut pass = Pass::new(images.blobs());
     for (path, record) in images.record_files()? {
         let record = match record {
             Ok(r) => r,
@@ -36,7 +38,7 @@ pub fn check(images: &ImageStore) -> Result<Report, ImagesError> {
             }
         };
         report.images += 1;
-        let needed = match walk::closure(images.blobs(), &record.target) {
+        let needed = match pass.closure(&record.target) {
             Ok(n) => n,
             Err(e) => {
                 report.problems.push(format!("{}: {e}", record.name));

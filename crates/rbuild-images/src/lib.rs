@@ -11,10 +11,12 @@
 
 pub mod archive;
 pub mod fsck;
+mod pass;
 mod refs;
 pub mod save;
 pub mod walk;
 
+pub use pass::Pass;
 pub use refs::{ImageRecord, ImageStore, Target};
 
 use rbuild_core::{Digest, Platform, ReferenceError};
@@ -70,6 +72,9 @@ pub enum ImagesError {
         /// The platforms it has.
         available: String,
     },
+    /// A walk over an image hit its budget (depth, entries, bytes).
+    #[error(transparent)]
+    Limit(#[from] rbuild_core::walk::WalkLimit),
     /// An archive that cannot be loaded.
     #[error("{path}: {detail}")]
     Archive {

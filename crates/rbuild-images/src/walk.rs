@@ -1,9 +1,10 @@
 //! Reading stored images: an index's platforms, a platform's manifest, config and
-//! layers, and every blob an image needs.
+//! layers, and every blob an image needs; every walk within a [`Budget`].
 
 use crate::refs::is_index_type;
 use crate::{ImagesError, Target};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use rbuild_core::walk::Budget;
 use rbuild_core::{Digest, Platform, media_type};
 use rbuild_image::{ImageConfig, LayerBlob};
 use rbuild_store::Store;
@@ -66,7 +67,7 @@ pub fn digest_of(d: &Descriptor, within: &Digest) -> Result<Digest, ImagesError>
         .map_err(|e| malformed("descriptor in", within, e))
 }
 
-fn target_of(d: &Descriptor, within: &Digest) -> Result<Target, ImagesError> {
+pub(crate) fn target_of(d: &Descriptor, within: &Digest) -> Result<Target, ImagesError> {
     Ok(Target {
         media_type: d.media_type().to_string(),
         digest: digest_of(d, within)?,
@@ -74,65 +75,58 @@ fn target_of(d: &Descriptor, within: &Digest) -> Result<Target, ImagesError> {
     })
 }
 
-/// Reads a stored index (verified).
+/// Reads a stored index (verified, at most [`rbuild_core::walk::MAX_DOCUMENT`] bytes).
 pub fn read_index(store: &Store, digest: &Digest) -> Result<ImageIndex, ImagesError> {
-    serde_json::from_slice(&store.read_verified(digest)?)
-        .map_err(|e| malformed("image index", digest, e))
+    read_index_in(store, &mut Budget::new(), std::slice::from_ref(digest))
 }
 
-/// Reads a stored manifest (verified).
+/// Reads a stored manifest (verified, at most [`rbuild_core::walk::MAX_DOCUMENT`] bytes).
 pub fn read_manifest(store: &Store, digest: &Digest) -> Result<ImageManifest, ImagesError> {
-    serde_json::from_slice(&store.read_verified(digest)?)
-        .map_err(|e| malformed("manifest", digest, e))
+    read_manifest_in(store, &mut Budget::new(), std::slice::from_ref(digest))
 }
 
-/// Every platform manifest of an image, in index order (nested indexes flattened;
-/// attestation manifests, whose platform is `unknown/unknown`, left out).
-pub fn platforms(store: &Store, target: &Target) -> Result<Vec<(Platform, Target)>, ImagesError> {
-    let mut out = Vec::new();
-    collect_platforms(store, target, &mut out, 0)?;
-    Ok(out)
-}
-
-fn collect_platforms(
+/// The index at the end of `path`, its bytes and entries counted in `budget`.
+pub(crate) fn read_index_in(
     store: &Store,
-    target: &Target,
-    out: &mut Vec<(Platform, Target)>,
-    depth: usize,
-) -> Result<(), ImagesError> {
-    if depth > 8 {
-        return Err(malformed(
-            "image index",
-            &target.digest,
-            "indexes nested too deep",
-        ));
-    }
-    if !target.is_index() {
-        let image = manifest_image(store, target, None)?;
-        out.push((image.platform, target.clone()));
-        return Ok(());
-    }
-    let index = read_index(store, &target.digest)?;
-    for d in index.manifests() {
-        let t = target_of(d, &target.digest)?;
-        if is_index_type(&t.media_type) {
-            collect_platforms(store, &t, out, depth + 1)?;
-            continue;
-        }
-        let platform = match d.platform() {
-            Some(p) => Platform::new(
-                &p.os().to_string(),
-                &p.architecture().to_string(),
-                p.variant().as_deref(),
-            ),
-            None => manifest_image(store, &t, None)?.platform,
-        };
-        if platform.os() == "unknown" {
-            continue;
-        }
-        out.push((platform, t));
-    }
-    Ok(())
+    budget: &mut Budget,
+    path: &[Digest],
+) -> Result<ImageIndex, ImagesError> {
+    let data = store.read_document(budget, path)?;
+    let index: ImageIndex =
+        serde_json::from_slice(&data).map_err(|e| malformed("image index", &last(path), e))?;
+    budget.entries(path, index.manifests().len())?;
+    Ok(index)
+}
+
+/// The manifest at the end of `path`, its bytes and entries counted in `budget`.
+fn read_manifest_in(
+    store: &Store,
+    budget: &mut Budget,
+    path: &[Digest],
+) -> Result<ImageManifest, ImagesError> {
+    let data = store.read_document(budget, path)?;
+    let m: ImageManifest =
+        serde_json::from_slice(&data).map_err(|e| malformed("manifest", &last(path), e))?;
+    budget.entries(path, 1 + m.layers().len())?;
+    Ok(m)
+}
+
+/// The document a walk path ends at (for messages).
+fn last(path: &[Digest]) -> Digest {
+    path.last().cloned().unwrap_or_else(|| Digest::sha256(b""))
+}
+
+/// Every platform manifest of an image, in index order (nested indexes flattened, each
+/// manifest once; attestation manifests, whose platform is `unknown/unknown`, left out).
+/// The walk is bounded by [`Budget`]'s limits (a [`crate::Pass`] of one image).
+pub fn platforms(store: &Store, target: &Target) -> Result<Vec<(Platform, Target)>, ImagesError> {
+    crate::Pass::new(store).platforms(target)
+}
+
+/// Every platform's image of `target` ([`platforms`], then each manifest, config and
+/// layers), all read in one bounded walk (a [`crate::Pass`] of one image).
+pub fn platform_images(store: &Store, target: &Target) -> Result<Vec<PlatformImage>, ImagesError> {
+    crate::Pass::new(store).platform_images(target)
 }
 
 /// The platform's image, or the only one when `platform` is `None` and there is one.
@@ -174,9 +168,24 @@ pub fn manifest_image(
     manifest: &Target,
     platform: Option<&Platform>,
 ) -> Result<PlatformImage, ImagesError> {
-    let m = read_manifest(store, &manifest.digest)?;
+    let path = [manifest.digest.clone()];
+    manifest_image_in(store, manifest, platform, &mut Budget::new(), &path)
+}
+
+/// [`manifest_image`] for the manifest at the end of `path`, counted in `budget` (the
+/// config too: it is read whole).
+pub(crate) fn manifest_image_in(
+    store: &Store,
+    manifest: &Target,
+    platform: Option<&Platform>,
+    budget: &mut Budget,
+    path: &[Digest],
+) -> Result<PlatformImage, ImagesError> {
+    let m = read_manifest_in(store, budget, path)?;
     let config_digest = digest_of(m.config(), &manifest.digest)?;
-    let config = ImageConfig::from_json(&store.read_verified(&config_digest)?)
+    let mut config_path = path.to_vec();
+    config_path.push(config_digest.clone());
+    let config = ImageConfig::from_json(&store.read_config(budget, &config_path)?)
         .map_err(|e| malformed("image config", &config_digest, e))?;
     if config.rootfs.diff_ids.len() != m.layers().len() {
         return Err(malformed(
@@ -222,43 +231,69 @@ pub struct Needed {
 }
 
 /// Every blob the image needs (indexes, manifests, configs, layers), reading the
-/// documents on the way (verified). Stops at the first document it cannot read.
+/// documents on the way (verified), each once, in one bounded walk. Stops at the first
+/// document it cannot read.
 pub fn closure(store: &Store, target: &Target) -> Result<Vec<Needed>, ImagesError> {
-    let mut out = Vec::new();
-    let mut todo = vec![target.clone()];
-    while let Some(t) = todo.pop() {
-        if out.iter().any(|n: &Needed| n.digest == t.digest) || out.len() > 100_000 {
-            continue;
-        }
+    closure_in(store, target, &mut Budget::new())
+}
+
+/// [`closure`] as one root of a pass over several images ([`Budget::next_root`]): what
+/// an earlier root of the pass already walked is not read again, though every descriptor
+/// naming it is listed (with its size).
+pub fn closure_in(
+    store: &Store,
+    target: &Target,
+    budget: &mut Budget,
+) -> Result<Vec<Needed>, ImagesError> {
+    budget.next_root();
+    let mut out = vec![needed(target)];
+    let mut todo = Vec::new();
+    if let Some(root) = budget.enter(&[], &target.digest)? {
+        todo.push((target.clone(), root));
+    }
+    while let Some((t, path)) = todo.pop() {
         if is_index_type(&t.media_type) {
-            out.push(needed(&t, "index"));
-            for d in read_index(store, &t.digest)?.manifests() {
-                todo.push(target_of(d, &t.digest)?);
+            for d in read_index_in(store, budget, &path)?.manifests() {
+                let child = target_of(d, &t.digest)?;
+                out.push(needed(&child));
+                if let Some(p) = budget.enter(&path, &child.digest)? {
+                    todo.push((child, p));
+                }
             }
         } else {
-            out.push(needed(&t, "manifest"));
-            let m = read_manifest(store, &t.digest)?;
-            out.push(Needed {
-                digest: digest_of(m.config(), &t.digest)?,
-                size: m.config().size(),
-                kind: "config",
-            });
-            for l in m.layers() {
-                out.push(Needed {
-                    digest: digest_of(l, &t.digest)?,
-                    size: l.size(),
-                    kind: "layer",
-                });
-            }
+            out.extend(manifest_blobs(store, budget, &path)?);
         }
     }
     Ok(out)
 }
 
-fn needed(t: &Target, kind: &'static str) -> Needed {
+/// The config and layers of the manifest at the end of `path`.
+pub(crate) fn manifest_blobs(
+    store: &Store,
+    budget: &mut Budget,
+    path: &[Digest],
+) -> Result<Vec<Needed>, ImagesError> {
+    let within = last(path);
+    let m = read_manifest_in(store, budget, path)?;
+    let mut out = vec![Needed {
+        digest: digest_of(m.config(), &within)?,
+        size: m.config().size(),
+        kind: "config",
+    }];
+    for l in m.layers() {
+        out.push(Needed {
+            digest: digest_of(l, &within)?,
+            size: l.size(),
+            kind: "layer",
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn needed(t: &Target) -> Needed {
     Needed {
         digest: t.digest.clone(),
         size: t.size,
-        kind,
+        kind: if t.is_index() { "index" } else { "manifest" },
     }
 }

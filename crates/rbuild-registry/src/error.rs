@@ -177,6 +177,9 @@ pub enum RegistryError {
         /// The platforms it has.
         available: String,
     },
+    /// A walk over a registry's index graph hit its budget (depth, entries, bytes).
+    #[error(transparent)]
+    Limit(#[from] rbuild_core::walk::WalkLimit),
     /// The blob store failed.
     #[error(transparent)]
     Store(#[from] rbuild_store::StoreError),

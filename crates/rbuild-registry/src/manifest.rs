@@ -6,8 +6,9 @@ use rbuild_core::{Digest, Platform, media_type};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// The largest manifest or index rbuild reads (registries are untrusted).
-pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The largest manifest or index rbuild reads (registries are untrusted): the one limit
+/// every walk over an image graph has.
+pub const MAX_MANIFEST: u64 = rbuild_core::walk::MAX_DOCUMENT;
 
 /// The `Accept` header of manifest requests.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";

@@ -7,6 +7,7 @@ use crate::session::Session;
 use crate::transport::{Host, Scope};
 use futures_util::{StreamExt, TryStreamExt};
 use rbuild_core::Reference;
+use rbuild_core::walk::Budget;
 use rbuild_core::{Digest, Platform};
 use rbuild_image::{ImageConfig, LayerBlob};
 use rbuild_source::ResolvedImage;
@@ -285,7 +286,8 @@ pub async fn fetch_root(
 }
 
 /// Pulls the image `reference` for `platform`: follows indexes with the variant
-/// fallbacks of [`Platform::matches`], then fetches config and layers into the store.
+/// fallbacks of [`Platform::matches`] (within a walk [`Budget`]), then fetches config and
+/// layers into the store.
 pub async fn pull_platform(
     session: &Session<'_>,
     store: &Store,
@@ -294,14 +296,23 @@ pub async fn pull_platform(
     on_bytes: OnBlobBytes<'_>,
 ) -> Result<ResolvedImage, RegistryError> {
     let (host, root) = fetch_root(session, reference).await?;
+    let mut budget = Budget::new();
+    let mut path = budget.enter(&[], &root.digest)?.unwrap_or_default();
+    count(&mut budget, &path, &root)?;
     keep(store, &root)?;
     let repo = reference.repository();
     let mut current = root;
-    let mut depth = 0;
     while let Document::Index(entries) = &current.document {
-        depth += 1;
-        let desc = pick_platform(entries, platform, reference, depth)?;
+        let desc = pick_platform(entries, platform, reference)?;
+        let Some(next) = budget.enter(&path, &desc.digest)? else {
+            return Err(RegistryError::malformed(
+                format!("index of {reference}"),
+                format!("{} names itself", desc.digest),
+            ));
+        };
+        path = next;
         current = fetch_manifest(&host, repo, &desc.digest.to_string(), Some(&desc.digest)).await?;
+        count(&mut budget, &path, &current)?;
         keep(store, &current)?;
     }
     let Document::Manifest { config, layers } = &current.document else {
@@ -356,14 +367,7 @@ pub fn pick_platform<'d>(
     entries: &'d [Descriptor],
     platform: &Platform,
     reference: &Reference,
-    depth: usize,
 ) -> Result<&'d Descriptor, RegistryError> {
-    if depth > 4 {
-        return Err(RegistryError::malformed(
-            format!("index of {reference}"),
-            "indexes nested too deep",
-        ));
-    }
     let mut available = Vec::new();
     for d in entries {
         let Some(p) = &d.platform else { continue };
@@ -382,30 +386,55 @@ pub fn pick_platform<'d>(
     })
 }
 
+/// Counts a fetched document's bytes and descriptors in the walk's budget.
+pub(crate) fn count(
+    budget: &mut Budget,
+    path: &[Digest],
+    f: &Fetched,
+) -> Result<(), RegistryError> {
+    budget.document(path, f.bytes.len() as u64)?;
+    let n = match &f.document {
+        Document::Index(entries) => entries.len(),
+        Document::Manifest { layers, .. } => 1 + layers.len(),
+    };
+    budget.entries(path, n)?;
+    Ok(())
+}
+
 /// Pulls every platform of `reference` (root, manifests, configs, layers) into the store;
-/// returns the root.
+/// returns the root. One bounded walk: each manifest, index and blob is fetched once.
 pub async fn pull_all(
     session: &Session<'_>,
     store: &Store,
     reference: &Reference,
 ) -> Result<Fetched, RegistryError> {
     let (host, root) = fetch_root(session, reference).await?;
+    let mut budget = Budget::new();
+    let root_path = budget.enter(&[], &root.digest)?.unwrap_or_default();
+    count(&mut budget, &root_path, &root)?;
     keep(store, &root)?;
     let repo = reference.repository();
-    let mut todo = vec![root.clone()];
-    while let Some(f) = todo.pop() {
+    let mut todo = vec![(root.clone(), root_path)];
+    while let Some((f, path)) = todo.pop() {
         match &f.document {
             Document::Index(entries) => {
                 for d in entries {
+                    let Some(child_path) = budget.enter(&path, &d.digest)? else {
+                        continue;
+                    };
                     let child =
                         fetch_manifest(&host, repo, &d.digest.to_string(), Some(&d.digest)).await?;
+                    count(&mut budget, &child_path, &child)?;
                     keep(store, &child)?;
-                    todo.push(child);
+                    todo.push((child, child_path));
                 }
             }
             Document::Manifest { config, layers } => {
-                let mut all = vec![config.clone()];
-                all.extend(layers.iter().cloned());
+                let all: Vec<Descriptor> = std::iter::once(config)
+                    .chain(layers)
+                    .filter(|d| budget.mark(&d.digest))
+                    .cloned()
+                    .collect();
                 fetch_blobs(&host, repo, &all, store, &no_progress).await?;
             }
         }

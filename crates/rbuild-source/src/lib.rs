@@ -6,10 +6,12 @@ pub mod url;
 pub use url::{UrlFetch, UrlRecord, UrlRequest};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
+use rbuild_core::walk::{Budget, MAX_DOCUMENT, WalkLimit};
 use rbuild_core::{Digest, Platform, media_type};
 use rbuild_image::{ImageConfig, LayerBlob};
 use rbuild_store::Store;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Errors while resolving a base image.
@@ -61,6 +63,9 @@ pub enum SourceError {
     /// A `--build-context` value rbuild cannot use.
     #[error("build context {0:?}: {1}")]
     BadContext(String, String),
+    /// A walk over the image's indexes hit its budget (depth, entries, bytes).
+    #[error(transparent)]
+    Limit(#[from] WalkLimit),
 }
 
 /// What a named `--build-context` points at.
@@ -182,10 +187,10 @@ pub fn resolve_layout(
             reference: reference.clone()
         }
     );
-    let manifest_desc = select_manifest(layout, desc, platform, &source)?;
-    let digest: Digest = parse_digest(layout, manifest_desc.digest().to_string())?;
-    let manifest: ImageManifest = read_json(layout, &blob_path(layout, &digest), "manifest")?;
-    import_image(layout, &manifest, digest, store, source)
+    let mut budget = Budget::new();
+    let (_, path) = select_manifest(layout, desc, platform, &source, &mut budget)?;
+    let manifest: ImageManifest = read_blob_json(layout, &mut budget, &path, "manifest")?;
+    import_image(layout, &manifest, last(&path), store, source)
 }
 
 /// Resolves an image whose top-level descriptor (`media_type`, `digest`, `size`) is a blob
@@ -217,17 +222,15 @@ pub fn resolve_stored(
             layout: root.into(),
             detail: e.to_string(),
         })?;
-    let manifest_desc = select_manifest(root, &desc, platform, &source)?;
-    let digest: Digest = parse_digest(root, manifest_desc.digest().to_string())?;
-    let manifest: ImageManifest =
-        serde_json::from_slice(&store.read_verified(&digest)?).map_err(|e| {
-            SourceError::Malformed {
-                what: "manifest".into(),
-                layout: root.into(),
-                detail: e.to_string(),
-            }
+    let mut budget = Budget::new();
+    let (_, path) = select_manifest(root, &desc, platform, &source, &mut budget)?;
+    let manifest: ImageManifest = serde_json::from_slice(&store.read_document(&mut budget, &path)?)
+        .map_err(|e| SourceError::Malformed {
+            what: "manifest".into(),
+            layout: root.into(),
+            detail: e.to_string(),
         })?;
-    import_image(root, &manifest, digest, store, source)
+    import_image(root, &manifest, last(&path), store, source)
 }
 
 fn pick_reference<'a>(
@@ -270,19 +273,44 @@ fn pick_reference<'a>(
     })
 }
 
-/// Follows (possibly nested) indexes down to the manifest for `platform`.
+/// Follows (possibly nested) indexes down to the manifest for `platform`, within
+/// `budget`: returns the manifest's descriptor and the digests from the root down to it.
 fn select_manifest(
     layout: &Path,
     desc: &oci_spec::image::Descriptor,
     platform: &Platform,
     source: &str,
-) -> Result<oci_spec::image::Descriptor, SourceError> {
-    let mt = desc.media_type().to_string();
-    if mt != media_type::OCI_INDEX && mt != media_type::DOCKER_MANIFEST_LIST {
-        return Ok(desc.clone());
+    budget: &mut Budget,
+) -> Result<(oci_spec::image::Descriptor, Vec<Digest>), SourceError> {
+    let root = parse_digest(layout, desc.digest().to_string())?;
+    let mut path = budget.enter(&[], &root)?.unwrap_or_else(|| vec![root]);
+    let mut current = desc.clone();
+    loop {
+        let mt = current.media_type().to_string();
+        if mt != media_type::OCI_INDEX && mt != media_type::DOCKER_MANIFEST_LIST {
+            return Ok((current, path));
+        }
+        let index: ImageIndex = read_blob_json(layout, budget, &path, "image index")?;
+        budget.entries(&path, index.manifests().len())?;
+        let next = pick_platform(&index, platform, source)?.clone();
+        let digest = parse_digest(layout, next.digest().to_string())?;
+        path = budget
+            .enter(&path, &digest)?
+            .ok_or_else(|| SourceError::Malformed {
+                what: "image index".into(),
+                layout: layout.into(),
+                detail: format!("{digest} is named again below itself"),
+            })?;
+        current = next;
     }
-    let digest = parse_digest(layout, desc.digest().to_string())?;
-    let index: ImageIndex = read_json(layout, &blob_path(layout, &digest), "image index")?;
+}
+
+/// The entry of `index` for `platform`.
+fn pick_platform<'i>(
+    index: &'i ImageIndex,
+    platform: &Platform,
+    source: &str,
+) -> Result<&'i oci_spec::image::Descriptor, SourceError> {
     let mut available = Vec::new();
     for d in index.manifests() {
         let Some(p) = d.platform() else { continue };
@@ -292,7 +320,7 @@ fn select_manifest(
             p.variant().as_deref(),
         );
         if platform.matches(&candidate) {
-            return select_manifest(layout, d, platform, source);
+            return Ok(d);
         }
         available.push(candidate.to_string());
     }
@@ -301,6 +329,11 @@ fn select_manifest(
         platform: platform.clone(),
         available: available.join(", "),
     })
+}
+
+/// The digest a walk path ends at.
+fn last(path: &[Digest]) -> Digest {
+    path.last().cloned().unwrap_or_else(|| Digest::sha256(b""))
 }
 
 fn import_image(
@@ -367,20 +400,61 @@ fn parse_digest(layout: &Path, s: String) -> Result<Digest, SourceError> {
         })
 }
 
+/// Reads a layout file of at most [`MAX_DOCUMENT`] bytes.
+fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
+    let io = |source| SourceError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut data))
+        .map_err(io)?;
+    if data.len() as u64 > limit {
+        return Err(io(std::io::Error::other(format!(
+            "larger than {limit} bytes"
+        ))));
+    }
+    Ok(data)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    layout: &Path,
+    data: &[u8],
+    what: &str,
+) -> Result<T, SourceError> {
+    serde_json::from_slice(data).map_err(|e| SourceError::Malformed {
+        what: what.into(),
+        layout: layout.into(),
+        detail: e.to_string(),
+    })
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(
     layout: &Path,
     path: &Path,
     what: &str,
 ) -> Result<T, SourceError> {
-    let data = std::fs::read(path).map_err(|source| SourceError::Io {
-        path: path.into(),
-        source,
-    })?;
-    serde_json::from_slice(&data).map_err(|e| SourceError::Malformed {
-        what: what.into(),
-        layout: layout.into(),
-        detail: e.to_string(),
-    })
+    parse_json(layout, &read_small(path, MAX_DOCUMENT)?, what)
+}
+
+/// Reads the layout blob at the end of `path` (a walk from an image's root), its size
+/// counted in `budget` before it is read.
+fn read_blob_json<T: serde::de::DeserializeOwned>(
+    layout: &Path,
+    budget: &mut Budget,
+    path: &[Digest],
+    what: &str,
+) -> Result<T, SourceError> {
+    let file = blob_path(layout, &last(path));
+    let size = std::fs::metadata(&file)
+        .map_err(|source| SourceError::Io {
+            path: file.clone(),
+            source,
+        })?
+        .len();
+    budget.document(path, size)?;
+    parse_json(layout, &read_small(&file, budget.limits().document)?, what)
 }
 
 #[cfg(test)]
@@ -420,5 +494,58 @@ mod tests {
             NamedContext::parse("./dir").unwrap(),
             NamedContext::Dir("./dir".into())
         );
+    }
+
+    /// An OCI layout at `dir` whose `latest` is a chain of `levels` indexes, each naming
+    /// the next for linux/amd64, above one image without layers.
+    fn chain_layout(dir: &Path, levels: usize) -> Digest {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |v: serde_json::Value| {
+            let data = serde_json::to_vec(&v).unwrap();
+            let d = Digest::sha256(&data);
+            std::fs::write(blobs.join(d.hex()), &data).unwrap();
+            (d, data.len())
+        };
+        let config = put(serde_json::json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []}}));
+        let mut top = put(
+            serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": media_type::OCI_CONFIG, "digest": config.0.to_string(), "size": config.1},
+            "layers": []}),
+        );
+        let mut mt = media_type::OCI_MANIFEST;
+        for _ in 0..levels {
+            top = put(
+                serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX,
+                "manifests": [{"mediaType": mt, "digest": top.0.to_string(), "size": top.1,
+                    "platform": {"os": "linux", "architecture": "amd64"}}]}),
+            );
+            mt = media_type::OCI_INDEX;
+        }
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": media_type::OCI_INDEX, "digest": top.0.to_string(), "size": top.1,
+            "annotations": {REF_NAME: "latest"}}]});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        top.0
+    }
+
+    #[test]
+    fn layouts_nested_too_deep_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        let amd64 = Platform::new("linux", "amd64", None);
+        let latest = LayoutRef::Tag(None);
+        let shallow = tmp.path().join("shallow");
+        chain_layout(&shallow, 3);
+        let image = resolve_layout(&shallow, &latest, &amd64, &store).unwrap();
+        assert_eq!(image.platform.to_string(), "linux/amd64");
+        let deep = tmp.path().join("deep");
+        let root = chain_layout(&deep, 12);
+        let err = resolve_layout(&deep, &latest, &amd64, &store)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("indexes nested more than 8 deep"), "{err}");
+        assert!(err.contains(&format!("at {root} > ")), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! caller expects, and renamed to `blobs/<alg>/<hex>` only when complete. A crash at any
 //! point leaves only stray temporary files, which the next [`Store::open`] removes.
 
+use rbuild_core::walk::{Budget, WalkLimit};
 use rbuild_core::{Digest, Sha256Writer};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -44,6 +45,9 @@ pub enum StoreError {
     /// The blob is not in the store.
     #[error("blob {0} is not in the store")]
     Missing(Digest),
+    /// A walk over an image graph hit its budget.
+    #[error(transparent)]
+    Limit(#[from] WalkLimit),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -225,6 +229,55 @@ impl Store {
         self.open_blob(digest)?
             .read_to_end(&mut data)
             .map_err(io_err("read", &self.blob_path(digest)))?;
+        let found = Digest::sha256(&data);
+        if &found != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                found,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Reads the manifest or index at the end of `path` (a walk from an image's root) whole,
+    /// counted in `budget` and verified: a document larger than the budget allows is
+    /// refused before it is read.
+    pub fn read_document(
+        &self,
+        budget: &mut Budget,
+        path: &[Digest],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.read_in_walk(path, |size| budget.document(path, size))
+    }
+
+    /// Reads the image config at the end of `path` whole, counted in `budget` (toward its
+    /// bytes, without the limit of one manifest) and verified.
+    pub fn read_config(&self, budget: &mut Budget, path: &[Digest]) -> Result<Vec<u8>, StoreError> {
+        self.read_in_walk(path, |size| budget.config(path, size))
+    }
+
+    /// Reads the blob at the end of `path` once `count` has accepted its size.
+    fn read_in_walk(
+        &self,
+        path: &[Digest],
+        count: impl FnOnce(u64) -> Result<(), WalkLimit>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let Some(digest) = path.last() else {
+            return Err(StoreError::Io {
+                op: "read",
+                path: self.root.clone(),
+                source: io::Error::other("no blob to read"),
+            });
+        };
+        tracing::debug!("reading document {digest}");
+        let file = self.open_blob(digest)?;
+        let at = self.blob_path(digest);
+        let size = file.metadata().map_err(io_err("stat", &at))?.len();
+        count(size)?;
+        let mut data = Vec::new();
+        file.take(size)
+            .read_to_end(&mut data)
+            .map_err(io_err("read", &at))?;
         let found = Digest::sha256(&data);
         if &found != digest {
             return Err(StoreError::DigestMismatch {

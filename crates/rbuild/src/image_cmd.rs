@@ -4,8 +4,9 @@ use crate::cli::Cli;
 use crate::cli_images::{ImageCommand, LsArgs, SaveArgs};
 use crate::inspect;
 use anyhow::{Context, Result, bail};
-use rbuild_core::Reference;
-use rbuild_images::{ImageStore, archive, fsck, save};
+use rbuild_core::{Digest, Reference};
+use rbuild_images::{ImageStore, Pass, archive, fsck, save};
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 /// Runs one `rbuild image` subcommand.
@@ -53,6 +54,9 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<ExitCode> {
         "SIZE".into(),
         "PLATFORMS".into(),
     ]];
+    // Names of one image share its summary: each image is read once.
+    let mut shown: HashMap<Digest, Vec<String>> = HashMap::new();
+    let mut pass = Pass::new(images.blobs());
     for record in images.list()? {
         let r = record.reference()?;
         if let Some(f) = &filter
@@ -71,24 +75,37 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<ExitCode> {
             println!("{id}");
             continue;
         }
-        let s = inspect::summary(&images, &record.target)?;
-        rows.push(vec![
+        let columns = match shown.get(&record.target.digest) {
+            Some(c) => c.clone(),
+            None => {
+                let c = summary_columns(&mut pass, &record.target)?;
+                shown.insert(record.target.digest.clone(), c.clone());
+                c
+            }
+        };
+        let mut row = vec![
             r.familiar_name(),
             r.tag().unwrap_or("<none>").to_string(),
             id,
-            s.created_ago(),
-            inspect::human_size(s.size),
-            s.platforms
-                .iter()
-                .map(|p| p.platform.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ]);
+        ];
+        row.extend(columns);
+        rows.push(row);
     }
     if !args.quiet {
         print!("{}", table(&rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// CREATED, SIZE and PLATFORMS of an image.
+fn summary_columns(pass: &mut Pass<'_>, target: &rbuild_images::Target) -> Result<Vec<String>> {
+    let s = inspect::summary(pass, target)?;
+    let platforms = s.platforms.iter().map(|p| p.platform.to_string());
+    Ok(vec![
+        s.created_ago(),
+        inspect::human_size(s.size),
+        platforms.collect::<Vec<_>>().join(","),
+    ])
 }
 
 /// Columns padded to their widest cell plus three spaces, as docker's tabwriter does.

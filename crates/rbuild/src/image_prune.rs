@@ -4,6 +4,7 @@
 use crate::cli::Cli;
 use anyhow::{Context, Result};
 use rbuild_core::Digest;
+use rbuild_core::walk::Budget;
 use rbuild_images::walk;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -62,6 +63,26 @@ pub fn remove_unneeded(root: &Path, keep_cache: bool) -> Result<u64> {
     Ok(freed)
 }
 
+/// The layer directories (diff id hex) the config at the end of `path` names; none for
+/// a config that is not an image's (an attestation's or artifact's, whose layers are
+/// never unpacked).
+fn diff_ids(
+    images: &rbuild_images::ImageStore,
+    budget: &mut Budget,
+    path: &[Digest],
+) -> Result<Vec<String>> {
+    let data = images.blobs().read_config(budget, path)?;
+    let Ok(config) = rbuild_image::ImageConfig::from_json(&data) else {
+        return Ok(Vec::new());
+    };
+    Ok(config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| d.hex().to_string())
+        .collect())
+}
+
 /// The blobs and layer directories (diff id hex) that names and cache entries need.
 fn needed(
     root: &Path,
@@ -70,17 +91,33 @@ fn needed(
 ) -> Result<(BTreeSet<Digest>, BTreeSet<String>)> {
     let mut blobs = BTreeSet::new();
     let mut layers = BTreeSet::new();
+    // One pass: a graph several names share is walked once, an image named several
+    // times is read once.
+    let mut budget = Budget::new();
+    let mut read = BTreeSet::new();
     for record in images.list()? {
-        let closure = walk::closure(images.blobs(), &record.target).with_context(|| {
-            format!(
-                "{} is damaged (see rbuild system check); nothing was removed",
-                record.name
-            )
-        })?;
-        blobs.extend(closure.into_iter().map(|n| n.digest));
-        for (p, m) in walk::platforms(images.blobs(), &record.target)? {
-            let img = walk::manifest_image(images.blobs(), &m, Some(&p))?;
-            layers.extend(img.layers.iter().map(|l| l.diff_id.hex().to_string()));
+        if !read.insert(record.target.digest.clone()) {
+            continue;
+        }
+        let closure =
+            walk::closure_in(images.blobs(), &record.target, &mut budget).with_context(|| {
+                format!(
+                    "{} is damaged (see rbuild system check); nothing was removed",
+                    record.name
+                )
+            })?;
+        for n in closure {
+            if n.kind == "config" && !blobs.contains(&n.digest) {
+                let path = [record.target.digest.clone(), n.digest.clone()];
+                let ids = diff_ids(images, &mut budget, &path).with_context(|| {
+                    format!(
+                        "{} is damaged (see rbuild system check); nothing was removed",
+                        record.name
+                    )
+                })?;
+                layers.extend(ids);
+            }
+            blobs.insert(n.digest);
         }
     }
     let cache_entries = std::fs::read_dir(root.join("cache"))

@@ -3,8 +3,8 @@
 use crate::cli::Cli;
 use anyhow::{Result, bail};
 use rbuild_core::{Platform, Reference};
-use rbuild_images::walk::{self, PlatformImage};
-use rbuild_images::{ImageStore, Target};
+use rbuild_images::walk::PlatformImage;
+use rbuild_images::{ImageStore, Pass, Target};
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
@@ -28,12 +28,10 @@ impl Summary {
     }
 }
 
-/// Reads every platform of `target`.
-pub fn summary(images: &ImageStore, target: &Target) -> Result<Summary> {
-    let mut platforms = Vec::new();
-    for (p, m) in walk::platforms(images.blobs(), target)? {
-        platforms.push(walk::manifest_image(images.blobs(), &m, Some(&p))?);
-    }
+/// Reads every platform of `target` within `pass` (what an earlier image of the pass read
+/// is not read again).
+pub fn summary(pass: &mut Pass<'_>, target: &Target) -> Result<Summary> {
+    let platforms = pass.platform_images(target)?;
     let mut seen = BTreeSet::new();
     let mut size = 0;
     for p in &platforms {
@@ -172,7 +170,7 @@ fn document(
     platform: Option<&Platform>,
 ) -> Result<serde_json::Value> {
     let target = images.resolve(text)?;
-    let s = summary(images, &target)?;
+    let s = summary(&mut Pass::new(images.blobs()), &target)?;
     let host = Platform::host();
     let chosen = match platform {
         Some(p) => s.platforms.iter().find(|i| p.matches(&i.platform)),
