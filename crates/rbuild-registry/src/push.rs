@@ -9,6 +9,7 @@ use crate::transport::{Host, Scope};
 use futures_util::{StreamExt, TryStreamExt};
 use rbuild_core::Digest;
 use rbuild_core::Reference;
+use rbuild_core::walk::Budget;
 use rbuild_store::Store;
 use reqwest::{StatusCode, header};
 use std::collections::HashMap;
@@ -53,38 +54,60 @@ impl PushReport {
     }
 }
 
-/// The image's documents from the store: `(media type, digest, bytes)` children first,
-/// the root last, and every blob (configs, layers) they name.
 /// A manifest or index to put: media type, digest, exact bytes.
 type Doc = (String, Digest, Vec<u8>);
 
+/// The image's documents from the store, children before the indexes that name them (a
+/// registry may refuse an index whose manifests it lacks), the root last, and every blob
+/// (configs, layers) they name. One walk within a [`Budget`]: each digest is read once.
 fn walk(store: &Store, root: &Root) -> Result<(Vec<Doc>, Vec<Descriptor>), RegistryError> {
-    let mut docs = Vec::new();
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    let bytes = store.read_verified(&root.digest)?;
-    let (mt, doc) = manifest::parse(&bytes, &root.media_type, &root.digest.to_string())?;
-    let mut todo = vec![(mt, root.digest.clone(), bytes, doc)];
-    while let Some((mt, digest, bytes, doc)) = todo.pop() {
-        match &doc {
-            Document::Index(entries) => {
-                for d in entries {
-                    let b = store.read_verified(&d.digest)?;
-                    let (cmt, cdoc) = manifest::parse(&b, &d.media_type, &d.digest.to_string())?;
-                    todo.push((cmt, d.digest.clone(), b, cdoc));
-                }
-            }
-            Document::Manifest { config, layers } => {
-                for b in std::iter::once(config).chain(layers) {
-                    if !blobs.iter().any(|x| x.digest == b.digest) {
-                        blobs.push(b.clone());
-                    }
+    let mut budget = Budget::new();
+    let mut found = Found::default();
+    let path = budget.enter(&[], &root.digest)?.unwrap_or_default();
+    visit(store, &mut budget, &path, &root.media_type, &mut found)?;
+    Ok((found.docs, found.blobs))
+}
+
+/// What a push walk collects.
+#[derive(Default)]
+struct Found {
+    docs: Vec<Doc>,
+    blobs: Vec<Descriptor>,
+}
+
+/// Reads the document at the end of `path`, then (depth first) the documents it names;
+/// the document itself is added after them. Recursion is bounded by the budget's depth.
+fn visit(
+    store: &Store,
+    budget: &mut Budget,
+    path: &[Digest],
+    media_type: &str,
+    found: &mut Found,
+) -> Result<(), RegistryError> {
+    let Some(digest) = path.last() else {
+        return Ok(());
+    };
+    let bytes = store.read_document(budget, path)?;
+    let (mt, doc) = manifest::parse(&bytes, media_type, &digest.to_string())?;
+    match &doc {
+        Document::Index(entries) => {
+            budget.entries(path, entries.len())?;
+            for d in entries {
+                if let Some(child) = budget.enter(path, &d.digest)? {
+                    visit(store, budget, &child, &d.media_type, found)?;
                 }
             }
         }
-        docs.push((mt, digest, bytes));
+        Document::Manifest { config, layers } => {
+            budget.entries(path, 1 + layers.len())?;
+            let new = std::iter::once(config)
+                .chain(layers)
+                .filter(|b| budget.mark(&b.digest));
+            found.blobs.extend(new.cloned());
+        }
     }
-    docs.reverse();
-    Ok((docs, blobs))
+    found.docs.push((mt, digest.clone(), bytes));
+    Ok(())
 }
 
 /// Pushes `root` to every target. Tags get the root; with `by_digest` (or a target with a

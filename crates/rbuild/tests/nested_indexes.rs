@@ -1,12 +1,15 @@
 //! Image graphs whose indexes nest and repeat their entries (100 × 100 × 100): every walk
 //! over them visits each digest once and stops at its budget with a clear refusal, for
 //! archives (`image load`, `images`, `image inspect`) and registries
-//! (`pull --all-platforms`, against a small registry of the test's own that counts GETs).
+//! (`pull --all-platforms` and `push`, against small registries of the test's own that count
+//! requests).
 
 mod common;
+mod fake_registry;
 mod registry_support;
 
 use common::*;
+use fake_registry::{Behaviour, FakeRegistry};
 use registry_support::served::{Content, ServedRegistry};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -452,6 +455,7 @@ fn a_digest_naming_a_large_blob_is_not_read_whole() {
     let state = tmp.path().join("state");
     // A stored blob of 300 MiB (as a layer would be), named by digest on the command line:
     // taken as an index or manifest, it is refused by its size before it is read.
+    exited(&run(rbuild_limited(&state).arg("images")), true);
     let blob = vec![b' '; 300 << 20];
     let hex = sha256_hex(&blob);
     let dir = state.join("store/blobs/sha256");
@@ -514,5 +518,40 @@ fn a_config_larger_than_a_manifest_may_be_still_lists() {
         stdout(&listed).contains("linux/amd64"),
         "{}",
         stdout(&listed)
+    );
+}
+
+#[test]
+fn push_of_repeated_nested_indexes_reads_and_puts_each_document_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let path = tmp.path().join("nested.tar");
+    let g = nested(1);
+    archive(&g, "docker.io/library/nested:1", &path);
+    exited(
+        &run(rbuild_limited(&state)
+            .args(["image", "load", "-i"])
+            .arg(&path)),
+        true,
+    );
+    let reg = FakeRegistry::start(Behaviour::default());
+    let dest = format!("{}/nested:1", reg.host());
+    let twice = read_twice(
+        rbuild_limited(&state)
+            .env("DOCKER_CONFIG", tmp.path().join("docker"))
+            .args(["push", "nested:1", &dest]),
+    );
+    assert_eq!(twice, Vec::<String>::new());
+    let puts: Vec<String> = reg
+        .seen()
+        .into_iter()
+        .map(|s| s.line)
+        .filter(|l| l.starts_with("PUT ") && l.contains("/manifests/"))
+        .collect();
+    // The manifest, the third- and second-level indexes by digest, the root by tag.
+    assert_eq!(puts.len(), 4, "{puts:?}");
+    assert_eq!(
+        reg.manifest("nested", "1").as_deref(),
+        g.blobs.get(&g.root).map(Vec::as_slice)
     );
 }
