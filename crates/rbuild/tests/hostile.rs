@@ -9,7 +9,7 @@ mod sentinel;
 
 use common::*;
 use hostile_corpus::{Case, Expect};
-use sentinel::{Runner, make_sentinel, snapshot};
+use sentinel::{Setup, as_root_and_rootless, snapshot};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -77,16 +77,11 @@ fn check_tree(case: &Case, root: &Path, rootless: bool) {
 }
 
 fn run_corpus(rootless: bool) {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path();
-    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
-    let uid = if rootless { ensure_test_user() } else { 0 };
-    let sentinel = base.join("sentinel");
-    make_sentinel(&sentinel, uid);
-    let runner = Runner::new(base, rootless);
-    let cases = hostile_corpus::load(&repo().join("testdata/hostile"), &sentinel);
+    let setup = Setup::new(rootless);
+    let (base, sentinel, runner) = (setup.base(), &setup.sentinel, &setup.runner);
+    let cases = hostile_corpus::load(&repo().join("testdata/hostile"), sentinel);
     assert!(cases.len() >= 30, "the corpus has {} cases", cases.len());
-    let before = snapshot(&sentinel);
+    let before = snapshot(sentinel);
     for case in &cases {
         let dir = base.join("cases").join(&case.name);
         let layout = dir.join("layout");
@@ -99,7 +94,7 @@ fn run_corpus(rootless: bool) {
         let out = runner.build(&ctx, &layout, &dir.join("out-b"), &["--target", "b"]);
         assert_outcome(&case.name, "base", &case.expect, &out);
         assert_eq!(
-            snapshot(&sentinel),
+            snapshot(sentinel),
             before,
             "{}: the sentinel changed (base)",
             case.name
@@ -110,7 +105,7 @@ fn run_corpus(rootless: bool) {
             assert_outcome(&case.name, "COPY --from", &Expect::Ok, &out);
             check_tree(case, &dir.join("out-from/from"), rootless);
             assert_eq!(
-                snapshot(&sentinel),
+                snapshot(sentinel),
                 before,
                 "{}: the sentinel changed (COPY --from)",
                 case.name
@@ -126,7 +121,7 @@ fn run_corpus(rootless: bool) {
             let out = runner.build(&add, &layout, &dir.join("out-add"), &[]);
             assert_outcome(&case.name, "ADD", &case.add, &out);
             assert_eq!(
-                snapshot(&sentinel),
+                snapshot(sentinel),
                 before,
                 "{}: the sentinel changed (ADD)",
                 case.name
@@ -137,35 +132,13 @@ fn run_corpus(rootless: bool) {
     assert_eq!(victim.mode() & 0o7777, 0o600);
 }
 
-#[test]
-fn hostile_corpus_as_root() {
-    if !precondition(is_root(), "the hostile corpus runs as root (CI does)") {
-        return;
-    }
-    run_corpus(false);
-}
-
-#[test]
-fn hostile_corpus_rootless() {
-    if !precondition(
-        is_root(),
-        "the rootless corpus needs root to create its user",
-    ) {
-        return;
-    }
-    run_corpus(true);
-}
+as_root_and_rootless!(hostile_corpus_as_root, hostile_corpus_rootless, run_corpus);
 
 /// The chmod reproduction from two COPY sources of the context: `a/x` a 0777 directory,
 /// `b/x` a symlink to a host file.
 fn two_copy_sources(rootless: bool) {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path();
-    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
-    let uid = if rootless { ensure_test_user() } else { 0 };
-    let sentinel = base.join("sentinel");
-    make_sentinel(&sentinel, uid);
-    let runner = Runner::new(base, rootless);
+    let setup = Setup::new(rootless);
+    let (base, sentinel, runner) = (setup.base(), &setup.sentinel, &setup.runner);
     let ctx = context(
         &base.join("ctx"),
         "FROM busybox\nCOPY a b /dst/\n",
@@ -174,28 +147,18 @@ fn two_copy_sources(rootless: bool) {
     fs::set_permissions(ctx.join("a/x"), fs::Permissions::from_mode(0o777)).unwrap();
     fs::create_dir(ctx.join("b")).unwrap();
     std::os::unix::fs::symlink(sentinel.join("victim"), ctx.join("b/x")).unwrap();
-    let before = snapshot(&sentinel);
+    let before = snapshot(sentinel);
     let out = runner.build(&ctx, &base.join("busybox"), &base.join("out"), &[]);
     assert!(out.status.success());
-    assert_eq!(snapshot(&sentinel), before, "the sentinel changed");
+    assert_eq!(snapshot(sentinel), before, "the sentinel changed");
     assert_eq!(
         fs::read_link(base.join("out/dst/x")).unwrap(),
         sentinel.join("victim")
     );
 }
 
-#[test]
-fn two_copy_sources_cannot_chmod_a_host_file_as_root() {
-    if !precondition(is_root(), "runs as root (CI does)") {
-        return;
-    }
-    two_copy_sources(false);
-}
-
-#[test]
-fn two_copy_sources_cannot_chmod_a_host_file_rootless() {
-    if !precondition(is_root(), "needs root to create its user") {
-        return;
-    }
-    two_copy_sources(true);
-}
+as_root_and_rootless!(
+    two_copy_sources_cannot_chmod_a_host_file_as_root,
+    two_copy_sources_cannot_chmod_a_host_file_rootless,
+    two_copy_sources
+);

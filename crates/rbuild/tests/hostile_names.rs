@@ -14,11 +14,11 @@ mod common;
 mod sentinel;
 
 use common::*;
-use sentinel::{Runner, make_sentinel, snapshot};
+use sentinel::{Setup, as_root_and_rootless, make_sentinel, snapshot};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -60,13 +60,8 @@ fn encoded(path: &Path) -> String {
 /// `..`: the files land inside the destination, named as BuildKit names them (recorded from
 /// BuildKit v0.32: `/d/victim`, `/d/victim`, `/d/download`), and no host file changes.
 fn url_names_stay_inside(rootless: bool) {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path();
-    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
-    let uid = if rootless { ensure_test_user() } else { 0 };
-    let sentinel = base.join("sentinel");
-    make_sentinel(&sentinel, uid);
-    let runner = Runner::new(base, rootless);
+    let setup = Setup::new(rootless);
+    let (base, sentinel, runner) = (setup.base(), &setup.sentinel, &setup.runner);
     let srv = echo_server();
     let abs = format!("/x/{}", encoded(&sentinel.join("victim")));
     let climb = format!(
@@ -79,9 +74,9 @@ fn url_names_stay_inside(rootless: bool) {
          ADD http://{srv}/x/%2E%2E /dots/\nADD http://{srv}/x/.. /dotfile\n"
     );
     let ctx = context(&base.join("ctx"), &df, &[]);
-    let before = snapshot(&sentinel);
+    let before = snapshot(sentinel);
     let out = runner.build(&ctx, &base.join("busybox"), &base.join("out"), &[]);
-    assert_eq!(snapshot(&sentinel), before, "the sentinel changed");
+    assert_eq!(snapshot(sentinel), before, "the sentinel changed");
     assert!(out.status.success(), "{}", stderr(&out));
     let got = |p: &str| fs::read_to_string(base.join("out").join(p)).unwrap();
     assert_eq!(got("abs/victim"), format!("path={abs}\n"));
@@ -92,21 +87,11 @@ fn url_names_stay_inside(rootless: bool) {
     assert_eq!((m.mode() & 0o7777, m.mtime()), (0o600, 0));
 }
 
-#[test]
-fn url_names_stay_inside_the_destination_as_root() {
-    if !precondition(is_root(), "runs as root (CI does)") {
-        return;
-    }
-    url_names_stay_inside(false);
-}
-
-#[test]
-fn url_names_stay_inside_the_destination_rootless() {
-    if !precondition(is_root(), "needs root to create its user") {
-        return;
-    }
-    url_names_stay_inside(true);
-}
+as_root_and_rootless!(
+    url_names_stay_inside_the_destination_as_root,
+    url_names_stay_inside_the_destination_rootless,
+    url_names_stay_inside
+);
 
 /// A URL whose name holds a control character names nothing in the download's directory,
 /// so the build fails as BuildKit's does (`"/a\nb": not found`), writing nothing.

@@ -6,7 +6,7 @@ mod common;
 mod sentinel;
 
 use common::*;
-use sentinel::{Runner, make_sentinel, snapshot};
+use sentinel::{Setup, as_root_and_rootless, snapshot};
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -126,13 +126,8 @@ fn clean_up_removes_only_what_rbuild_named_and_keeps_modes() {
 /// What a build killed with SIGKILL may leave, with a hostile context's links in it: the
 /// next build's clean-up must follow none of them.
 fn killed_build_leftovers(rootless: bool) {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path();
-    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
-    let uid = if rootless { ensure_test_user() } else { 0 };
-    let sentinel = base.join("sentinel");
-    make_sentinel(&sentinel, uid);
-    let runner = Runner::new(base, rootless);
+    let setup = Setup::new(rootless);
+    let (base, sentinel, runner) = (setup.base(), &setup.sentinel, &setup.runner);
     let ctx = context(&base.join("ctx"), "FROM busybox\nRUN true\n", &[]);
     let busybox = base.join("busybox");
     let first = runner.build(&ctx, &busybox, &base.join("out1"), &[]);
@@ -145,12 +140,12 @@ fn killed_build_leftovers(rootless: bool) {
     )
     .unwrap();
     fs::create_dir_all(state_tmp.join("run-killed")).unwrap();
-    symlink(&sentinel, state_tmp.join("run-killed/work")).unwrap();
-    symlink(&sentinel, state_tmp.join("copy-killed")).unwrap();
-    let before = snapshot(&sentinel);
+    symlink(sentinel, state_tmp.join("run-killed/work")).unwrap();
+    symlink(sentinel, state_tmp.join("copy-killed")).unwrap();
+    let before = snapshot(sentinel);
     let out = runner.build(&ctx, &busybox, &base.join("out2"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(snapshot(&sentinel), before, "the sentinel changed");
+    assert_eq!(snapshot(sentinel), before, "the sentinel changed");
     for leftover in ["context-killed", "run-killed", "copy-killed"] {
         assert!(
             fs::symlink_metadata(state_tmp.join(leftover)).is_err(),
@@ -159,18 +154,8 @@ fn killed_build_leftovers(rootless: bool) {
     }
 }
 
-#[test]
-fn killed_build_leftovers_follow_no_link_as_root() {
-    if !precondition(is_root(), "runs as root (CI does)") {
-        return;
-    }
-    killed_build_leftovers(false);
-}
-
-#[test]
-fn killed_build_leftovers_follow_no_link_rootless() {
-    if !precondition(is_root(), "needs root to create its user") {
-        return;
-    }
-    killed_build_leftovers(true);
-}
+as_root_and_rootless!(
+    killed_build_leftovers_follow_no_link_as_root,
+    killed_build_leftovers_follow_no_link_rootless,
+    killed_build_leftovers
+);

@@ -113,3 +113,61 @@ impl Runner {
 pub fn copy_dir(from: &Path, to: &Path) {
     run_ok(Command::new("cp").arg("-a").arg(from).arg(to));
 }
+
+/// A temporary directory (0755) holding a sentinel tree, `sentinel/`, owned by whoever
+/// builds, and a [`Runner`] building as root or as the unprivileged test user.
+pub struct Setup {
+    tmp: tempfile::TempDir,
+    /// The sentinel tree.
+    pub sentinel: PathBuf,
+    /// Who builds.
+    pub runner: Runner,
+}
+
+impl Setup {
+    pub fn new(rootless: bool) -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+        let uid = if rootless { ensure_test_user() } else { 0 };
+        let sentinel = base.join("sentinel");
+        make_sentinel(&sentinel, uid);
+        let runner = Runner::new(base, rootless);
+        Setup {
+            tmp,
+            sentinel,
+            runner,
+        }
+    }
+
+    /// The temporary directory.
+    pub fn base(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// Two tests of `body(rootless)`: as root, and as the unprivileged test user (which root
+/// creates). CI runs as root; elsewhere they fail under `CI=true` or say they are skipped.
+macro_rules! as_root_and_rootless {
+    ($as_root:ident, $rootless:ident, $body:path) => {
+        #[test]
+        fn $as_root() {
+            if !crate::common::precondition(crate::common::is_root(), "runs as root (CI does)") {
+                return;
+            }
+            $body(false);
+        }
+
+        #[test]
+        fn $rootless() {
+            if !crate::common::precondition(
+                crate::common::is_root(),
+                "needs root to create its user",
+            ) {
+                return;
+            }
+            $body(true);
+        }
+    };
+}
+pub(crate) use as_root_and_rootless;
