@@ -31,6 +31,19 @@ pub enum StateError {
         /// The directory.
         path: PathBuf,
     },
+    /// The state directory, or an entry of its layout, could be changed by someone else:
+    /// rbuild deletes and writes there, so a link another user planted would lead it out.
+    #[error(
+        "{}: {reason}; rbuild keeps its state only in a directory of its user that no other \
+         user can change (chown it, or give --root another directory)",
+        path.display()
+    )]
+    NotPrivate {
+        /// The directory or entry.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl StateError {
@@ -337,6 +350,7 @@ fn remove_leftover(tmp: &rbuild_fsroot::Root, name: &Path) {
 /// one gets the marker; one made by an rbuild from before the marker (only rbuild's own
 /// names, the lock among them) gets it too. Anything else is refused.
 fn claim(root: &Path) -> Result<(), StateError> {
+    check_private(root)?;
     let marker = root.join(MARKER);
     if fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
         return Ok(());
@@ -356,6 +370,40 @@ fn claim(root: &Path) -> Result<(), StateError> {
         });
     }
     write_marker(&marker)
+}
+
+/// Checks that `root` and every entry of the layout that exists belong to the user running
+/// rbuild, that none of those entries is a symlink, and that no other user may write to
+/// `root` itself.
+fn check_private(root: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    let not_private = |path: &Path, reason: String| StateError::NotPrivate {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = fs::symlink_metadata(root).map_err(StateError::at(root))?;
+    if meta.uid() != uid {
+        return Err(not_private(root, format!("owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Err(not_private(root, "writable by every user".into()));
+    }
+    for name in OWN_NAMES.iter().chain([&MARKER]) {
+        let path = root.join(name);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StateError::at(&path)(e)),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(not_private(&path, "a symlink".into()));
+        }
+        if meta.uid() != uid {
+            return Err(not_private(&path, format!("owned by uid {}", meta.uid())));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the marker beside and renames it into place (never through a link).

@@ -159,3 +159,75 @@ as_root_and_rootless!(
     killed_build_leftovers_follow_no_link_rootless,
     killed_build_leftovers
 );
+
+/// Runs `rbuild --root DIR images` as root over a state directory another user could
+/// change; it must be refused naming `culprit`, and `victim` (a root-only directory the
+/// planted links point at) must stay as it was.
+fn refused_as_planted(dir: &Path, culprit: &Path, victim: &Path) {
+    let before = snapshot(victim);
+    for args in [&["images"][..], &["image", "prune"], &["prune"]] {
+        let out = rbuild_at(dir, args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} accepted {}", dir.display());
+        assert!(
+            err.contains(&culprit.display().to_string())
+                && err.contains("rbuild keeps its state only in a directory of its user"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(snapshot(victim), before, "{args:?} changed the victim");
+    }
+}
+
+/// A root-only directory holding what rbuild's clean-up and prune would remove.
+fn root_only_victim(dir: &Path) {
+    fs::create_dir_all(dir.join("run-secret")).unwrap();
+    fs::write(dir.join("run-secret/key"), "s").unwrap();
+    fs::write(dir.join("context-db"), "s").unwrap();
+    fs::create_dir_all(dir.join("tmp")).unwrap();
+    fs::write(dir.join("tmp/blob"), "s").unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+fn a_state_directory_another_user_owns_is_refused() {
+    if !precondition(is_root(), "runs as root to own what the test user cannot") {
+        return;
+    }
+    let uid = ensure_test_user();
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("root-only");
+    root_only_victim(&victim);
+    let shared = tmp.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::write(shared.join("rbuild-state"), "x").unwrap();
+    symlink(&victim, shared.join("tmp")).unwrap();
+    for p in ["", "rbuild-state", "tmp"] {
+        std::os::unix::fs::lchown(shared.join(p), Some(uid), Some(uid)).unwrap();
+    }
+    refused_as_planted(&shared, &shared, &victim);
+}
+
+#[test]
+fn a_state_directory_with_linked_entries_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("root-only");
+    root_only_victim(&victim);
+    for entry in ["tmp", "lock", "store", "layers", "cache"] {
+        let dir = tmp.path().join(format!("state-{entry}"));
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("lock"), "").unwrap();
+        let _ = fs::remove_file(dir.join(entry));
+        symlink(&victim, dir.join(entry)).unwrap();
+        refused_as_planted(&dir, &dir.join(entry), &victim);
+    }
+    let world = tmp.path().join("world-writable");
+    fs::create_dir(&world).unwrap();
+    fs::set_permissions(&world, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = rbuild_at(&world, &["images"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("writable by every user"),
+        "{}",
+        stderr(&out)
+    );
+}
