@@ -407,7 +407,7 @@ fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
         source,
     };
     let mut data = Vec::new();
-    std::fs::File::open(path)
+    rbuild_store::open_regular(path)
         .and_then(|f| f.take(limit + 1).read_to_end(&mut data))
         .map_err(io)?;
     if data.len() as u64 > limit {

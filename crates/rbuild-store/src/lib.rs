@@ -199,9 +199,13 @@ impl Store {
                 Err(mismatch(found))
             };
         }
-        let mut file = File::open(src).map_err(io_err("open", src))?;
+        let file = open_regular(src).map_err(io_err("open", src))?;
+        let found = file.metadata().map_err(io_err("stat", src))?.len();
+        if found != size {
+            return Err(mismatch(found));
+        }
         let mut w = self.writer()?;
-        let copied = io::copy(&mut file, &mut w).map_err(io_err("copy", src))?;
+        let copied = io::copy(&mut file.take(size + 1), &mut w).map_err(io_err("copy", src))?;
         if copied != size {
             // Dropping the writer removes its temporary file: nothing enters the store.
             return Err(mismatch(copied));
@@ -374,6 +378,23 @@ impl Write for BlobWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Opens a file of a foreign tree (an OCI layout's blob) for reading, refusing anything but
+/// a regular file — a FIFO would block and a device never end — without blocking on it.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
 }
 
 #[cfg(test)]

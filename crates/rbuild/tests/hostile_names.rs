@@ -241,3 +241,68 @@ fn a_layout_index_entry_never_names_a_host_file() {
         &fs::read("/etc/passwd").unwrap()
     ));
 }
+
+/// A copy of the busybox layout whose layer blob is replaced by `plant` (given the blob's
+/// path); a build from it must fail naming the problem, having stored nothing of it.
+fn layout_with_planted_layer(plant: impl FnOnce(&Path), expect: &str) {
+    if !busybox_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(repo().join("testdata/images/busybox-amd64"))
+            .arg(&layout),
+    );
+    let read = |d: &str| -> serde_json::Value {
+        let hex = d.trim_start_matches("sha256:");
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let index = read_index(&layout);
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = layout.join("blobs/sha256").join(&layer[7..]);
+    fs::remove_file(&blob).unwrap();
+    plant(&blob);
+    let ctx = context(&tmp.path().join("ctx"), "FROM base\nRUN true\n", &[]);
+    let state = tmp.path().join("state");
+    let out = run(rbuild(&state)
+        .args(["build", "--build-context"])
+        .arg(format!("base=oci-layout://{}", layout.display()))
+        .arg(&ctx));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(expect), "{err}");
+    assert!(
+        !state
+            .join("store/blobs")
+            .join(layer.replace(':', "/"))
+            .exists()
+    );
+}
+
+fn read_index(layout: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap()
+}
+
+/// An endless device, a FIFO or a file longer than its descriptor says, as a layer blob
+/// of an `oci-layout://` context: refused before it is read (no disk filled, no hang).
+#[test]
+fn layout_blobs_that_are_not_what_they_say_are_refused_unread() {
+    layout_with_planted_layer(
+        |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+        "not a regular file",
+    );
+    layout_with_planted_layer(
+        |p| {
+            run_ok(Command::new("mkfifo").arg(p));
+        },
+        "not a regular file",
+    );
+    layout_with_planted_layer(|p| fs::write(p, vec![0u8; 4 << 20]).unwrap(), "size");
+}
