@@ -18,6 +18,14 @@ pub fn sanitize_bytes(bytes: &[u8]) -> String {
     sanitize(&String::from_utf8_lossy(bytes))
 }
 
+/// [`sanitize_to`] of each line of `text`, the line breaks kept: for messages of several
+/// lines (a Dockerfile excerpt under an error, a heredoc in a step's name) that hold text
+/// from outside.
+pub fn sanitize_lines(text: &str, max_line: usize) -> String {
+    let lines: Vec<String> = text.lines().map(|l| sanitize_to(l, max_line)).collect();
+    lines.join("\n")
+}
+
 /// [`sanitize`] with a limit of `max` characters.
 pub fn sanitize_to(text: &str, max: usize) -> String {
     let mut out = String::new();
@@ -95,6 +103,14 @@ fn skip_string(chars: &mut Chars<'_>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lines_are_sanitised_one_by_one() {
+        let text = "RUN true \u{1b}]0;PWN\u{7} \u{1b}[2J\nsecond\u{0}line\r";
+        assert_eq!(sanitize_lines(text, 100), "RUN true  \nsecondline");
+        assert_eq!(sanitize_lines("abcdef", 3), "abc…");
+    }
+
     use super::*;
 
     #[test]

@@ -7,6 +7,9 @@ use rbuild_progress::{Event, Vertex, VertexId, Warning};
 use rbuild_sandbox::PlatformSupport;
 use std::time::SystemTime;
 
+/// The longest line of a step's name that is shown, in characters.
+const MAX_NAME_LINE: usize = 4096;
+
 /// The vertices of one stage: its `FROM` (for an image base) and one per instruction
 /// (those of metadata-only instructions are never shown).
 pub(crate) struct StageVertices {
@@ -47,7 +50,9 @@ impl StageVertices {
                     step.as_bytes(),
                     text.as_bytes(),
                 ]),
-                name: format!("{label} {text}"),
+                // The instruction is the Dockerfile's text: no escape sequence of it reaches
+                // a terminal.
+                name: rbuild_core::text::sanitize_lines(&format!("{label} {text}"), MAX_NAME_LINE),
                 stage: Some(stage_name.clone()),
                 platform: Some(platform.clone()),
                 emulated,
@@ -137,7 +142,7 @@ impl Solver<'_> {
 /// A step's error in one line, as BuildKit's `ERROR:` line shows it; the full message
 /// (with the output's last lines) is the build's error.
 fn error_line(e: &SolveError) -> String {
-    match e {
+    let line = match e {
         SolveError::StepFailed(f) => format!(
             "process \"{}\" did not complete successfully: exit code: {}",
             f.command, f.code
@@ -148,5 +153,6 @@ fn error_line(e: &SolveError) -> String {
             .next()
             .unwrap_or_default()
             .to_string(),
-    }
+    };
+    rbuild_core::text::sanitize_to(&line, MAX_NAME_LINE)
 }

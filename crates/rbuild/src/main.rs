@@ -59,11 +59,17 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            // Errors quote Dockerfiles, archives and servers: no control sequence of theirs
+            // reaches the terminal.
+            let text = rbuild_core::text::sanitize_lines(&render_error(&e), MAX_ERROR_LINE);
+            eprintln!("error: {text}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// The longest line of an error message that is shown, in characters.
+const MAX_ERROR_LINE: usize = 8192;
 
 /// An error and its causes on one line, each cause once: a cause whose text the message
 /// already contains (typed errors often show their source) is not repeated.

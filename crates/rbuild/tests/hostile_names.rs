@@ -306,3 +306,37 @@ fn layout_blobs_that_are_not_what_they_say_are_refused_unread() {
     );
     layout_with_planted_layer(|p| fs::write(p, vec![0u8; 4 << 20]).unwrap(), "size");
 }
+
+/// Escape sequences and control characters of a Dockerfile's text (in a step's name, in an
+/// error quoting it) and of a URL name never reach the terminal. (What a step itself
+/// prints is its output, passed through as BuildKit does.)
+#[test]
+fn dockerfile_text_reaches_the_terminal_without_control_sequences() {
+    if !busybox_ready() {
+        return;
+    }
+    let srv = echo_server();
+    for df in [
+        "FROM busybox\nRUN true # \u{1b}]0;PWNTITLE\u{7} \u{1b}[2J\nRUN exit 3 \u{1b}[31m\u{9b}2J\n"
+            .to_string(),
+        format!("FROM busybox\nADD http://{srv}/x/a%00b /d/\n"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(&tmp.path().join("ctx"), &df, &[]);
+        let out = run(&mut build_command(
+            &tmp.path().join("state"),
+            &ctx,
+            "linux/amd64",
+            None,
+            &["--progress=plain"],
+        ));
+        assert!(!out.status.success());
+        let bad: Vec<&u8> = out
+            .stderr
+            .iter()
+            .filter(|b| matches!(b, 0 | 0x07 | 0x1b))
+            .collect();
+        assert!(bad.is_empty(), "{:?}", String::from_utf8_lossy(&out.stderr));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{9b}'));
+    }
+}
