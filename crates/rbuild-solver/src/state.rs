@@ -349,15 +349,23 @@ fn remove_leftover(tmp: &rbuild_fsroot::Root, name: &Path) {
 /// Claims `root` as a state directory: one holding the marker is rbuild's; a new or empty
 /// one gets the marker; one made by an rbuild from before the marker (only rbuild's own
 /// names, the lock among them) gets it too. Anything else is refused.
+///
+/// Claims are serialised by a lock on the directory itself, so that two commands started
+/// at once on a new directory do not take each other's half-written marker for a stranger.
 fn claim(root: &Path) -> Result<(), StateError> {
     check_private(root)?;
     let marker = root.join(MARKER);
     if fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
         return Ok(());
     }
+    let _claiming = lock_dir(root)?;
+    if fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
     let names: Vec<_> = fs::read_dir(root)
         .map_err(StateError::at(root))?
         .map(|e| e.map(|e| e.file_name()))
+        .filter(|n| !n.as_ref().is_ok_and(|n| is_marker_temp(n)))
         .collect::<Result<_, _>>()
         .map_err(StateError::at(root))?;
     let made_by_rbuild = names.iter().any(|n| n == LOCK)
@@ -406,9 +414,27 @@ fn check_private(root: &Path) -> Result<(), StateError> {
     Ok(())
 }
 
+/// An exclusive lock on the directory `dir` itself (released on drop).
+fn lock_dir(dir: &Path) -> Result<StateLock, StateError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let file = fs::File::open(dir).map_err(StateError::at(dir))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
+        path: dir.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// The prefix of the marker while it is written.
+const MARKER_TEMP: &str = "rbuild-state.tmp";
+
+/// Whether `name` is a marker being written (or left half-written by a crash).
+fn is_marker_temp(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(MARKER_TEMP.as_bytes())
+}
+
 /// Writes the marker beside and renames it into place (never through a link).
 fn write_marker(marker: &Path) -> Result<(), StateError> {
-    let tmp = marker.with_file_name(format!("{MARKER}.tmp{}", std::process::id()));
+    let tmp = marker.with_file_name(format!("{MARKER_TEMP}{}", std::process::id()));
     fs::write(&tmp, MARKER_TEXT).map_err(StateError::at(&tmp))?;
     fs::rename(&tmp, marker).map_err(StateError::at(marker))
 }

@@ -231,3 +231,24 @@ fn a_state_directory_with_linked_entries_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn commands_started_at_once_on_a_new_root_all_claim_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            rbuild(&dir)
+                .arg("images")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(dir.join("rbuild-state").is_file());
+}
