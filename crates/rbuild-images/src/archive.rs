@@ -388,7 +388,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let blobs = rbuild_store::Store::open(&state.join("store")).unwrap();
-        let images = ImageStore::open(&state, blobs).unwrap();
+        let images = ImageStore::open(&rbuild_state::StateDir::at(state.clone()), blobs).unwrap();
         (dir, images)
     }
 

@@ -43,6 +43,9 @@ pub enum ImagesError {
         #[source]
         source: std::io::Error,
     },
+    /// The state directory failed.
+    #[error(transparent)]
+    State(#[from] rbuild_state::StateError),
     /// An image name that is not a valid reference.
     #[error(transparent)]
     Reference(#[from] ReferenceError),

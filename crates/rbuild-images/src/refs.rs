@@ -3,6 +3,7 @@
 use crate::{ImagesError, io_err};
 use rbuild_core::walk::Budget;
 use rbuild_core::{Digest, Reference, media_type};
+use rbuild_state::{StateDir, TempKind};
 use rbuild_store::Store;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -57,18 +58,18 @@ pub type RecordFile = (PathBuf, Result<ImageRecord, ImagesError>);
 /// The image store of one state directory.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
-    state: PathBuf,
+    state: StateDir,
     blobs: Store,
 }
 
 impl ImageStore {
     /// The image store of the state directory `state`, over its blob store `blobs`.
-    pub fn open(state: &Path, blobs: Store) -> Result<ImageStore, ImagesError> {
+    pub fn open(state: &StateDir, blobs: Store) -> Result<ImageStore, ImagesError> {
         let s = ImageStore {
-            state: state.to_path_buf(),
+            state: state.clone(),
             blobs,
         };
-        for d in [s.refs_dir(), s.tmp_dir()] {
+        for d in [state.images(), state.tmp()] {
             fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
         Ok(s)
@@ -80,16 +81,12 @@ impl ImageStore {
     }
 
     /// The state directory.
-    pub fn state(&self) -> &Path {
+    pub fn state(&self) -> &StateDir {
         &self.state
     }
 
     fn refs_dir(&self) -> PathBuf {
-        self.state.join("images")
-    }
-
-    fn tmp_dir(&self) -> PathBuf {
-        self.state.join("tmp")
+        self.state.images()
     }
 
     /// The file of a name: the sha256 of the full name, so no name can form a path.
@@ -116,11 +113,7 @@ impl ImageStore {
             detail: e.to_string(),
         })?;
         let dest = self.ref_path(&record.name);
-        let tmp_dir = self.tmp_dir();
-        let mut tmp = tempfile::Builder::new()
-            .prefix("ref-")
-            .tempfile_in(&tmp_dir)
-            .map_err(io_err("create a temporary file in", &tmp_dir))?;
+        let mut tmp = self.state.temp_file(TempKind::ImageName)?;
         tmp.write_all(&data)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(io_err("write", tmp.path()))?;
@@ -280,7 +273,7 @@ mod tests {
         let (digest, size) = blobs
             .put_bytes(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#)
             .unwrap();
-        let images = ImageStore::open(dir.path(), blobs).unwrap();
+        let images = ImageStore::open(&StateDir::at(dir.path().to_path_buf()), blobs).unwrap();
         let target = Target {
             media_type: media_type::OCI_INDEX.into(),
             digest,

@@ -1,9 +1,7 @@
-//! Cache keys and the cache index. A step's key hashes its parent's key and everything
-//! that changes the step's result; the index maps a key to the layer it produced.
+//! Cache keys. A step's key hashes its parent's key and everything that changes the
+//! step's result; a [`crate::CacheStore`] maps a key to the layer it produced.
 
-use crate::StateDir;
 use rbuild_core::Digest;
-use rbuild_image::LayerBlob;
 use sha2::{Digest as _, Sha256};
 
 /// The key of a step whose parent has key `parent` and whose inputs are `parts`.
@@ -15,30 +13,6 @@ pub fn chain(parent: &Digest, parts: &[&[u8]]) -> Digest {
         h.update(p);
     }
     Digest::from_sha256_bytes(&h.finalize())
-}
-
-/// Looks a key up; a hit needs the blob to still be in the store with its recorded size
-/// (a blob cut short by a system crash before the build's final sync is a miss).
-pub fn get(state: &StateDir, store: &rbuild_store::Store, key: &Digest) -> Option<LayerBlob> {
-    let data = std::fs::read(state.cache_entry(key)).ok()?;
-    let blob: LayerBlob = serde_json::from_slice(&data).ok()?;
-    (store.blob_size(&blob.digest) == Some(blob.size)).then_some(blob)
-}
-
-/// Records the layer a key produced (atomically: write then rename).
-pub fn put(state: &StateDir, key: &Digest, blob: &LayerBlob) {
-    let dest = state.cache_entry(key);
-    let Ok(data) = serde_json::to_vec(blob) else {
-        return;
-    };
-    let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
-    let ok = std::fs::create_dir_all(state.cache_index()).is_ok()
-        && std::fs::write(&tmp, data).is_ok()
-        && std::fs::rename(&tmp, &dest).is_ok();
-    if !ok {
-        let _ = std::fs::remove_file(&tmp);
-        tracing::debug!(key = %key, "could not record cache entry");
-    }
 }
 
 pub use crate::context_hash::hash_paths;

@@ -12,7 +12,6 @@ mod layers;
 mod progress;
 mod resolve;
 mod secrets;
-mod state;
 mod steps;
 mod tail;
 
@@ -20,9 +19,9 @@ pub use entitlements::{Entitlements, UnknownEntitlement};
 pub use error::{ArchiveError, BindPathError, ChownError, StepError};
 pub use layers::{unpack_into_state, visible_lowers};
 pub use rbuild_graph::NetworkMode;
+pub use rbuild_state::{CacheStore, LocalCache, StateDir, StateError, StateLock, TempKind};
 pub use resolve::{ImageSource, RemoteResolver, ResolveError, Sources, UrlFetcher};
 pub use secrets::{SecretError, SecretSource, Secrets, parse_secret, parse_ssh};
-pub use state::{StateDir, StateError, StateLock, TempKind};
 
 use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::Dockerfile;
@@ -175,8 +174,10 @@ pub struct StepFailure {
 pub struct Solver<'a> {
     /// The blob store.
     pub store: &'a Store,
-    /// rbuild's state directory (layers, cache, temporary step directories).
+    /// rbuild's state directory (layers, temporary step directories).
     pub state: &'a StateDir,
+    /// Where step results are remembered and looked up.
+    pub cache: &'a dyn CacheStore,
     /// Where base images and `COPY --from` sources come from.
     pub sources: &'a Sources,
     /// The emulators registered for the build.

@@ -105,7 +105,7 @@ pub(crate) fn solve(
     }
     let changes = step.exec(cx, result)?;
     let (blob, dir) = commit(cx.solver, &changes.dir, &changes.lowers)?;
-    cache::put(cx.solver.state, &key, &blob);
+    cx.solver.cache.put(&key, &blob);
     push_layer(cx, result, blob, dir, &key, step.rebased());
     Ok(())
 }
@@ -117,7 +117,7 @@ fn try_cache(
     key: &Digest,
     rebased: bool,
 ) -> Result<bool, SolveError> {
-    let Some(blob) = cache::get(cx.solver.state, cx.solver.store, key) else {
+    let Some(blob) = cx.solver.cache.get(key) else {
         return Ok(false);
     };
     let dir = ensure_unpacked(cx.solver, &blob)?;

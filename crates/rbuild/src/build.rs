@@ -262,7 +262,7 @@ fn build(
         crate::progress::diagnostic(events, &w.to_string(), None);
     }
     let (context, _filtered) = apply_dockerignore(req, state)?;
-    let bases = crate::load::store_source(state.root(), &store, args, &req.dockerfile)?;
+    let bases = crate::load::store_source(state, &store, args, &req.dockerfile)?;
     let sources = Sources::new(context, req.named.clone())
         .with_images(Box::new(crate::bases::Shared(bases.clone())));
     if crate::check::call_of(args)? == Call::Check {
@@ -303,9 +303,11 @@ fn build(
     }
     let run_dir = state.run_dir()?;
     let emulation = Emulation::prepare(&run_platforms, &run_dir)?;
+    let cache = rbuild_solver::LocalCache::new(state, &store);
     let solver = Solver {
         store: &store,
         state,
+        cache: &cache,
         sources: &sources,
         emulation: &emulation,
         no_cache: args.no_cache,
@@ -343,7 +345,7 @@ fn build(
         media_types: req.media_types,
     };
     export(state, &store, &image, &req.outputs, renderer, &registry)?;
-    crate::load::finish(state.root(), &store, &image, &req.outputs, req.quiet)?;
+    crate::load::finish(state, &store, &image, &req.outputs, req.quiet)?;
     crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
     let based = crate::load::bases_metadata(&sources, &bases);
     report(&store, &image, args, req.quiet, based)

@@ -33,9 +33,9 @@ pub(crate) fn open_store(cli: &Cli) -> Result<(ImageStore, nix::fcntl::Flock<std
 }
 
 fn open(cli: &Cli) -> Result<(ImageStore, nix::fcntl::Flock<std::fs::File>)> {
-    let root = crate::state::root_dir(cli)?;
-    let lock = rbuild_solver::StateDir::at(root.clone()).lock_for_build()?;
-    Ok((crate::state::images(&root)?, lock))
+    let state = crate::state::root_dir(cli)?;
+    let lock = state.lock_for_build()?;
+    Ok((crate::state::images(&state)?, lock))
 }
 
 /// `rbuild images` / `image ls`: REPOSITORY, TAG, IMAGE ID, CREATED, SIZE, PLATFORMS.

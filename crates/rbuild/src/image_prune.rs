@@ -6,15 +6,15 @@ use anyhow::{Context, Result};
 use rbuild_core::Digest;
 use rbuild_core::walk::Budget;
 use rbuild_images::walk;
+use rbuild_solver::StateDir;
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs `image prune`.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
-    let root = crate::state::enter(cli)?;
-    let _lock = crate::build::lock_state_exclusive(&rbuild_solver::StateDir::at(root.clone()))?;
-    let freed = remove_unneeded(&root, true)?;
+    let state = crate::state::enter(cli)?;
+    let _lock = crate::build::lock_state_exclusive(&state)?;
+    let freed = remove_unneeded(&state, true)?;
     println!(
         "Total reclaimed space: {}",
         crate::inspect::human_size(freed)
@@ -23,15 +23,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 /// Whether the state directory has named images.
-pub fn has_images(root: &Path) -> bool {
-    std::fs::read_dir(root.join("images")).is_ok_and(|mut d| d.next().is_some())
+pub fn has_images(state: &StateDir) -> bool {
+    std::fs::read_dir(state.images()).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Removes the blobs and layer directories no name (and, with `keep_cache`, no cache
 /// entry) needs; returns the bytes of blobs freed. The caller holds the exclusive lock.
-pub fn remove_unneeded(root: &Path, keep_cache: bool) -> Result<u64> {
-    let images = crate::state::images(root)?;
-    let (blobs, layers) = needed(root, &images, keep_cache)?;
+pub fn remove_unneeded(state: &StateDir, keep_cache: bool) -> Result<u64> {
+    let images = crate::state::images(state)?;
+    let (blobs, layers) = needed(state, &images, keep_cache)?;
     let mut freed = 0u64;
     let blob_dir = images.blobs().root().join("blobs/sha256");
     for entry in
@@ -47,7 +47,7 @@ pub fn remove_unneeded(root: &Path, keep_cache: bool) -> Result<u64> {
             std::fs::remove_file(entry.path())?;
         }
     }
-    let layer_dir = root.join("layers");
+    let layer_dir = state.layers();
     for entry in std::fs::read_dir(&layer_dir)
         .into_iter()
         .flatten()
@@ -85,7 +85,7 @@ fn diff_ids(
 
 /// The blobs and layer directories (diff id hex) that names and cache entries need.
 fn needed(
-    root: &Path,
+    state: &StateDir,
     images: &rbuild_images::ImageStore,
     with_cache: bool,
 ) -> Result<(BTreeSet<Digest>, BTreeSet<String>)> {
@@ -120,7 +120,7 @@ fn needed(
             blobs.insert(n.digest);
         }
     }
-    let cache_entries = std::fs::read_dir(root.join("cache"))
+    let cache_entries = std::fs::read_dir(state.cache_index())
         .into_iter()
         .flatten()
         .flatten();

@@ -47,12 +47,12 @@ pub fn check_outputs(outputs: &mut [Output], tags: &[String]) -> Result<()> {
 
 /// The store as the build's source of `FROM` images, with `--pull` and the lock file.
 pub fn store_source(
-    root: &Path,
+    state: &rbuild_solver::StateDir,
     store: &Store,
     args: &BuildArgs,
     dockerfile: &Path,
 ) -> Result<Arc<StoreSource>> {
-    let images = ImageStore::open(root, store.clone())?;
+    let images = ImageStore::open(state, store.clone())?;
     let path = bases::lock_path(dockerfile);
     let lock = if args.lock {
         None
@@ -74,7 +74,7 @@ pub fn store_source(
 /// Names the built image (every platform: the index, or the manifest of a
 /// single-platform build) in the store for each image output.
 pub fn finish(
-    root: &Path,
+    state: &rbuild_solver::StateDir,
     store: &Store,
     image: &BuiltImage,
     outputs: &[Output],
@@ -93,7 +93,7 @@ pub fn finish(
     }
     let root_desc = rbuild_export::root_descriptor(store, image)?;
     store.sync()?;
-    let images = ImageStore::open(root, store.clone())?;
+    let images = ImageStore::open(state, store.clone())?;
     let target = Target {
         media_type: root_desc.media_type,
         digest: root_desc.digest,

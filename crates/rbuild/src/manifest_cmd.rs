@@ -11,9 +11,9 @@ use std::process::ExitCode;
 
 /// Runs one `manifest` subcommand.
 pub fn run(cli: &Cli, cmd: &ManifestCommand) -> Result<ExitCode> {
-    let root = crate::state::root_dir(cli)?;
-    let _lock = rbuild_solver::StateDir::at(root.clone()).lock_for_build()?;
-    let images = crate::state::images(&root)?;
+    let state = crate::state::root_dir(cli)?;
+    let _lock = state.lock_for_build()?;
+    let images = crate::state::images(&state)?;
     match cmd {
         ManifestCommand::Create {
             amend,

@@ -30,19 +30,16 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         .map(|v| parse_volume(v))
         .collect::<Result<Vec<_>>>()?;
     let extra_env = parse_env(&args.env)?;
-    let root = crate::state::enter(cli)?;
-    let _lock = rbuild_solver::StateDir::at(root.clone()).lock_for_build()?;
-    let images = crate::state::images(&root)?;
+    let state = crate::state::enter(cli)?;
+    let _lock = state.lock_for_build()?;
+    let images = crate::state::images(&state)?;
     let (target, shown) = image_target(&images, &args.image)?;
     let image = pick_platform(&images, &target, &shown, args.platform.as_ref())?;
-    let lowers = unpack(&root, &images, &image)?;
-    let run_dir = root.join("run");
-    std::fs::create_dir_all(&run_dir)?;
+    let lowers = unpack(&state, &images, &image)?;
+    let run_dir = state.run_dir()?;
     let emulation = Emulation::prepare(std::slice::from_ref(&image.platform), &run_dir)
         .context("setting up emulation for the image's platform")?;
-    let tmp = tempfile::Builder::new()
-        .prefix("container-")
-        .tempdir_in(root.join("tmp"))?;
+    let tmp = state.temp_dir(rbuild_solver::TempKind::Container)?;
     let spec = spec(args, &image, lowers, tmp.path(), volumes, extra_env)?;
     let outcome = attach_and_run(&spec, &emulation, args);
     drop(tmp);
@@ -110,11 +107,15 @@ fn pick_platform(
 }
 
 /// Unpacks the image's layers (shared with builds) and returns them top-most first.
-fn unpack(root: &Path, images: &ImageStore, image: &PlatformImage) -> Result<Vec<PathBuf>> {
+fn unpack(
+    state: &rbuild_solver::StateDir,
+    images: &ImageStore,
+    image: &PlatformImage,
+) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for l in &image.layers {
         dirs.push(rbuild_solver::unpack_into_state(
-            &rbuild_solver::StateDir::at(root.to_path_buf()),
+            state,
             images.blobs(),
             l,
             None,

@@ -226,10 +226,11 @@ fn a_state_directory_with_linked_entries_is_refused() {
     let out = rbuild_at(&world, &["images"]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("writable by every user"),
+        stderr(&out).contains("writable by every user, without the sticky bit"),
         "{}",
         stderr(&out)
     );
+    assert_eq!(fs::read_dir(&world).unwrap().count(), 0, "it was changed");
 }
 
 #[test]
@@ -251,4 +252,34 @@ fn commands_started_at_once_on_a_new_root_all_claim_it() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     assert!(dir.join("rbuild-state").is_file());
+}
+
+/// A sticky directory every user may write to (a fresh tmpfs mount): accepted, and every
+/// entry of the layout is made at once, so no other user can put a link where one goes.
+#[test]
+fn a_sticky_shared_root_gets_its_whole_layout_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sticky");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = rbuild_at(&dir, &["images"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let layout = [
+        "cache",
+        "cache-mounts",
+        "images",
+        "layers",
+        "lock",
+        "rbuild-state",
+        "run",
+        "store",
+        "tmp",
+        "urls",
+    ];
+    assert_eq!(names, layout);
 }

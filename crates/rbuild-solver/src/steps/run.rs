@@ -68,7 +68,7 @@ impl Step for RunOp {
             Err(e) => return Err(step_err(op, e)),
         };
         tail.flush();
-        crate::state::make_work_dir_removable(tmp.path());
+        rbuild_state::make_work_dir_removable(tmp.path());
         let code = match outcome.status {
             ExitStatus::Code(c) => c,
             ExitStatus::Signal(s) => 128 + s,

@@ -1,5 +1,10 @@
 //! The state directory (`--root`): the one type that knows its layout. Every path below
-//! the state directory is joined here; the solver, the exporters and `prune` ask it.
+//! the state directory is joined here; the solver, the exporters, the image store, `run`
+//! and `prune` ask it. It also holds the local cache index, behind [`CacheStore`].
+
+mod cache;
+
+pub use cache::{CacheStore, LocalCache};
 
 use rbuild_core::Digest;
 use std::ffi::OsStr;
@@ -125,21 +130,27 @@ pub enum TempKind {
     CachePrivate,
     /// A `RUN` step's overlay.
     Run,
+    /// The overlay of an `rbuild run` container.
+    Container,
     /// A step that makes directories.
     Mkdir,
     /// A `COPY`/`ADD` step.
     Copy,
+    /// A name of the image store being written.
+    ImageName,
 }
 
 impl TempKind {
-    const ALL: [TempKind; 7] = [
+    const ALL: [TempKind; 9] = [
         TempKind::Context,
         TempKind::Rootfs,
         TempKind::Unpack,
         TempKind::CachePrivate,
         TempKind::Run,
+        TempKind::Container,
         TempKind::Mkdir,
         TempKind::Copy,
+        TempKind::ImageName,
     ];
 
     /// The prefix of the directory's name.
@@ -150,23 +161,20 @@ impl TempKind {
             TempKind::Unpack => "unpack-",
             TempKind::CachePrivate => "cache-private-",
             TempKind::Run => "run-",
+            TempKind::Container => "container-",
             TempKind::Mkdir => "mkdir-",
             TempKind::Copy => "copy-",
+            TempKind::ImageName => "ref-",
         }
     }
 }
-
-/// The prefix of the image store's temporary files under `tmp/` (`rbuild-images`).
-const IMAGE_STORE_TEMP_PREFIX: &str = "ref-";
 
 /// Whether `name` (an entry of `tmp/`) is one rbuild made.
 fn is_own_temp(name: &OsStr) -> bool {
     let name = name.as_bytes();
     TempKind::ALL
         .iter()
-        .map(|k| k.prefix())
-        .chain([IMAGE_STORE_TEMP_PREFIX])
-        .any(|p| name.starts_with(p.as_bytes()))
+        .any(|k| name.starts_with(k.prefix().as_bytes()))
 }
 
 impl StateDir {
@@ -242,11 +250,26 @@ impl StateDir {
             .map_err(StateError::at(&tmp))
     }
 
+    /// A fresh temporary file under `tmp/` (removed on drop unless persisted).
+    pub fn temp_file(&self, kind: TempKind) -> Result<tempfile::NamedTempFile, StateError> {
+        let tmp = self.tmp();
+        fs::create_dir_all(&tmp).map_err(StateError::at(&tmp))?;
+        tempfile::Builder::new()
+            .prefix(kind.prefix())
+            .tempfile_in(&tmp)
+            .map_err(StateError::at(&tmp))
+    }
+
     /// The directory of the build's private binfmt_misc mount (created).
     pub fn run_dir(&self) -> Result<PathBuf, StateError> {
         let dir = self.root.join(RUN);
         fs::create_dir_all(&dir).map_err(StateError::at(&dir))?;
         Ok(dir)
+    }
+
+    /// The image store's directory of names.
+    pub fn images(&self) -> PathBuf {
+        self.root.join(IMAGES)
     }
 
     /// The directory of `RUN --mount=type=cache` directories.
@@ -355,13 +378,17 @@ fn remove_leftover(tmp: &rbuild_fsroot::Root, name: &Path) {
 fn claim(root: &Path) -> Result<(), StateError> {
     check_private(root)?;
     let marker = root.join(MARKER);
-    if fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
-        return Ok(());
-    }
     let _claiming = lock_dir(root)?;
-    if fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
-        return Ok(());
+    if !fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
+        adopt(root)?;
+        write_marker(&marker)?;
     }
+    make_layout(root)?;
+    check_private(root)
+}
+
+/// Refuses `root` unless it is empty or made by an rbuild from before the marker.
+fn adopt(root: &Path) -> Result<(), StateError> {
     let names: Vec<_> = fs::read_dir(root)
         .map_err(StateError::at(root))?
         .map(|e| e.map(|e| e.file_name()))
@@ -372,17 +399,46 @@ fn claim(root: &Path) -> Result<(), StateError> {
         && names
             .iter()
             .all(|n| OWN_NAMES.iter().any(|own| n.as_bytes() == own.as_bytes()));
-    if !names.is_empty() && !made_by_rbuild {
-        return Err(StateError::Foreign {
+    if names.is_empty() || made_by_rbuild {
+        Ok(())
+    } else {
+        Err(StateError::Foreign {
             path: root.to_path_buf(),
-        });
+        })
     }
-    write_marker(&marker)
+}
+
+/// Makes every entry of the layout that is missing, so that none is made later, when
+/// another user of a shared (sticky) directory could have put a link in its place.
+fn make_layout(root: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    for name in OWN_NAMES.iter().filter(|n| **n != LOCK) {
+        let dir = root.join(name);
+        let mode = if [LAYERS, TMP].contains(name) {
+            0o700
+        } else {
+            0o755
+        };
+        match fs::DirBuilder::new().mode(mode).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StateError::at(&dir)(e)),
+        }
+    }
+    let lock = root.join(LOCK);
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock)
+        .map(drop)
+        .map_err(StateError::at(&lock))
 }
 
 /// Checks that `root` and every entry of the layout that exists belong to the user running
-/// rbuild, that none of those entries is a symlink, and that no other user may write to
-/// `root` itself.
+/// rbuild, that none of those entries is a symlink, and that another user may write to
+/// `root` only when it is sticky (so that no other user can replace what rbuild made).
 fn check_private(root: &Path) -> Result<(), StateError> {
     use std::os::unix::fs::MetadataExt;
     let uid = nix::unistd::geteuid().as_raw();
@@ -394,8 +450,11 @@ fn check_private(root: &Path) -> Result<(), StateError> {
     if meta.uid() != uid {
         return Err(not_private(root, format!("owned by uid {}", meta.uid())));
     }
-    if meta.mode() & 0o002 != 0 {
-        return Err(not_private(root, "writable by every user".into()));
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(not_private(
+            root,
+            "writable by every user, without the sticky bit".into(),
+        ));
     }
     for name in OWN_NAMES.iter().chain([&MARKER]) {
         let path = root.join(name);
@@ -491,7 +550,7 @@ fn spread_subdirectories(dir: &Path) {
 
 /// overlayfs leaves `<step>/work/work` with mode 000; make it deletable for a rootless
 /// caller. No link is followed on the way or at the end.
-pub(crate) fn make_work_dir_removable(step_dir: &Path) {
+pub fn make_work_dir_removable(step_dir: &Path) {
     if let Ok(dir) = rbuild_fsroot::Root::open(step_dir) {
         make_work_dir_removable_in(&dir);
     }
