@@ -4,6 +4,7 @@
 //! exits nonzero when something it needs is missing or fails.
 
 mod apt;
+mod architecture;
 mod bench;
 mod debian;
 mod demo;

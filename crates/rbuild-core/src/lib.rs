@@ -1,6 +1,7 @@
 //! Value types every rbuild crate passes around: [`Platform`], [`Digest`], image
 //! [`Reference`]s and the OCI media types. No I/O happens here.
 
+pub mod config;
 mod digest;
 mod platform;
 pub mod reference;

@@ -2,7 +2,7 @@
 //! string slices, `%+v` of the healthcheck struct, `time.Duration` values). These helpers
 //! reproduce those renderings so rbuild's history reads exactly like BuildKit's.
 
-use rbuild_image::HealthConfig;
+use rbuild_core::config::HealthConfig;
 use std::fmt::Write;
 
 /// Go's `%v` of a `[]string`: `[a b c]`.

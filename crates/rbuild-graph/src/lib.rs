@@ -23,8 +23,8 @@ pub use lower::{DEFAULT_PATH, clean_path, lower};
 pub use run_flags::{NetworkMode, RunMount, SecurityMode, Sharing};
 
 use rbuild_core::Platform;
+use rbuild_core::config::ImageConfig;
 use rbuild_dockerfile::Diagnostic;
-use rbuild_image::ImageConfig;
 use std::collections::BTreeMap;
 
 /// Where an operation came from, for messages and history.

@@ -15,11 +15,11 @@ use crate::{
     Base, BaseResolver, BuildGraph, CopyChmod, CopyFrom, CopyOp, InlineFile, Location, LowerError,
     LowerOptions, MkdirOp, Op, OpKind, RunOp, Stage, UrlSource,
 };
+use rbuild_core::config::{HealthConfig, ImageConfig};
 use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::{
     Args, Diagnostic, Dockerfile, Expander, Heredoc, Instruction, Keyword, Severity,
 };
-use rbuild_image::{HealthConfig, ImageConfig};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The PATH BuildKit puts in a scratch image's config and in RUN steps without one.

@@ -7,8 +7,8 @@
 //! Base images come from a fixed table (see `Bases`), so no case does I/O.
 
 use rbuild_core::Platform;
+use rbuild_core::config::ImageConfig;
 use rbuild_graph::{BaseResolver, LowerOptions};
-use rbuild_image::ImageConfig;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs;

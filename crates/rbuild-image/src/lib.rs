@@ -3,19 +3,18 @@
 //! canonical JSON writer so the same image always has the same digest.
 
 mod annotations;
-mod config;
 mod layer;
 mod manifest;
 mod media;
 mod pgzip;
 
 pub use annotations::{Annotation, AnnotationTarget, Annotations, BadAnnotation};
-pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use layer::{Compression, LayerBlob, LayerWriter};
 pub use manifest::{
     ImageManifestBlob, IndexEntry, descriptor, oci_platform, write_index, write_manifest,
 };
 pub use media::MediaTypes;
+pub use rbuild_core::config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 
 /// Errors of image assembly.
 #[derive(Debug, thiserror::Error)]

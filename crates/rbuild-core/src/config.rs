@@ -114,7 +114,7 @@ pub struct RootFs {
     #[serde(rename = "type")]
     pub kind: String,
     /// sha256 of each uncompressed layer, bottom first.
-    pub diff_ids: Vec<rbuild_core::Digest>,
+    pub diff_ids: Vec<crate::Digest>,
 }
 
 impl Default for RootFs {
