@@ -96,3 +96,68 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod state_paths {
+    use std::path::{Path, PathBuf};
+
+    /// The names at the top of the state directory (`rbuild-state`'s layout).
+    const LAYOUT: &[&str] = &[
+        "store",
+        "layers",
+        "cache",
+        "urls",
+        "tmp",
+        "run",
+        "cache-mounts",
+        "lock",
+        "images",
+        "rbuild-state",
+    ];
+
+    /// Crates that may join these names: the owner of the layout, the store (its own
+    /// directory holds `tmp/`), and the tools that make scratch directories of their own.
+    const ALLOWED: &[&str] = &["rbuild-state", "rbuild-store", "rbuild-fuzz"];
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                rust_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_state_crate_joins_state_directory_paths() {
+        let crates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates");
+        let mut found = Vec::new();
+        for krate in std::fs::read_dir(&crates).unwrap().flatten() {
+            let name = krate.file_name().to_string_lossy().into_owned();
+            if ALLOWED.contains(&name.as_str()) {
+                continue;
+            }
+            let mut files = Vec::new();
+            rust_files(&krate.path().join("src"), &mut files);
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap();
+                // Unit tests make scratch directories of their own.
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (i, line) in code.lines().enumerate() {
+                    let joins = LAYOUT
+                        .iter()
+                        .any(|n| line.contains(&format!("join(\"{n}\")")));
+                    if joins {
+                        found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "state paths joined outside StateDir: {found:#?}"
+        );
+    }
+}

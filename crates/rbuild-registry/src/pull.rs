@@ -196,7 +196,7 @@ async fn fetch_blob_body(
         partial
             .writer
             .write_all(&chunk)
-            .map_err(RegistryError::io("write", store.root().join("tmp")))?;
+            .map_err(RegistryError::io("write", store.tmp_dir()))?;
         partial.written += chunk.len() as u64;
         on_bytes(&desc.digest, partial.written, desc.size);
     }

@@ -87,7 +87,7 @@ async fn save(
         })?;
         writer
             .write_all(&chunk)
-            .map_err(RegistryError::io("write", store.root().join("tmp")))?;
+            .map_err(RegistryError::io("write", store.tmp_dir()))?;
     }
     let (digest, size) = writer.commit(req.expected).map_err(|e| match e {
         StoreError::DigestMismatch { expected, found } => RegistryError::DigestMismatch {

@@ -83,7 +83,8 @@ impl Store {
         &self.root
     }
 
-    fn tmp_dir(&self) -> PathBuf {
+    /// Where blobs are written before they are committed (for messages).
+    pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
