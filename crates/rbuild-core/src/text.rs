@@ -26,6 +26,22 @@ pub fn sanitize_lines(text: &str, max_line: usize) -> String {
     lines.join("\n")
 }
 
+/// An error and its causes on one line, `: `-separated, each cause once (a cause whose text
+/// the message already holds, as typed errors often show their source, is not repeated).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        src = s.source();
+    }
+    text
+}
+
 /// [`sanitize`] with a limit of `max` characters.
 pub fn sanitize_to(text: &str, max: usize) -> String {
     let mut out = String::new();

@@ -20,7 +20,7 @@ pub use error::{ArchiveError, BindPathError, ChownError, StepError};
 pub use layers::{unpack_into_state, visible_lowers};
 pub use rbuild_graph::NetworkMode;
 pub use rbuild_state::{CacheStore, LocalCache, StateDir, StateError, StateLock, TempKind};
-pub use resolve::{ImageSource, RemoteResolver, ResolveError, Sources, UrlFetcher};
+pub use resolve::{ImageSource, RemoteImages, ResolveError, Sources, UrlDownloads};
 pub use secrets::{SecretError, SecretSource, Secrets, parse_secret, parse_ssh};
 
 use rbuild_core::{Digest, Platform};

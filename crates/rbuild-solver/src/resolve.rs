@@ -4,6 +4,7 @@
 use rbuild_core::{Digest, Platform};
 use rbuild_graph::BaseResolver;
 use rbuild_image::ImageConfig;
+use rbuild_registry::RegistryError;
 use rbuild_source::{NamedContext, ResolvedImage, UrlFetch, UrlRecord, UrlRequest};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
@@ -13,15 +14,24 @@ use std::sync::Mutex;
 /// One memoised content hash, filled by the first worker that asks for it.
 type ContentHash = std::sync::Arc<Mutex<Option<Digest>>>;
 
-/// Resolves an image reference no named context or local image provides (a registry pull).
-pub type RemoteResolver = dyn Fn(&str, &Platform, &Store) -> Result<ResolvedImage, Box<dyn std::error::Error + Send + Sync>>
-    + Send
-    + Sync;
+/// Pulls the base images no named context or local image provides (a registry client);
+/// its errors reach the CLI as they are.
+pub trait RemoteImages: Send + Sync {
+    /// The image `reference` for `platform`, its blobs put in `store`.
+    fn pull(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<ResolvedImage, Box<RegistryError>>;
+}
 
-/// Downloads an `ADD` URL into the store (the registry crate's HTTP client).
-pub type UrlFetcher = dyn Fn(&UrlRequest, &Store) -> Result<UrlFetch, Box<dyn std::error::Error + Send + Sync>>
-    + Send
-    + Sync;
+/// Downloads `ADD` URLs into the store (the registry crate's HTTP client); its errors reach
+/// the CLI as they are.
+pub trait UrlDownloads: Send + Sync {
+    /// Downloads (or revalidates) what `req` asks for.
+    fn fetch(&self, req: &UrlRequest, store: &Store) -> Result<UrlFetch, Box<RegistryError>>;
+}
 
 /// One memoised URL download, filled by the first worker that asks for it.
 type UrlMemo = std::sync::Arc<Mutex<Option<UrlRecord>>>;
@@ -58,12 +68,17 @@ pub enum ResolveError {
         dir: PathBuf,
     },
     /// Its registry could not provide it.
-    #[error("{source}")]
+    #[error("{}", not_pulled(.reference, .platform, .named, .source))]
     Registry {
         /// The reference.
         reference: String,
-        /// What went wrong.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The platform asked for (as written, to keep the error small).
+        platform: String,
+        /// The named contexts the build was given.
+        named: Vec<String>,
+        /// What the registry answered.
+        #[source]
+        source: Box<RegistryError>,
     },
     /// The local image store failed to read it.
     #[error("{reference:?} from the local image store: {source}")]
@@ -93,9 +108,9 @@ pub struct Sources {
     named: BTreeMap<String, NamedContext>,
     resolved: Mutex<HashMap<(String, Platform), ResolvedImage>>,
     images: Option<Box<dyn ImageSource>>,
-    remote: Option<Box<RemoteResolver>>,
+    remote: Option<Box<dyn RemoteImages>>,
     hashes: Mutex<HashMap<(PathBuf, Vec<PathBuf>), ContentHash>>,
-    fetcher: Option<Box<UrlFetcher>>,
+    fetcher: Option<Box<dyn UrlDownloads>>,
     urls: Mutex<HashMap<String, UrlMemo>>,
 }
 
@@ -126,7 +141,7 @@ impl Sources {
     }
 
     /// The same sources, downloading `ADD` URLs through `fetcher`.
-    pub fn with_url_fetcher(mut self, fetcher: Box<UrlFetcher>) -> Sources {
+    pub fn with_url_fetcher(mut self, fetcher: Box<dyn UrlDownloads>) -> Sources {
         self.fetcher = Some(fetcher);
         self
     }
@@ -136,8 +151,8 @@ impl Sources {
         &self,
         req: &UrlRequest,
         store: &Store,
-    ) -> Option<Result<UrlFetch, Box<dyn std::error::Error + Send + Sync>>> {
-        self.fetcher.as_ref().map(|f| f(req, store))
+    ) -> Option<Result<UrlFetch, Box<RegistryError>>> {
+        self.fetcher.as_ref().map(|f| f.fetch(req, store))
     }
 
     /// The download of `url` made in this build, resolving it with `resolve` on first
@@ -168,7 +183,7 @@ impl Sources {
 
     /// Resolves references no named context or local image provides through `remote`
     /// (a registry).
-    pub fn with_remote(mut self, remote: Box<RemoteResolver>) -> Sources {
+    pub fn with_remote(mut self, remote: Box<dyn RemoteImages>) -> Sources {
         self.remote = Some(remote);
         self
     }
@@ -245,9 +260,11 @@ impl Sources {
             None => match self.local_image(reference, platform, store)? {
                 Some(r) => r,
                 None => match &self.remote {
-                    Some(remote) => remote(reference, platform, store).map_err(|source| {
+                    Some(remote) => remote.pull(reference, platform, store).map_err(|source| {
                         ResolveError::Registry {
                             reference: reference.to_string(),
+                            platform: platform.to_string(),
+                            named: self.named.keys().cloned().collect(),
                             source,
                         }
                     })?,
@@ -314,6 +331,29 @@ impl BaseResolver for StoreResolver<'_> {
 }
 
 /// The message of [`ResolveError::NotFound`]: where rbuild looked and how to provide it.
+/// Why a base image is missing when its registry failed: where rbuild looked, the
+/// registry's answer, what to do.
+fn not_pulled(
+    reference: &str,
+    platform: &str,
+    named: &[String],
+    source: &RegistryError,
+) -> String {
+    format!(
+        "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
+         - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \
+         - registries: {}\n\
+         Provide it with --build-context {}=oci-layout://PATH[:TAG], or make the registry reachable",
+        if named.is_empty() {
+            "none given".to_string()
+        } else {
+            named.join(", ")
+        },
+        rbuild_core::text::error_chain(source),
+        reference.split('@').next().unwrap_or(reference)
+    )
+}
+
 fn not_found(reference: &str, platform: &Platform, named: &[String], store: bool) -> String {
     format!(
         "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \

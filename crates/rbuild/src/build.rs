@@ -271,16 +271,15 @@ fn build(
     }
     let registry = std::sync::Arc::new(crate::registry::client(&req.outputs, &args.tags)?);
     let sources = sources
-        .with_remote(crate::registry::remote_resolver(
-            registry.clone(),
-            req.docker_images.clone(),
-            req.named.keys().cloned().collect(),
-            renderer.clone(),
-        ))
-        .with_url_fetcher(crate::registry::url_fetcher(
-            registry.clone(),
-            renderer.clone(),
-        ));
+        .with_remote(Box::new(crate::registry::Puller {
+            registry: registry.clone(),
+            aliases: req.docker_images.clone(),
+            events: renderer.clone(),
+        }))
+        .with_url_fetcher(Box::new(crate::registry::Downloader {
+            registry: registry.clone(),
+            events: renderer.clone(),
+        }));
     if !req.quiet {
         crate::check::note_syntax(&df);
     }

@@ -4,13 +4,14 @@
 use crate::output::{Output, RegistryOutput};
 use crate::progress::Task;
 use anyhow::{Context, Result, bail};
+use rbuild_core::text::error_chain;
 use rbuild_core::{Platform, Reference};
 use rbuild_export::BuiltImage;
 use rbuild_progress::{EventSink, Meter};
 use rbuild_registry::timeouts::Timeouts;
-use rbuild_registry::{Config, Registry, Root};
-use rbuild_solver::{RemoteResolver, UrlFetcher};
-use rbuild_source::{UrlFetch, UrlRequest};
+use rbuild_registry::{Config, Registry, RegistryError, Root};
+use rbuild_solver::{RemoteImages, UrlDownloads};
+use rbuild_source::{ResolvedImage, UrlFetch, UrlRequest};
 use rbuild_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -54,21 +55,32 @@ pub fn client(outputs: &[Output], tags: &[String]) -> Result<Registry> {
     Ok(Registry::new(config))
 }
 
-/// A resolver that pulls `FROM` references from their registry; `aliases` are the
-/// `--build-context NAME=docker-image://REF` names, `contexts` the other names (listed
-/// when a pull fails). Each pull is a vertex of its own on `events`, with the bytes of
-/// every layer download, as BuildKit shows them.
-pub fn remote_resolver(
-    registry: Arc<Registry>,
-    aliases: BTreeMap<String, String>,
-    contexts: Vec<String>,
-    events: Arc<dyn EventSink>,
-) -> Box<RemoteResolver> {
-    Box::new(move |reference: &str, platform: &Platform, store: &Store| {
-        let target = alias_of(&aliases, reference).unwrap_or(reference);
-        let r: Reference = target.parse().map_err(|e| format!("{e}"))?;
+/// Pulls `FROM` references from their registry; `aliases` are the
+/// `--build-context NAME=docker-image://REF` names. Each pull is a vertex of its own on
+/// `events`, with the bytes of every layer download, as BuildKit shows them.
+pub struct Puller {
+    /// The build's registry client.
+    pub registry: Arc<Registry>,
+    /// `--build-context NAME=docker-image://REF`: name → reference.
+    pub aliases: BTreeMap<String, String>,
+    /// Where pulls are shown.
+    pub events: Arc<dyn EventSink>,
+}
+
+impl RemoteImages for Puller {
+    fn pull(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<ResolvedImage, Box<RegistryError>> {
+        let target = alias_of(&self.aliases, reference).unwrap_or(reference);
+        let r: Reference = target
+            .parse()
+            .map_err(|e| Box::new(RegistryError::from(e)))?;
+        let events = self.events.as_ref();
         let task = Task::named(
-            events.as_ref(),
+            events,
             format!("[internal] pull {r} for {platform}"),
             Some(platform.to_string()),
         );
@@ -76,52 +88,43 @@ pub fn remote_resolver(
         let on_bytes = |digest: &rbuild_core::Digest, done: u64, total: u64| {
             let mut meters = meters.lock().unwrap_or_else(|e| e.into_inner());
             let meter = meters.entry(digest.clone()).or_insert_with(|| {
-                Meter::start(events.as_ref(), task.id(), digest.to_string(), Some(total))
+                Meter::start(events, task.id(), digest.to_string(), Some(total))
             });
             meter.set(done, Some(total));
         };
-        let pulled = registry.pull_reporting(store, &r, platform, &on_bytes);
+        let pulled = self.registry.pull_reporting(store, &r, platform, &on_bytes);
         let meters = meters.into_inner().unwrap_or_else(|e| e.into_inner());
         meters.into_values().for_each(Meter::finish);
         task.finish_with(pulled.as_ref().err().map(|e| e.to_string()).as_deref());
-        pulled.map_err(|e| not_pulled(reference, platform, &contexts, &render(&e)).into())
-    })
+        pulled.map_err(Box::new)
+    }
 }
 
-/// A fetcher that downloads `ADD` URLs with the build's registry client; each download is a
-/// vertex of its own (`[internal] download URL`) that says what came.
-pub fn url_fetcher(registry: Arc<Registry>, events: Arc<dyn EventSink>) -> Box<UrlFetcher> {
-    Box::new(move |req: &UrlRequest, store: &Store| {
+/// Downloads `ADD` URLs with the build's registry client; each download is a vertex of its
+/// own (`[internal] download URL`) that says what came.
+pub struct Downloader {
+    /// The build's registry client.
+    pub registry: Arc<Registry>,
+    /// Where downloads are shown.
+    pub events: Arc<dyn EventSink>,
+}
+
+impl UrlDownloads for Downloader {
+    fn fetch(&self, req: &UrlRequest, store: &Store) -> Result<UrlFetch, Box<RegistryError>> {
         let task = Task::named(
-            events.as_ref(),
+            self.events.as_ref(),
             format!("[internal] download {}", req.url),
             None,
         );
-        let fetched = registry.fetch_url(store, req).map_err(|e| render(&e));
+        let fetched = self.registry.fetch_url(store, req);
         match &fetched {
             Ok(UrlFetch::NotModified) => task.say("not modified"),
             Ok(UrlFetch::Stored(r)) => task.say(&format!("{} bytes, {}", r.size, r.digest)),
-            Err(e) => task.say(e),
+            Err(e) => task.say(&error_chain(e)),
         }
-        task.finish_with(fetched.as_ref().err().map(String::as_str));
-        Ok(fetched?)
-    })
-}
-
-/// Why a base image is missing: the places looked in, the registry's answer, what to do.
-fn not_pulled(reference: &str, platform: &Platform, contexts: &[String], why: &str) -> String {
-    let names = if contexts.is_empty() {
-        "none given".to_string()
-    } else {
-        contexts.join(", ")
-    };
-    format!(
-        "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
-         - build contexts (--build-context NAME=oci-layout://PATH): {names}\n  \
-         - registries: {why}\n\
-         Provide it with --build-context {}=oci-layout://PATH[:TAG], or make the registry reachable",
-        reference.split('@').next().unwrap_or(reference)
-    )
+        task.finish_with(fetched.as_ref().err().map(|e| error_chain(e)).as_deref());
+        fetched.map_err(Box::new)
+    }
 }
 
 /// The alias `reference` names, in any of the forms users write it (`name`,
@@ -135,21 +138,6 @@ fn alias_of<'a>(aliases: &'a BTreeMap<String, String>, reference: &str) -> Optio
         .into_iter()
         .flat_map(|r| [r, r.strip_suffix(":latest").unwrap_or(r)])
         .find_map(|r| aliases.get(r).map(String::as_str))
-}
-
-/// An error with its causes, as the CLI shows them.
-fn render(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        src = s.source();
-    }
-    text
 }
 
 /// The references an output pushes to: its `name=`s, else the `-t` names.

@@ -22,8 +22,8 @@ pub enum UrlError {
         url: String,
     },
     /// The download failed.
-    #[error("{0}")]
-    Fetch(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Fetch(Box<rbuild_registry::RegistryError>),
     /// A 304 came to a request that named no earlier download.
     #[error("{url}: 304 Not Modified to an unconditional request")]
     NotModified {
