@@ -47,7 +47,7 @@ pub(crate) fn write_entry(
     let mut block = [0u8; BLOCK];
     put_bytes(&mut block[0..100], &header.name);
     if header.name.len() > 100 {
-        pax.push((b"path".to_vec(), header.name.clone()));
+        long_name(out, &mut pax, b'L', b"path", &header.name)?;
     }
     put_octal(&mut block[100..108], u64::from(header.mode & 0o7777));
     if !put_octal(&mut block[108..116], header.uid) {
@@ -72,7 +72,7 @@ pub(crate) fn write_entry(
     block[156] = header.typeflag;
     put_bytes(&mut block[157..257], &header.link);
     if header.link.len() > 100 {
-        pax.push((b"linkpath".to_vec(), header.link.clone()));
+        long_name(out, &mut pax, b'K', b"linkpath", &header.link)?;
     }
     block[257..263].copy_from_slice(b"ustar\0");
     block[263..265].copy_from_slice(b"00");
@@ -97,6 +97,27 @@ pub(crate) fn write_entry(
         pad(out, header.size)?;
     }
     Ok(())
+}
+
+/// A name too long for the ustar field: a PAX record `key`, or — when it holds a newline,
+/// which the `tar` crate's PAX reader cannot take in a value — a GNU long name entry of
+/// type `typeflag` (`L` for paths, `K` for link targets), which every reader takes.
+fn long_name(
+    out: &mut dyn Write,
+    pax: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    typeflag: u8,
+    key: &[u8],
+    name: &[u8],
+) -> io::Result<()> {
+    if !name.contains(&b'\n') {
+        pax.push((key.to_vec(), name.to_vec()));
+        return Ok(());
+    }
+    let mut data = name.to_vec();
+    data.push(0);
+    let mut header = TarHeader::new(b"././@LongLink".to_vec(), typeflag);
+    header.size = data.len() as u64;
+    write_entry(out, &header, Some(&mut data.as_slice()))
 }
 
 /// Writes the end-of-archive marker: two zero blocks.
@@ -176,6 +197,30 @@ fn set_checksum(block: &mut [u8; BLOCK]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long name or link target holding a newline (as a step may make) must come back
+    /// from the `tar` crate's reader, which splits PAX records at newlines.
+    #[test]
+    fn long_names_with_newlines_read_back() {
+        let name = format!("{}\nend", "d/".repeat(60)).into_bytes();
+        let link = format!("{}\nlink", "t/".repeat(60)).into_bytes();
+        let mut out = Vec::new();
+        let mut file = TarHeader::new(name.clone(), b'0');
+        file.xattrs.push(("user.k".into(), b"v".to_vec()));
+        write_entry(&mut out, &file, Some(&mut &b""[..])).unwrap();
+        let mut sym = TarHeader::new(b"s".to_vec(), b'2');
+        sym.link = link.clone();
+        write_entry(&mut out, &sym, None).unwrap();
+        finish(&mut out).unwrap();
+        let mut archive = tar::Archive::new(out.as_slice());
+        let mut entries = archive.entries().unwrap();
+        let mut first = entries.next().unwrap().unwrap();
+        assert_eq!(first.path_bytes().as_ref(), name.as_slice());
+        let xattrs: Vec<_> = first.pax_extensions().unwrap().unwrap().collect();
+        assert!(xattrs.iter().all(Result::is_ok));
+        let second = entries.next().unwrap().unwrap();
+        assert_eq!(second.link_name_bytes().unwrap().as_ref(), link.as_slice());
+    }
 
     #[test]
     fn pax_record_lengths_count_themselves() {
