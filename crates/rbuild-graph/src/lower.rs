@@ -88,7 +88,7 @@ pub(crate) fn lower_all(
         .unwrap_or(df.instructions.len());
     l.global_args(&df.instructions[..split]);
     let mut stages = l.stage_headers(&df.instructions[split..]);
-    if stages.is_empty() && l.errors.is_empty() {
+    if stages.is_empty() && l.errors.is_empty() && !crate::cancelled() {
         l.errors.push(Diagnostic::error(
             &df.file,
             rbuild_dockerfile::Span {
@@ -113,6 +113,16 @@ pub(crate) fn lower_all(
         }
         l.lower_needed(&mut stages, resolver);
     }
+    if crate::cancelled() {
+        l.errors.push(interrupted(df));
+        let graph = BuildGraph {
+            stages: Vec::new(),
+            target: 0,
+            warnings: l.warnings,
+            lints: Vec::new(),
+        };
+        return (graph, l.errors);
+    }
     for name in l.arg_use.unused(&opts.build_args) {
         tracing::warn!("build arg {name:?} was never consumed by an ARG");
     }
@@ -129,6 +139,16 @@ pub(crate) fn lower_all(
         lints: lint::finish(lints, &config),
     };
     (graph, l.errors)
+}
+
+/// The error of a lowering stopped by [`crate::CANCELLED`].
+fn interrupted(df: &Dockerfile) -> Diagnostic {
+    let at = rbuild_dockerfile::Span {
+        line: 1,
+        col: 1,
+        end_line: 1,
+    };
+    Diagnostic::error(&df.file, at, 1, "", "interrupted".into())
 }
 
 fn pluralize(n: usize, one: &str, many: &str) -> String {
@@ -269,6 +289,9 @@ impl<'a> Lowerer<'a> {
 
     fn global_args(&mut self, insts: &[Instruction]) {
         for inst in insts {
+            if crate::cancelled() {
+                return;
+            }
             if inst.keyword != Keyword::Arg {
                 self.error(
                     inst,
@@ -319,6 +342,9 @@ impl<'a> Lowerer<'a> {
             .collect();
         let mut stages: Vec<StageDraft<'a>> = Vec::new();
         for (k, &start) in starts.iter().enumerate() {
+            if crate::cancelled() {
+                break;
+            }
             let end = starts.get(k + 1).copied().unwrap_or(insts.len());
             let from = &insts[start];
             if let Some(draft) = self.stage_header(from, &insts[start + 1..end], &stages) {
@@ -532,6 +558,9 @@ impl<'a> Lowerer<'a> {
                 return;
             }
             for i in todo {
+                if crate::cancelled() {
+                    return;
+                }
                 self.lower_stage(stages, i, resolver);
                 stages[i].lowered = true;
             }
@@ -698,10 +727,10 @@ impl<'a> Lowerer<'a> {
             names,
             index: i,
         };
-        for inst in &start.triggers {
-            self.lower_instruction(&mut st, inst);
-        }
-        for inst in stages[i].instructions {
+        for inst in start.triggers.iter().chain(stages[i].instructions) {
+            if crate::cancelled() {
+                break;
+            }
             self.lower_instruction(&mut st, inst);
         }
         self.defined = None;
