@@ -6,7 +6,7 @@
 //! stage and applies the `# check=skip=...;error=true` directive.
 
 use crate::args::platform_args;
-use crate::lower::lower_all;
+use crate::lower::{Purpose, lower_all};
 use crate::{BaseResolver, LowerOptions};
 use rbuild_dockerfile::{Args, Diagnostic, Dockerfile, Expander, Instruction, Keyword, Severity};
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,7 +117,7 @@ pub fn check(
 ) -> (Vec<Lint>, Vec<Diagnostic>) {
     let mut opts = opts.clone();
     opts.all_stages = opts.target.is_none();
-    let (graph, errors) = lower_all(df, &opts, resolver);
+    let (graph, errors) = lower_all(df, &opts, resolver, Purpose::Lint);
     (graph.lints, errors)
 }
 

@@ -33,7 +33,7 @@ pub fn lower(
     opts: &LowerOptions,
     resolver: &mut dyn BaseResolver,
 ) -> Result<BuildGraph, LowerError> {
-    let (graph, mut errors) = lower_all(df, opts, resolver);
+    let (graph, mut errors) = lower_all(df, opts, resolver, Purpose::Build);
     if errors.is_empty() && !graph.lints.is_empty() && lint::config_of(df).is_ok_and(|c| c.error) {
         errors.extend(graph.lints.iter().map(|l| Diagnostic {
             severity: Severity::Error,
@@ -67,10 +67,12 @@ pub(crate) fn lower_all(
     df: &Dockerfile,
     opts: &LowerOptions,
     resolver: &mut dyn BaseResolver,
+    purpose: Purpose,
 ) -> (BuildGraph, Vec<Diagnostic>) {
     let mut l = Lowerer {
         df,
         opts,
+        purpose,
         errors: Vec::new(),
         warnings: Vec::new(),
         lints: Vec::new(),
@@ -159,9 +161,20 @@ fn pluralize(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+/// What a lowering is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A graph to solve.
+    Build,
+    /// Only lint findings and errors: RUN ops get no environment and no history text,
+    /// which cost O(ENV + ARGs) each, so ENV lines between RUNs stay linear.
+    Lint,
+}
+
 struct Lowerer<'a> {
     df: &'a Dockerfile,
     opts: &'a LowerOptions,
+    purpose: Purpose,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     lints: Vec<Lint>,
@@ -1140,6 +1153,23 @@ impl<'a> Lowerer<'a> {
             self.error(inst, "RUN needs a command");
             return None;
         }
+        let RunFlags {
+            mounts,
+            network,
+            security,
+        } = self.run_flags(st, inst);
+        if self.purpose == Purpose::Lint {
+            let op = RunOp {
+                argv,
+                env: Vec::new(),
+                user: String::new(),
+                cwd: String::new(),
+                mounts,
+                network,
+                security,
+            };
+            return Some((OpKind::Run(op), String::new()));
+        }
         let prefix = st.history_args();
         let created_by = if prefix.is_empty() {
             format!("RUN {shown} # buildkit")
@@ -1150,11 +1180,6 @@ impl<'a> Lowerer<'a> {
                 prefix.join(" ")
             )
         };
-        let RunFlags {
-            mounts,
-            network,
-            security,
-        } = self.run_flags(st, inst);
         let mut env = st.run_env();
         for (k, v) in &self.opts.build_args {
             let declared = st.args.contains(k);

@@ -156,12 +156,28 @@ fn undefined_names_cost(n: usize) -> u64 {
     })
 }
 
+/// Bytes allocated to parse and lint `n` ENV and ARG lines, each pair followed by a RUN.
+/// A build keeps each RUN's whole environment and ARG list (history) for the step; a
+/// check has no use for them.
+fn env_and_run_check_cost(n: usize) -> u64 {
+    let mut text = String::from("FROM scratch\n");
+    for i in 0..n {
+        text.push_str(&format!("ENV V{i}=value-{i}\nARG A{i}=a\nRUN [\"true\"]\n"));
+    }
+    allocated_by(|| {
+        let df = rbuild_dockerfile::parse("Dockerfile", text.as_bytes()).expect("parses");
+        let (lints, errors) = rbuild_graph::check(&df, &options(), &mut NoBases);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(lints.is_empty(), "{lints:?}");
+    })
+}
+
 /// Ten times the lines may cost at most twenty times the bytes (quadratic work would
 /// cost a hundred times).
 fn assert_near_linear(small: u64, large: u64) {
     assert!(
         large <= small * 20,
-        "2,000 lines allocated {small} bytes, 20,000 lines {large} bytes ({}x)",
+        "the smaller file allocated {small} bytes, ten times as many lines {large} bytes ({}x)",
         large / small.max(1)
     );
 }
@@ -179,4 +195,9 @@ fn linting_many_env_lines_is_linear() {
 #[test]
 fn linting_many_undefined_names_is_linear() {
     assert_near_linear(undefined_names_cost(2_000), undefined_names_cost(20_000));
+}
+
+#[test]
+fn linting_env_lines_between_runs_is_linear() {
+    assert_near_linear(env_and_run_check_cost(500), env_and_run_check_cost(5_000));
 }
