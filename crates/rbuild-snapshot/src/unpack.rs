@@ -264,12 +264,20 @@ impl Unpacker {
         if link_comps == comps {
             return Ok(());
         }
-        ensure_real_dirs(
+        // A target whose directory is missing is not in this layer (a hard link cannot
+        // reach a lower layer's file): the error names the target.
+        match ensure_real_dirs(
             &self.root,
             &link_comps[..link_comps.len() - 1],
             false,
             shown,
-        )?;
+        ) {
+            Err(SnapshotError::UnsafePath {
+                reason: MISSING_PARENT,
+                ..
+            }) => return Err(bad()),
+            other => other?,
+        }
         match at(&self.root, &link_comps, shown)?.stat() {
             Ok(Some(st)) if st.kind != FileKind::Dir => {}
             _ => return Err(bad()),
@@ -449,6 +457,9 @@ fn path_error(root: &Root, comps: &[OsString], shown: &str, e: io::Error) -> Sna
     SnapshotError::io("open", root.display(&rel), e)
 }
 
+/// Why a path is refused when one of its directories does not exist.
+const MISSING_PARENT: &str = "a parent directory is missing";
+
 /// Checks that each prefix of `comps` under `root` is a real directory (not a symlink), creating
 /// missing ones when `create` is set.
 fn ensure_real_dirs(
@@ -469,7 +480,7 @@ fn ensure_real_dirs(
             }
             Some(_) => return Err(unsafe_path(shown, "a parent is not a directory")),
             None if create => target.mkdir(0o755).ctx("mkdir", &target.display())?,
-            None => return Err(unsafe_path(shown, "a parent directory is missing")),
+            None => return Err(unsafe_path(shown, MISSING_PARENT)),
         }
     }
     Ok(())
