@@ -31,6 +31,7 @@ pub fn extract_archive(
 ) -> Result<UnpackStats, SnapshotError> {
     let tree = Root::open(rootfs).map_err(|e| dest_err("open", "/", e))?;
     let rel = clean_dest(dest);
+    let rel = follow_links(&tree, &rel);
     tree.mkdir_all_in_root(&rel, 0o755)
         .map_err(|(p, e)| dest_err("mkdir", &format!("/{}", p.display()), e))?;
     let root = tree
@@ -64,6 +65,75 @@ fn clean_dest(dest: &str) -> PathBuf {
         }
     }
     out.iter().collect()
+}
+
+/// Most symlinks followed on the way to the destination (the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+/// `rel` with the symlinks on its way replaced by their targets, as inside a chroot (an
+/// absolute target starts at the tree's top, `..` stops there), up to the first name
+/// that does not exist. So a destination reached through a link that points at nothing
+/// yet is created where the link points, as COPY and BuildKit do. Whatever else stops the
+/// walk (a file, a link loop, an unreadable entry) is left for `mkdir_all_in_root` to
+/// report.
+fn follow_links(tree: &Root, rel: &Path) -> PathBuf {
+    let mut todo: std::collections::VecDeque<OsString> =
+        rel.iter().map(OsStr::to_os_string).collect();
+    let mut done: Vec<OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        match name.as_bytes() {
+            b"" | b"." | b"/" => continue,
+            b".." => {
+                done.pop();
+                continue;
+            }
+            _ => done.push(name),
+        }
+        let path: PathBuf = done.iter().collect();
+        match tree.at_in_root(&path).and_then(|t| t.stat()) {
+            Ok(Some(st)) if st.kind == FileKind::Dir => {}
+            Ok(Some(st)) if st.kind == FileKind::Symlink && links < MAX_LINKS => {
+                let Ok(target) = read_link(tree, &done) else {
+                    break;
+                };
+                links += 1;
+                done.pop();
+                if target.as_bytes().starts_with(b"/") {
+                    done.clear();
+                }
+                for part in Path::new(&target).iter().rev() {
+                    todo.push_front(part.to_os_string());
+                }
+            }
+            _ => break,
+        }
+    }
+    // What is left does not exist (or stands below a file): cleaned lexically.
+    for name in todo {
+        match name.as_bytes() {
+            b"" | b"." | b"/" => {}
+            b".." => {
+                done.pop();
+            }
+            _ => done.push(name),
+        }
+    }
+    done.iter().collect()
+}
+
+/// The target of the symlink `comps` names (its parents resolved inside the tree).
+fn read_link(tree: &Root, comps: &[OsString]) -> io::Result<OsString> {
+    let (name, parents) = comps
+        .split_last()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let parent: PathBuf = parents.iter().collect();
+    let dir = tree.open_subdir_in_root(&parent)?;
+    // The descriptor's /proc link names exactly the directory resolved above; readlink
+    // does not follow the final name.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dir.fd());
+    let path = Path::new("/proc/self/fd").join(fd.to_string()).join(name);
+    Ok(std::fs::read_link(path)?.into_os_string())
 }
 
 fn dest_err(op: &'static str, path: &str, source: io::Error) -> SnapshotError {
