@@ -20,7 +20,7 @@ use rbuild_dockerfile::{
     Args, Diagnostic, Dockerfile, Expander, Heredoc, Instruction, Keyword, Severity,
 };
 use rbuild_image::{HealthConfig, ImageConfig};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 /// The PATH BuildKit puts in a scratch image's config and in RUN steps without one.
@@ -82,6 +82,7 @@ pub(crate) fn lower_all(
         defined: None,
         undefined_seen: HashSet::new(),
         suggestions_left: MAX_SUGGESTIONS,
+        stage_names: Rc::default(),
     };
     let split = df
         .instructions
@@ -192,6 +193,41 @@ struct Lowerer<'a> {
     /// How many more UndefinedVar findings get a "did you mean" suggestion (each one
     /// compares the name with every defined one).
     suggestions_left: usize,
+    /// Every stage's name, shared by the stages as they are lowered.
+    stage_names: Rc<StageNames>,
+}
+
+/// The stages' `AS` names, and where each name was last used, so a stage reference is
+/// found without a walk over all stages.
+#[derive(Debug, Default)]
+struct StageNames {
+    list: Vec<Option<String>>,
+    last: HashMap<String, usize>,
+}
+
+impl StageNames {
+    fn new(list: Vec<Option<String>>) -> StageNames {
+        let mut last = HashMap::new();
+        for (i, name) in list.iter().enumerate() {
+            if let Some(name) = name {
+                last.insert(name.clone(), i);
+            }
+        }
+        StageNames { list, last }
+    }
+
+    /// The stage `value` names: an index, or the last stage with that (case-insensitive)
+    /// name; `None` for an image.
+    fn resolve(&self, value: &str) -> Result<Option<usize>, String> {
+        if let Ok(i) = value.parse::<usize>() {
+            return if i < self.list.len() {
+                Ok(Some(i))
+            } else {
+                Err(format!("invalid stage index {i}"))
+            };
+        }
+        Ok(self.last.get(&value.to_lowercase()).copied())
+    }
 }
 
 /// UndefinedVar findings that get a suggestion; the rest are reported without one, so
@@ -354,17 +390,22 @@ impl<'a> Lowerer<'a> {
             .map(|(n, _)| n)
             .collect();
         let mut stages: Vec<StageDraft<'a>> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         for (k, &start) in starts.iter().enumerate() {
             if crate::cancelled() {
                 break;
             }
             let end = starts.get(k + 1).copied().unwrap_or(insts.len());
             let from = &insts[start];
-            if let Some(draft) = self.stage_header(from, &insts[start + 1..end], &stages) {
+            let body = &insts[start + 1..end];
+            if let Some(draft) = self.stage_header(from, body, stages.len(), &by_name) {
+                if let Some(name) = &draft.stage.name {
+                    by_name.insert(name.clone(), stages.len());
+                }
                 stages.push(draft);
             }
         }
-        let names: Vec<Option<String>> = stages.iter().map(|s| s.stage.name.clone()).collect();
+        let names = StageNames::new(stages.iter().map(|s| s.stage.name.clone()).collect());
         let mut errors = Vec::new();
         for s in &mut stages {
             let mut deps = Vec::new();
@@ -373,7 +414,7 @@ impl<'a> Lowerer<'a> {
             }
             for inst in s.instructions {
                 for from in from_refs(inst) {
-                    match stage_ref(&names, from) {
+                    match names.resolve(from) {
                         Ok(Some(i)) => deps.push(i),
                         Ok(None) => {}
                         Err(e) => errors.push((inst, e)),
@@ -385,6 +426,7 @@ impl<'a> Lowerer<'a> {
         for (inst, e) in errors {
             self.error(inst, e);
         }
+        self.stage_names = Rc::new(names);
         stages
     }
 
@@ -392,7 +434,8 @@ impl<'a> Lowerer<'a> {
         &mut self,
         from: &'a Instruction,
         body: &'a [Instruction],
-        earlier: &[StageDraft<'a>],
+        index: usize,
+        earlier: &HashMap<String, usize>,
     ) -> Option<StageDraft<'a>> {
         let words = match &from.args {
             Args::Words(w) => w.clone(),
@@ -442,18 +485,14 @@ impl<'a> Lowerer<'a> {
         let lower_image = image.to_lowercase();
         let base = if lower_image == "scratch" {
             Base::Scratch
-        } else if let Some(s) = earlier
-            .iter()
-            .rev()
-            .find(|s| s.stage.name.as_deref() == Some(lower_image.as_str()))
-        {
-            Base::Stage(s.stage.index)
+        } else if let Some(&i) = earlier.get(&lower_image) {
+            Base::Stage(i)
         } else {
             Base::Image(image)
         };
         Some(StageDraft {
             stage: Stage {
-                index: earlier.len(),
+                index,
                 name,
                 base,
                 platform,
@@ -724,7 +763,7 @@ impl<'a> Lowerer<'a> {
         let Some(start) = self.stage_start(stages, i, resolver) else {
             return;
         };
-        let names: Vec<Option<String>> = stages.iter().map(|s| s.stage.name.clone()).collect();
+        let names = Rc::clone(&self.stage_names);
         let scope = Rc::new(Scope::new(&start.config, &start.args));
         let mut st = StageState {
             env_index: env_index(&start.config),
@@ -1274,8 +1313,8 @@ impl<'a> Lowerer<'a> {
     fn run_flags(&mut self, st: &StageState, inst: &Instruction) -> RunFlags {
         let scope = Rc::clone(&st.scope);
         let lookup = move |k: &str| scope.get(k);
-        let names = st.names.clone();
-        let resolve_from = move |f: &str| match stage_ref(&names, f) {
+        let names = Rc::clone(&st.names);
+        let resolve_from = move |f: &str| match names.resolve(f) {
             Ok(Some(i)) => CopyFrom::Stage(i),
             _ => CopyFrom::Image(f.to_string()),
         };
@@ -1492,9 +1531,11 @@ impl<'a> Lowerer<'a> {
             );
             return None;
         }
-        match stage_ref(&st.names, f) {
+        match st.names.resolve(f) {
             Ok(Some(i)) if i == st.index => {
-                let name = st.names[i].clone().unwrap_or_else(|| format!("stage-{i}"));
+                let name = st.names.list[i]
+                    .clone()
+                    .unwrap_or_else(|| format!("stage-{i}"));
                 self.error(
                     inst,
                     format!("circular dependency detected on stage: {name}"),
@@ -1635,7 +1676,7 @@ struct StageState {
     healthcheck: Option<Instruction>,
     workdir_set: bool,
     ops: Vec<Op>,
-    names: Vec<Option<String>>,
+    names: Rc<StageNames>,
     index: usize,
 }
 
@@ -2070,18 +2111,6 @@ fn from_refs(inst: &Instruction) -> Vec<&str> {
 /// A `--from` value naming a stage, by index or by name (the last stage with that
 /// name, as BuildKit's name table keeps it). `Ok(None)`: not a stage, so an image or a
 /// named build context.
-fn stage_ref(names: &[Option<String>], value: &str) -> Result<Option<usize>, String> {
-    if let Ok(i) = value.parse::<usize>() {
-        return if i < names.len() {
-            Ok(Some(i))
-        } else {
-            Err(format!("invalid stage index {i}"))
-        };
-    }
-    let v = value.to_lowercase();
-    Ok(names.iter().rposition(|n| n.as_deref() == Some(v.as_str())))
-}
-
 fn split_arg(word: &str) -> (&str, Option<&str>) {
     match word.split_once('=') {
         Some((k, v)) => (k, Some(v)),

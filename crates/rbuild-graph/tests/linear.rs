@@ -172,6 +172,23 @@ fn env_and_run_check_cost(n: usize) -> u64 {
     })
 }
 
+/// Bytes allocated to parse and lint `n` stages, each a RUN that mounts the stage before.
+fn many_stages_check_cost(n: usize) -> u64 {
+    let mut text = String::from("FROM scratch AS s0\n");
+    for i in 1..n {
+        let prev = i - 1;
+        text.push_str(&format!(
+            "FROM scratch AS s{i}\nRUN --mount=from=s{prev},target=/p [\"true\"]\n"
+        ));
+    }
+    allocated_by(|| {
+        let df = rbuild_dockerfile::parse("Dockerfile", text.as_bytes()).expect("parses");
+        let (lints, errors) = rbuild_graph::check(&df, &options(), &mut NoBases);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(lints.is_empty(), "{lints:?}");
+    })
+}
+
 /// Ten times the lines may cost at most twenty times the bytes (quadratic work would
 /// cost a hundred times).
 fn assert_near_linear(small: u64, large: u64) {
@@ -200,4 +217,9 @@ fn linting_many_undefined_names_is_linear() {
 #[test]
 fn linting_env_lines_between_runs_is_linear() {
     assert_near_linear(env_and_run_check_cost(500), env_and_run_check_cost(5_000));
+}
+
+#[test]
+fn linting_many_stages_is_linear() {
+    assert_near_linear(many_stages_check_cost(500), many_stages_check_cost(5_000));
 }
