@@ -46,6 +46,15 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// Set (by a signal handler) to stop lowering and linting: they check it before each
+/// instruction and then end with an "interrupted" error instead of finishing.
+pub static CANCELLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`CANCELLED`] was set.
+pub(crate) fn cancelled() -> bool {
+    CANCELLED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Inputs of lowering that come from the command line.
 #[derive(Debug, Clone)]
 pub struct LowerOptions {

@@ -6,7 +6,7 @@
 //! stage and applies the `# check=skip=...;error=true` directive.
 
 use crate::args::platform_args;
-use crate::lower::lower_all;
+use crate::lower::{Purpose, lower_all};
 use crate::{BaseResolver, LowerOptions};
 use rbuild_dockerfile::{Args, Diagnostic, Dockerfile, Expander, Instruction, Keyword, Severity};
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,7 +117,7 @@ pub fn check(
 ) -> (Vec<Lint>, Vec<Diagnostic>) {
     let mut opts = opts.clone();
     opts.all_stages = opts.target.is_none();
-    let (graph, errors) = lower_all(df, &opts, resolver);
+    let (graph, errors) = lower_all(df, &opts, resolver, Purpose::Lint);
     (graph.lints, errors)
 }
 
@@ -155,9 +155,13 @@ pub(crate) fn file_rules(df: &Dockerfile, opts: &LowerOptions) -> Vec<Lint> {
     casing(df, &mut out);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let globals = global_defaults(df, opts);
+    let known: BTreeMap<String, String> = globals
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+        .collect();
     for inst in &df.instructions {
         match inst.keyword {
-            Keyword::From => from_rules(df, inst, &globals, &mut seen, &mut out),
+            Keyword::From => from_rules(df, inst, (&globals, &known), &mut seen, &mut out),
             Keyword::Maintainer => out.push(Lint::at(
                 &df.file,
                 inst,
@@ -172,11 +176,12 @@ pub(crate) fn file_rules(df: &Dockerfile, opts: &LowerOptions) -> Vec<Lint> {
 
 /// Global ARGs with their default values (no `--build-arg`), plus the automatic ones.
 fn global_defaults(df: &Dockerfile, opts: &LowerOptions) -> BTreeMap<String, Option<String>> {
-    let mut m: BTreeMap<String, Option<String>> =
-        platform_args(&opts.target_platform, &opts.build_platform)
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
+    let mut known: BTreeMap<String, String> =
+        platform_args(&opts.target_platform, &opts.build_platform);
+    let mut m: BTreeMap<String, Option<String>> = known
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
     for inst in df
         .instructions
         .iter()
@@ -188,16 +193,17 @@ fn global_defaults(df: &Dockerfile, opts: &LowerOptions) -> BTreeMap<String, Opt
                     Some((k, v)) => (k, Some(v)),
                     None => (w.as_str(), None),
                 };
-                let known: BTreeMap<String, String> = m
-                    .iter()
-                    .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-                    .collect();
-                let lookup = move |n: &str| known.get(n).cloned();
+                let lookup = |n: &str| known.get(n).cloned();
                 let v = v.map(|v| {
                     Expander::new(&lookup, df.directives.escape)
                         .word(v)
                         .unwrap_or_else(|_| v.to_string())
                 });
+                // `known` holds the names of `m` that have a value.
+                match &v {
+                    Some(v) => known.insert(k.to_string(), v.clone()),
+                    None => known.remove(k),
+                };
                 m.insert(k.to_string(), v);
             }
         }
@@ -205,10 +211,12 @@ fn global_defaults(df: &Dockerfile, opts: &LowerOptions) -> BTreeMap<String, Opt
     m
 }
 
+/// The rules about one FROM line. `globals` are the global ARGs as declared, and those
+/// of them that have a value.
 fn from_rules(
     df: &Dockerfile,
     inst: &Instruction,
-    globals: &BTreeMap<String, Option<String>>,
+    (globals, known): (&BTreeMap<String, Option<String>>, &BTreeMap<String, String>),
     seen: &mut BTreeMap<String, usize>,
     out: &mut Vec<Lint>,
 ) {
@@ -262,11 +270,7 @@ fn from_rules(
         out.push(lint("UndefinedArgInFrom", msg));
     }
     if !used.is_empty() && used.iter().all(|n| globals.contains_key(n)) {
-        let known: BTreeMap<String, String> = globals
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect();
-        let lookup = move |n: &str| known.get(n).cloned();
+        let lookup = |n: &str| known.get(n).cloned();
         let value = Expander::new(&lookup, df.directives.escape)
             .word(image)
             .unwrap_or_default();

@@ -20,7 +20,8 @@ use rbuild_core::{Digest, Platform};
 use rbuild_dockerfile::{
     Args, Diagnostic, Dockerfile, Expander, Heredoc, Instruction, Keyword, Severity,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 /// The PATH BuildKit puts in a scratch image's config and in RUN steps without one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -32,7 +33,7 @@ pub fn lower(
     opts: &LowerOptions,
     resolver: &mut dyn BaseResolver,
 ) -> Result<BuildGraph, LowerError> {
-    let (graph, mut errors) = lower_all(df, opts, resolver);
+    let (graph, mut errors) = lower_all(df, opts, resolver, Purpose::Build);
     if errors.is_empty() && !graph.lints.is_empty() && lint::config_of(df).is_ok_and(|c| c.error) {
         errors.extend(graph.lints.iter().map(|l| Diagnostic {
             severity: Severity::Error,
@@ -66,17 +67,22 @@ pub(crate) fn lower_all(
     df: &Dockerfile,
     opts: &LowerOptions,
     resolver: &mut dyn BaseResolver,
+    purpose: Purpose,
 ) -> (BuildGraph, Vec<Diagnostic>) {
     let mut l = Lowerer {
         df,
         opts,
+        purpose,
         errors: Vec::new(),
         warnings: Vec::new(),
         lints: Vec::new(),
         arg_use: ArgUse::default(),
-        global: platform_args(&opts.target_platform, &opts.build_platform),
+        global: Rc::new(platform_args(&opts.target_platform, &opts.build_platform)),
         declared_global: BTreeMap::new(),
         defined: None,
+        undefined_seen: HashSet::new(),
+        suggestions_left: MAX_SUGGESTIONS,
+        stage_names: Rc::default(),
     };
     let split = df
         .instructions
@@ -85,7 +91,7 @@ pub(crate) fn lower_all(
         .unwrap_or(df.instructions.len());
     l.global_args(&df.instructions[..split]);
     let mut stages = l.stage_headers(&df.instructions[split..]);
-    if stages.is_empty() && l.errors.is_empty() {
+    if stages.is_empty() && l.errors.is_empty() && !crate::cancelled() {
         l.errors.push(Diagnostic::error(
             &df.file,
             rbuild_dockerfile::Span {
@@ -110,6 +116,16 @@ pub(crate) fn lower_all(
         }
         l.lower_needed(&mut stages, resolver);
     }
+    if crate::cancelled() {
+        l.errors.push(interrupted(df));
+        let graph = BuildGraph {
+            stages: Vec::new(),
+            target: 0,
+            warnings: l.warnings,
+            lints: Vec::new(),
+        };
+        return (graph, l.errors);
+    }
     for name in l.arg_use.unused(&opts.build_args) {
         tracing::warn!("build arg {name:?} was never consumed by an ARG");
     }
@@ -128,6 +144,16 @@ pub(crate) fn lower_all(
     (graph, l.errors)
 }
 
+/// The error of a lowering stopped by [`crate::CANCELLED`].
+fn interrupted(df: &Dockerfile) -> Diagnostic {
+    let at = rbuild_dockerfile::Span {
+        line: 1,
+        col: 1,
+        end_line: 1,
+    };
+    Diagnostic::error(&df.file, at, 1, "", "interrupted".into())
+}
+
 fn pluralize(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
         format!("{n} {one}")
@@ -136,21 +162,77 @@ fn pluralize(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+/// What a lowering is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A graph to solve.
+    Build,
+    /// Only lint findings and errors: RUN ops get no environment and no history text,
+    /// which cost O(ENV + ARGs) each, so ENV lines between RUNs stay linear.
+    Lint,
+}
+
 struct Lowerer<'a> {
     df: &'a Dockerfile,
     opts: &'a LowerOptions,
+    purpose: Purpose,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     lints: Vec<Lint>,
     arg_use: ArgUse,
-    /// Automatic platform args and global ARG values.
-    global: BTreeMap<String, String>,
+    /// Automatic platform args and global ARG values (shared with expansion closures, so
+    /// an ARG costs no copy of the others).
+    global: Rc<BTreeMap<String, String>>,
     /// Global ARGs as declared (value None when declared without one).
     declared_global: BTreeMap<String, Option<String>>,
     /// Names defined for the instruction being lowered (ENV, declared ARGs); `None`
     /// outside stages, where UndefinedVar does not apply.
-    defined: Option<BTreeSet<String>>,
+    defined: Option<Rc<Scope>>,
+    /// UndefinedVar findings made so far: (line, column, end line, name).
+    undefined_seen: HashSet<(usize, usize, usize, String)>,
+    /// How many more UndefinedVar findings get a "did you mean" suggestion (each one
+    /// compares the name with every defined one).
+    suggestions_left: usize,
+    /// Every stage's name, shared by the stages as they are lowered.
+    stage_names: Rc<StageNames>,
 }
+
+/// The stages' `AS` names, and where each name was last used, so a stage reference is
+/// found without a walk over all stages.
+#[derive(Debug, Default)]
+struct StageNames {
+    list: Vec<Option<String>>,
+    last: HashMap<String, usize>,
+}
+
+impl StageNames {
+    fn new(list: Vec<Option<String>>) -> StageNames {
+        let mut last = HashMap::new();
+        for (i, name) in list.iter().enumerate() {
+            if let Some(name) = name {
+                last.insert(name.clone(), i);
+            }
+        }
+        StageNames { list, last }
+    }
+
+    /// The stage `value` names: an index, or the last stage with that (case-insensitive)
+    /// name; `None` for an image.
+    fn resolve(&self, value: &str) -> Result<Option<usize>, String> {
+        if let Ok(i) = value.parse::<usize>() {
+            return if i < self.list.len() {
+                Ok(Some(i))
+            } else {
+                Err(format!("invalid stage index {i}"))
+            };
+        }
+        Ok(self.last.get(&value.to_lowercase()).copied())
+    }
+}
+
+/// UndefinedVar findings that get a suggestion; the rest are reported without one, so
+/// a file full of undefined names costs linear work.
+const MAX_SUGGESTIONS: usize = 100;
 
 struct StageDraft<'a> {
     stage: Stage,
@@ -215,21 +297,20 @@ impl<'a> Lowerer<'a> {
         let Some(defined) = &self.defined else {
             return;
         };
-        let missing: Vec<String> = unmatched
-            .iter()
-            .filter(|n| !defined.contains(*n))
-            .cloned()
-            .collect();
-        for name in missing {
-            let already = self.lints.iter().any(|l| {
-                l.rule == "UndefinedVar"
-                    && l.diagnostic.span == inst.span
-                    && l.diagnostic.message.contains(&format!("'${name}'"))
-            });
-            if !already {
-                let suggestion = lint::suggest(&name, self.defined.iter().flatten());
-                self.lint(inst, "UndefinedVar", lint::undefined_var(&name, suggestion));
+        let defined = Rc::clone(defined);
+        for name in unmatched.iter().filter(|n| !defined.defines(n)) {
+            let span = &inst.span;
+            let seen = (span.line, span.col, span.end_line, name.clone());
+            if !self.undefined_seen.insert(seen) {
+                continue;
             }
+            let suggestion = if self.suggestions_left > 0 {
+                self.suggestions_left -= 1;
+                lint::suggest(name, defined.names())
+            } else {
+                None
+            };
+            self.lint(inst, "UndefinedVar", lint::undefined_var(name, suggestion));
         }
     }
 
@@ -257,6 +338,9 @@ impl<'a> Lowerer<'a> {
 
     fn global_args(&mut self, insts: &[Instruction]) {
         for inst in insts {
+            if crate::cancelled() {
+                return;
+            }
             if inst.keyword != Keyword::Arg {
                 self.error(
                     inst,
@@ -274,13 +358,13 @@ impl<'a> Lowerer<'a> {
                 let (name, default) = split_arg(w);
                 self.secret_key(inst, "ARG", name);
                 let default = default.map(|d| {
-                    let g = self.global.clone();
+                    let g = Rc::clone(&self.global);
                     self.expand_word(inst, d, &move |k| g.get(k).cloned())
                 });
                 let value = self.opts.build_args.get(name).cloned().or(default);
                 self.arg_use.mark(name);
                 if let Some(v) = &value {
-                    self.global.insert(name.to_string(), v.clone());
+                    Rc::make_mut(&mut self.global).insert(name.to_string(), v.clone());
                 }
                 self.declared_global.insert(name.to_string(), value);
             }
@@ -306,14 +390,22 @@ impl<'a> Lowerer<'a> {
             .map(|(n, _)| n)
             .collect();
         let mut stages: Vec<StageDraft<'a>> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         for (k, &start) in starts.iter().enumerate() {
+            if crate::cancelled() {
+                break;
+            }
             let end = starts.get(k + 1).copied().unwrap_or(insts.len());
             let from = &insts[start];
-            if let Some(draft) = self.stage_header(from, &insts[start + 1..end], &stages) {
+            let body = &insts[start + 1..end];
+            if let Some(draft) = self.stage_header(from, body, stages.len(), &by_name) {
+                if let Some(name) = &draft.stage.name {
+                    by_name.insert(name.clone(), stages.len());
+                }
                 stages.push(draft);
             }
         }
-        let names: Vec<Option<String>> = stages.iter().map(|s| s.stage.name.clone()).collect();
+        let names = StageNames::new(stages.iter().map(|s| s.stage.name.clone()).collect());
         let mut errors = Vec::new();
         for s in &mut stages {
             let mut deps = Vec::new();
@@ -322,7 +414,7 @@ impl<'a> Lowerer<'a> {
             }
             for inst in s.instructions {
                 for from in from_refs(inst) {
-                    match stage_ref(&names, from) {
+                    match names.resolve(from) {
                         Ok(Some(i)) => deps.push(i),
                         Ok(None) => {}
                         Err(e) => errors.push((inst, e)),
@@ -334,6 +426,7 @@ impl<'a> Lowerer<'a> {
         for (inst, e) in errors {
             self.error(inst, e);
         }
+        self.stage_names = Rc::new(names);
         stages
     }
 
@@ -341,13 +434,14 @@ impl<'a> Lowerer<'a> {
         &mut self,
         from: &'a Instruction,
         body: &'a [Instruction],
-        earlier: &[StageDraft<'a>],
+        index: usize,
+        earlier: &HashMap<String, usize>,
     ) -> Option<StageDraft<'a>> {
         let words = match &from.args {
             Args::Words(w) => w.clone(),
             _ => Vec::new(),
         };
-        let g = self.global.clone();
+        let g = Rc::clone(&self.global);
         let lookup = move |k: &str| g.get(k).cloned();
         let (image, name) = match words.as_slice() {
             [image] => (image.clone(), None),
@@ -391,18 +485,14 @@ impl<'a> Lowerer<'a> {
         let lower_image = image.to_lowercase();
         let base = if lower_image == "scratch" {
             Base::Scratch
-        } else if let Some(s) = earlier
-            .iter()
-            .rev()
-            .find(|s| s.stage.name.as_deref() == Some(lower_image.as_str()))
-        {
-            Base::Stage(s.stage.index)
+        } else if let Some(&i) = earlier.get(&lower_image) {
+            Base::Stage(i)
         } else {
             Base::Image(image)
         };
         Some(StageDraft {
             stage: Stage {
-                index: earlier.len(),
+                index,
                 name,
                 base,
                 platform,
@@ -434,7 +524,7 @@ impl<'a> Lowerer<'a> {
         }
         // `${UNDECLARED:-default}` still names an image: BuildKit only warns
         // (UndefinedArgInFrom); an undeclared ARG that breaks the name is an error.
-        let g = self.global.clone();
+        let g = Rc::clone(&self.global);
         let lookup = move |k: &str| g.get(k).cloned();
         let value = Expander::new(&lookup, self.df.directives.escape)
             .word(image)
@@ -520,6 +610,9 @@ impl<'a> Lowerer<'a> {
                 return;
             }
             for i in todo {
+                if crate::cancelled() {
+                    return;
+                }
                 self.lower_stage(stages, i, resolver);
                 stages[i].lowered = true;
             }
@@ -670,10 +763,14 @@ impl<'a> Lowerer<'a> {
         let Some(start) = self.stage_start(stages, i, resolver) else {
             return;
         };
-        let names: Vec<Option<String>> = stages.iter().map(|s| s.stage.name.clone()).collect();
+        let names = Rc::clone(&self.stage_names);
+        let scope = Rc::new(Scope::new(&start.config, &start.args));
         let mut st = StageState {
+            env_index: env_index(&start.config),
             config: start.config,
-            args: start.args,
+            args: OrderedArgs::new(start.args),
+            scope,
+            pending: Vec::new(),
             cmd: None,
             entrypoint: None,
             healthcheck: None,
@@ -682,16 +779,16 @@ impl<'a> Lowerer<'a> {
             names,
             index: i,
         };
-        for inst in &start.triggers {
-            self.lower_instruction(&mut st, inst);
-        }
-        for inst in stages[i].instructions {
+        for inst in start.triggers.iter().chain(stages[i].instructions) {
+            if crate::cancelled() {
+                break;
+            }
             self.lower_instruction(&mut st, inst);
         }
         self.defined = None;
         stages[i].stage.config = st.config;
         stages[i].stage.ops = st.ops;
-        stages[i].args = st.args;
+        stages[i].args = st.args.into_vec();
         stages[i].workdir_set = st.workdir_set;
     }
 
@@ -760,14 +857,31 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Lowers one instruction. Its words see the stage's names as they were before it
+    /// (`ENV A=1 B=$A` reads the old `A`); what it sets enters the scope afterwards.
     fn lower_instruction(&mut self, st: &mut StageState, inst: &Instruction) {
-        let lookup_env = st.lookup_map();
-        let mut defined: BTreeSet<String> = lookup_env.keys().cloned().collect();
-        defined.extend(st.args.iter().map(|(k, _)| k.clone()));
-        self.defined = Some(defined);
-        let lookup = move |k: &str| lookup_env.get(k).cloned();
+        self.defined = Some(Rc::clone(&st.scope));
+        let op = self.lower_in_scope(st, inst);
+        self.defined = None;
+        st.apply_pending();
+        if let Some((kind, created_by)) = op {
+            st.ops.push(Op {
+                kind,
+                location: self.location(inst),
+                created_by,
+            });
+        }
+    }
+
+    fn lower_in_scope(
+        &mut self,
+        st: &mut StageState,
+        inst: &Instruction,
+    ) -> Option<(OpKind, String)> {
+        let scope = Rc::clone(&st.scope);
+        let lookup = move |k: &str| scope.get(k);
         self.check_flags(inst);
-        let op = match (&inst.keyword, &inst.args) {
+        match (&inst.keyword, &inst.args) {
             (Keyword::Run, args) => self.run(st, inst, args),
             (Keyword::Copy | Keyword::Add, _) => self.copy(st, inst, &lookup),
             (Keyword::Cmd, args) => {
@@ -793,7 +907,7 @@ impl<'a> Lowerer<'a> {
                     let k = self.expand_word(inst, k, &lookup);
                     let v = self.expand_word(inst, v, &lookup);
                     self.secret_key(inst, "ENV", &k);
-                    st.config.set_env(&k, &v);
+                    st.set_env(&k, &v);
                     parts.push(format!(" {k}={v}"));
                 }
                 Some(meta(format!("ENV{}", parts.concat())))
@@ -815,11 +929,24 @@ impl<'a> Lowerer<'a> {
             }
             (Keyword::Arg, Args::Words(words)) => {
                 let mut parts = Vec::new();
+                let mut here: BTreeMap<String, Option<String>> = BTreeMap::new();
                 for w in words {
                     // Each ARG of the line sees the ones before it, as in BuildKit.
-                    let now = st.lookup_map();
-                    let scoped = move |k: &str| now.get(k).cloned();
-                    parts.push(self.stage_arg(st, inst, w, &scoped));
+                    let scope = Rc::clone(&st.scope);
+                    let line = &here;
+                    let scoped = move |k: &str| match scope.env.get(k) {
+                        Some(v) => Some(v.clone()),
+                        None => match line.get(k) {
+                            Some(v) => v.clone(),
+                            None => scope.get(k),
+                        },
+                    };
+                    let (name, value) = self.stage_arg(st, inst, w, &scoped);
+                    parts.push(match &value {
+                        Some(v) => format!("{name}={v}"),
+                        None => name.clone(),
+                    });
+                    here.insert(name, value);
                 }
                 Some(meta(format!("ARG {}", parts.join(" "))))
             }
@@ -930,13 +1057,6 @@ impl<'a> Lowerer<'a> {
                 );
                 None
             }
-        };
-        if let Some((kind, created_by)) = op {
-            st.ops.push(Op {
-                kind,
-                location: self.location(inst),
-                created_by,
-            });
         }
     }
 
@@ -1008,14 +1128,14 @@ impl<'a> Lowerer<'a> {
         Some((OpKind::Mkdir(op), created_by))
     }
 
-    /// Resolves one `ARG NAME[=default]` in a stage; returns its history text.
+    /// Resolves one `ARG NAME[=default]` in a stage; returns its name and value.
     fn stage_arg(
         &mut self,
         st: &mut StageState,
         inst: &Instruction,
         word: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> String {
+    ) -> (String, Option<String>) {
         let (name, default) = split_arg(word);
         self.secret_key(inst, "ARG", name);
         self.arg_use.mark(name);
@@ -1030,12 +1150,8 @@ impl<'a> Lowerer<'a> {
                 .get(name)
                 .cloned()
         };
-        st.args.retain(|(k, _)| k != name);
-        st.args.push((name.to_string(), value.clone()));
-        match value {
-            Some(v) => format!("{name}={v}"),
-            None => name.to_string(),
-        }
+        st.set_arg(name, value.clone());
+        (name.to_string(), value)
     }
 
     /// CMD/ENTRYPOINT arguments: exec form as is, shell form wrapped in the SHELL.
@@ -1076,6 +1192,23 @@ impl<'a> Lowerer<'a> {
             self.error(inst, "RUN needs a command");
             return None;
         }
+        let RunFlags {
+            mounts,
+            network,
+            security,
+        } = self.run_flags(st, inst);
+        if self.purpose == Purpose::Lint {
+            let op = RunOp {
+                argv,
+                env: Vec::new(),
+                user: String::new(),
+                cwd: String::new(),
+                mounts,
+                network,
+                security,
+            };
+            return Some((OpKind::Run(op), String::new()));
+        }
         let prefix = st.history_args();
         let created_by = if prefix.is_empty() {
             format!("RUN {shown} # buildkit")
@@ -1086,17 +1219,10 @@ impl<'a> Lowerer<'a> {
                 prefix.join(" ")
             )
         };
-        let RunFlags {
-            mounts,
-            network,
-            security,
-        } = self.run_flags(st, inst);
         let mut env = st.run_env();
         for (k, v) in &self.opts.build_args {
-            let declared = st.args.iter().any(|(a, _)| a == k);
-            let set = env
-                .iter()
-                .any(|e| e.split_once('=').map(|x| x.0) == Some(k.as_str()));
+            let declared = st.args.contains(k);
+            let set = st.env_index.contains_key(k) || (k == "PATH");
             if PROXY_ARGS.contains(&k.as_str()) && !declared && !set {
                 env.push(format!("{k}={v}"));
             }
@@ -1185,10 +1311,10 @@ impl<'a> Lowerer<'a> {
     }
 
     fn run_flags(&mut self, st: &StageState, inst: &Instruction) -> RunFlags {
-        let lookup_env = st.lookup_map();
-        let lookup = move |k: &str| lookup_env.get(k).cloned();
-        let names = st.names.clone();
-        let resolve_from = move |f: &str| match stage_ref(&names, f) {
+        let scope = Rc::clone(&st.scope);
+        let lookup = move |k: &str| scope.get(k);
+        let names = Rc::clone(&st.names);
+        let resolve_from = move |f: &str| match names.resolve(f) {
             Ok(Some(i)) => CopyFrom::Stage(i),
             _ => CopyFrom::Image(f.to_string()),
         };
@@ -1405,9 +1531,11 @@ impl<'a> Lowerer<'a> {
             );
             return None;
         }
-        match stage_ref(&st.names, f) {
+        match st.names.resolve(f) {
             Ok(Some(i)) if i == st.index => {
-                let name = st.names[i].clone().unwrap_or_else(|| format!("stage-{i}"));
+                let name = st.names.list[i]
+                    .clone()
+                    .unwrap_or_else(|| format!("stage-{i}"));
                 self.error(
                     inst,
                     format!("circular dependency detected on stage: {name}"),
@@ -1534,7 +1662,13 @@ fn meta(created_by: String) -> (OpKind, String) {
 
 struct StageState {
     config: ImageConfig,
-    args: Vec<(String, Option<String>)>,
+    /// Where each ENV name sits in `config.config.env`.
+    env_index: BTreeMap<String, usize>,
+    args: OrderedArgs,
+    /// What expansion sees: ENV and ARGs as of the instruction being lowered.
+    scope: Rc<Scope>,
+    /// ENV and ARG changes of the instruction being lowered, for `scope` after it.
+    pending: Vec<Change>,
     /// The stage's last CMD / ENTRYPOINT / HEALTHCHECK (for ENTRYPOINT's CMD reset and
     /// MultipleInstructionsDisallowed).
     cmd: Option<Instruction>,
@@ -1542,24 +1676,147 @@ struct StageState {
     healthcheck: Option<Instruction>,
     workdir_set: bool,
     ops: Vec<Op>,
-    names: Vec<Option<String>>,
+    names: Rc<StageNames>,
     index: usize,
 }
 
-impl StageState {
-    /// Expansion scope: ENV wins over ARG of the same name, as in Docker.
-    fn lookup_map(&self) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> = self
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect();
-        for e in self.config.config.env.iter().flatten() {
+/// A name an instruction sets.
+enum Change {
+    Env(String, String),
+    Arg(String, Option<String>),
+}
+
+/// The names expansion sees in a stage. Kept as maps and updated once per instruction,
+/// so a stage of n ENV lines costs O(n log n), not a fresh copy per instruction.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    env: BTreeMap<String, String>,
+    args: BTreeMap<String, Option<String>>,
+}
+
+impl Scope {
+    fn new(config: &ImageConfig, args: &[(String, Option<String>)]) -> Scope {
+        let mut scope = Scope::default();
+        for (k, v) in args {
+            scope.args.insert(k.clone(), v.clone());
+        }
+        for e in config.config.env.iter().flatten() {
             if let Some((k, v)) = e.split_once('=') {
-                m.insert(k.into(), v.into());
+                scope.env.insert(k.into(), v.into());
             }
         }
-        m
+        scope
+    }
+
+    /// A name's value: ENV wins over ARG of the same name, as in Docker.
+    fn get(&self, k: &str) -> Option<String> {
+        match self.env.get(k) {
+            Some(v) => Some(v.clone()),
+            None => self.args.get(k).cloned().flatten(),
+        }
+    }
+
+    /// Whether ENV sets `k` or an ARG declares it (with or without a value).
+    fn defines(&self, k: &str) -> bool {
+        self.env.contains_key(k) || self.args.contains_key(k)
+    }
+
+    /// Every defined name, sorted, once each.
+    fn names(&self) -> BTreeSet<&String> {
+        self.env.keys().chain(self.args.keys()).collect()
+    }
+}
+
+/// A stage's ARGs in declaration order; declaring one again moves it to the end.
+#[derive(Default)]
+struct OrderedArgs {
+    /// Entries in order; `None` where an entry was declared again later.
+    entries: Vec<Option<(String, Option<String>)>>,
+    /// Where each name's live entry is.
+    index: BTreeMap<String, usize>,
+}
+
+impl OrderedArgs {
+    fn new(args: Vec<(String, Option<String>)>) -> OrderedArgs {
+        let mut out = OrderedArgs::default();
+        for (k, v) in args {
+            out.set(&k, v);
+        }
+        out
+    }
+
+    fn set(&mut self, name: &str, value: Option<String>) {
+        if let Some(old) = self.index.insert(name.to_string(), self.entries.len())
+            && let Some(slot) = self.entries.get_mut(old)
+        {
+            *slot = None;
+        }
+        self.entries.push(Some((name.to_string(), value)));
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(String, Option<String>)> {
+        self.entries.iter().flatten()
+    }
+
+    fn into_vec(self) -> Vec<(String, Option<String>)> {
+        self.entries.into_iter().flatten().collect()
+    }
+}
+
+/// Where each name of `config`'s ENV is (the first entry, which `set_env` replaces).
+fn env_index(config: &ImageConfig) -> BTreeMap<String, usize> {
+    let mut index = BTreeMap::new();
+    for (i, e) in config.config.env.iter().flatten().enumerate() {
+        if let Some((k, _)) = e.split_once('=') {
+            index.entry(k.to_string()).or_insert(i);
+        }
+    }
+    index
+}
+
+impl StageState {
+    /// `ENV k=v`: replaces the entry in place or appends one, as `ImageConfig::set_env`,
+    /// without searching the list.
+    fn set_env(&mut self, k: &str, v: &str) {
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        let entry = format!("{k}={v}");
+        match self.env_index.get(k).and_then(|&i| env.get_mut(i)) {
+            Some(slot) => *slot = entry,
+            None => {
+                self.env_index.insert(k.to_string(), env.len());
+                env.push(entry);
+            }
+        }
+        self.pending.push(Change::Env(k.to_string(), v.to_string()));
+    }
+
+    /// `ARG name[=value]` in the stage.
+    fn set_arg(&mut self, name: &str, value: Option<String>) {
+        self.args.set(name, value.clone());
+        self.pending.push(Change::Arg(name.to_string(), value));
+    }
+
+    /// Puts the last instruction's changes into the scope the next one sees.
+    fn apply_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // The scope is shared only while an instruction is lowered: no copy is made here.
+        let scope = Rc::make_mut(&mut self.scope);
+        for change in self.pending.drain(..) {
+            match change {
+                Change::Env(k, v) => {
+                    scope.env.insert(k, v);
+                }
+                Change::Arg(k, v) => {
+                    scope.args.insert(k, v);
+                }
+            }
+        }
     }
 
     fn cwd(&self) -> String {
@@ -1584,24 +1841,15 @@ impl StageState {
     /// declared in the stage, with ENV taking precedence for the value. Proxy build args
     /// that no ARG declares stay out of it (they only reach the RUN environment).
     fn history_args(&self) -> Vec<String> {
-        let env: BTreeMap<String, String> = self
-            .config
-            .config
-            .env
-            .iter()
-            .flatten()
-            .filter_map(|e| {
-                e.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
         self.args
             .iter()
             .map(|(k, v)| {
-                let v = env
+                let v = self
+                    .scope
+                    .env
                     .get(k)
-                    .cloned()
-                    .or_else(|| v.clone())
+                    .or(v.as_ref())
+                    .map(String::as_str)
                     .unwrap_or_default();
                 format!("{k}={v}")
             })
@@ -1610,16 +1858,12 @@ impl StageState {
 
     fn run_env(&self) -> Vec<String> {
         let mut env: Vec<String> = self.config.config.env.clone().unwrap_or_default();
-        let has = |env: &[String], k: &str| {
-            env.iter()
-                .any(|e| e.split_once('=').map(|x| x.0) == Some(k))
-        };
-        if !has(&env, "PATH") {
+        if !self.env_index.contains_key("PATH") {
             env.insert(0, format!("PATH={DEFAULT_PATH}"));
         }
-        for (k, v) in &self.args {
+        for (k, v) in self.args.iter() {
             if let Some(v) = v
-                && !has(&env, k)
+                && !self.env_index.contains_key(k)
             {
                 env.push(format!("{k}={v}"));
             }
@@ -1827,18 +2071,6 @@ fn from_refs(inst: &Instruction) -> Vec<&str> {
 /// A `--from` value naming a stage, by index or by name (the last stage with that
 /// name, as BuildKit's name table keeps it). `Ok(None)`: not a stage, so an image or a
 /// named build context.
-fn stage_ref(names: &[Option<String>], value: &str) -> Result<Option<usize>, String> {
-    if let Ok(i) = value.parse::<usize>() {
-        return if i < names.len() {
-            Ok(Some(i))
-        } else {
-            Err(format!("invalid stage index {i}"))
-        };
-    }
-    let v = value.to_lowercase();
-    Ok(names.iter().rposition(|n| n.as_deref() == Some(v.as_str())))
-}
-
 fn split_arg(word: &str) -> (&str, Option<&str>) {
     match word.split_once('=') {
         Some((k, v)) => (k, Some(v)),

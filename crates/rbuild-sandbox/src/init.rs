@@ -7,7 +7,7 @@ use crate::binfmt::elf_architecture;
 use crate::confine::Confinement;
 use crate::idmap::{IdMaps, describe_map, id_maps, is_mapped};
 use crate::mounts::{Kind, ensure, fd_path, mkdir_in, open_in_root, symlink_in, touch_in};
-use crate::plan::{DEFAULT_PATH, env_value, find_in_path, overlay_data, step_env};
+use crate::plan::{DEFAULT_PATH, env_value, find_in_path, overlay_data, shorten, step_env};
 use crate::run::{
     EMPTY_LOWER_DIR, ErrorKind, ExitStatus, HOSTNAME_FILE, HOSTS_FILE, INIT_ARG, Mount, Network,
     RESOLV_FILE, ROOT_DIR, Report, Rootfs, WireSpec,
@@ -877,13 +877,17 @@ fn exec_command(spec: &WireSpec, p: &Prepared) -> Failure {
         return (
             ErrorKind::Exec,
             format!(
-                "exec: {name:?}: executable file not found in $PATH ({})",
-                p.path_var
+                "exec: {:?}: executable file not found in $PATH ({})",
+                shorten(name),
+                shorten(&p.path_var)
             ),
         );
     };
     let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
-        return (ErrorKind::Exec, format!("exec {name:?}: invalid path"));
+        return (
+            ErrorKind::Exec,
+            format!("exec {:?}: invalid path", shorten(name)),
+        );
     };
     if let Err(e) = p.confinement.before_exec(p.user.uid) {
         return (ErrorKind::Setup, e.to_string());
@@ -921,7 +925,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// A message that says why exec failed, naming the binary's architecture on ENOEXEC.
 fn exec_failure_message(path: &Path, err: nix::Error, platform: &str, emulated: bool) -> String {
-    let shown = path.display();
+    let shown = shorten(&path.to_string_lossy());
     match err {
         nix::errno::Errno::ENOEXEC => {
             let mut header = [0u8; 64];

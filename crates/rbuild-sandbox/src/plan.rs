@@ -29,6 +29,20 @@ pub fn find_in_path(
         .find(|candidate| is_executable(candidate))
 }
 
+/// At most this many characters of a name from the step (a command, a PATH) appear in
+/// an error message.
+pub(crate) const SHOWN_NAME_CHARS: usize = 256;
+
+/// `text` cut to `SHOWN_NAME_CHARS` characters, with `…` and the full length when it was
+/// cut: names come from Dockerfiles and images, and a huge one must neither flood a
+/// message nor overflow the pipe that carries it.
+pub(crate) fn shorten(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_NAME_CHARS) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
+    }
+}
+
 /// The value of `key` in a `K=V` environment list (the last one wins, as in execve users).
 pub fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     env.iter()
@@ -171,6 +185,15 @@ pub fn overlay_data(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_shortened_for_messages() {
+        assert_eq!(shorten("sh"), "sh");
+        let long = "é".repeat(70_000);
+        let shown = shorten(&long);
+        assert!(shown.starts_with(&"é".repeat(SHOWN_NAME_CHARS)));
+        assert!(shown.ends_with("é… (140000 bytes)"), "{shown}");
+    }
 
     #[test]
     fn path_lookup_uses_the_first_executable_match() {

@@ -240,8 +240,13 @@ pub fn run_attached(
 /// A started helper: wait for it with [`Running::finish`].
 struct Running {
     child: std::process::Child,
-    report_r: OwnedFd,
+    /// Reads the report pipe while the step runs, so the helper never blocks writing
+    /// a report however long it is.
+    reports: std::thread::JoinHandle<std::io::Result<Vec<u8>>>,
 }
+
+/// The most report bytes kept; the rest is read and dropped.
+const MAX_REPORT_BYTES: u64 = 16 << 20;
 
 impl Running {
     fn finish(mut self) -> Result<RunOutcome, SandboxError> {
@@ -249,12 +254,25 @@ impl Running {
             .child
             .wait()
             .map_err(sys("wait for the sandbox helper"))?;
-        let mut reports = String::new();
-        std::fs::File::from(self.report_r)
-            .read_to_string(&mut reports)
+        let reports = self
+            .reports
+            .join()
+            .map_err(|_| SandboxError::Helper("the report reader panicked".into()))?
             .map_err(sys("read the sandbox helper's report"))?;
-        outcome(&reports, helper_status)
+        outcome(&String::from_utf8_lossy(&reports), helper_status)
     }
+}
+
+/// Reads the report pipe to its end on a thread of its own, keeping the first
+/// `MAX_REPORT_BYTES`.
+fn read_reports(report_r: OwnedFd) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let mut pipe = std::fs::File::from(report_r);
+        let mut kept = Vec::new();
+        (&mut pipe).take(MAX_REPORT_BYTES).read_to_end(&mut kept)?;
+        std::io::copy(&mut pipe, &mut std::io::sink())?;
+        Ok(kept)
+    })
 }
 
 /// Validates the spec, writes its scratch files and starts the helper with `stdio`.
@@ -298,7 +316,10 @@ fn start(
     drop(report_w);
     drop(spec_r);
     send_spec(spec_w, &json);
-    Ok(Running { child, report_r })
+    Ok(Running {
+        child,
+        reports: read_reports(report_r),
+    })
 }
 
 /// The step's environment, plus `QEMU_CPU` for emulated ARM variants older than v7.

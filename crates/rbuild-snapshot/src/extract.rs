@@ -30,7 +30,11 @@ pub fn extract_archive(
     dest: &str,
 ) -> Result<UnpackStats, SnapshotError> {
     let tree = Root::open(rootfs).map_err(|e| dest_err("open", "/", e))?;
-    let rel = clean_dest(dest);
+    // Links on the way are followed inside the tree, dangling ones included, so the
+    // destination is made (and opened) where they point.
+    let rel = tree
+        .resolve_in_root(&clean_dest(dest))
+        .map_err(|e| dest_err("resolve", dest, e))?;
     tree.mkdir_all_in_root(&rel, 0o755)
         .map_err(|(p, e)| dest_err("mkdir", &format!("/{}", p.display()), e))?;
     let root = tree

@@ -185,6 +185,8 @@ static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(sig: i32) {
     SIGNAL.store(sig, Ordering::SeqCst);
+    // Lowering and linting stop at their next instruction.
+    rbuild_graph::CANCELLED.store(true, Ordering::SeqCst);
     if !INTERRUPTED.swap(true, Ordering::SeqCst) {
         // Pass the signal on to the running step's sandbox (same process group), which
         // kills the step's pid namespace and returns.
@@ -257,11 +259,14 @@ fn build(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".into());
+    stop_if_interrupted()?;
     let df = rbuild_dockerfile::parse(&name, &src).map_err(|d| anyhow::anyhow!("{d}"))?;
+    stop_if_interrupted()?;
     for w in &df.warnings {
         crate::progress::diagnostic(events, &w.to_string(), None);
     }
     let (context, _filtered) = apply_dockerignore(req, state)?;
+    stop_if_interrupted()?;
     let bases = crate::load::store_source(state, &store, args, &req.dockerfile)?;
     let sources = Sources::new(context, req.named.clone())
         .with_images(Box::new(crate::bases::Shared(bases.clone())));
@@ -287,6 +292,7 @@ fn build(
     for p in &req.platforms {
         let opts = lower_options(req, args, p);
         graphs.push(rbuild_solver::lower_for(&df, &opts, &sources, &store)?);
+        stop_if_interrupted()?;
     }
     crate::progress::lints(events, &graphs);
     for g in &graphs {
@@ -348,6 +354,15 @@ fn build(
     crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
     let based = crate::load::bases_metadata(&sources, &bases);
     report(&store, &image, args, req.quiet, based)
+}
+
+/// Ends the build before its next phase once a signal came (nothing is half-written
+/// between phases; the caller reports the interruption).
+pub(crate) fn stop_if_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
 }
 
 fn lower_options(req: &Request, args: &BuildArgs, platform: &Platform) -> LowerOptions {

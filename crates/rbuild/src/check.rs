@@ -56,6 +56,8 @@ pub fn check(df: &Dockerfile, opts: &LowerOptions, resolver: &mut dyn BaseResolv
     note_syntax(df);
     let mut offline = crate::lint_offline::SkipUnresolved::new(resolver);
     let (mut lints, errors) = rbuild_graph::check(df, opts, &mut offline);
+    // An interrupted check has seen only part of the file: report nothing of it.
+    crate::build::stop_if_interrupted()?;
     offline.finish(&mut lints);
     if lints.is_empty() {
         println!("Check complete, no warnings found.");
