@@ -604,3 +604,18 @@ pub fn with_host_aarch64_handler(cmd: &Command, dir: &Path) -> Command {
     }
     c
 }
+
+/// Whether the slow tests (apt-get in emulated containers, and others that take minutes)
+/// run: only with `RBUILD_SLOW_TESTS=1`, which `cargo xtask test` sets. It is a
+/// [`precondition`]: without the variable a test says loudly that it is skipped, and under
+/// `CI=true` it fails, so CI cannot skip them by mistake.
+pub fn slow_tests_enabled() -> bool {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a slow test")
+        .to_string();
+    precondition(
+        std::env::var("RBUILD_SLOW_TESTS").as_deref() == Ok("1"),
+        &format!("{test}: slow, runs only with RBUILD_SLOW_TESTS=1 (cargo xtask test sets it)"),
+    )
+}
