@@ -100,6 +100,9 @@ fn all_fixtures(root: &std::path::Path, force: bool) -> Result<()> {
     debian::run(root, force)
 }
 
+/// Set to `1`, it lets the slow tests (apt-get under QEMU) run; `test` always sets it.
+const SLOW_TESTS_ENV: &str = "RBUILD_SLOW_TESTS";
+
 /// The whole test suite: system packages, fixtures, then every crate's tests.
 fn test(rest: &[String]) -> Result<()> {
     let extra: &[String] = match rest.split_first() {
@@ -117,6 +120,7 @@ fn test(rest: &[String]) -> Result<()> {
     util::step("4/4 cargo test --workspace");
     let mut cmd = util::cargo();
     cmd.env(tools::UMOCI_ENV, &umoci)
+        .env(SLOW_TESTS_ENV, "1")
         .arg("test")
         .arg("--workspace")
         .args(extra);

@@ -174,7 +174,9 @@ pub fn elf_architecture(header: &[u8]) -> Option<&'static str> {
 }
 
 /// Environment variable naming the only directories (colon-separated) searched for QEMU
-/// emulators, for hosts that keep them somewhere unusual.
+/// emulators, for hosts that keep them somewhere unusual. When it is set and a platform's
+/// emulator is not found there, the platform is unavailable even if the host registered
+/// a handler for it.
 pub const QEMU_PATH_ENV: &str = "RBUILD_QEMU_PATH";
 
 /// Where the QEMU emulator for `qemu` lives: the directories in `$RBUILD_QEMU_PATH` when
@@ -467,8 +469,12 @@ fn register_private(
     Ok(())
 }
 
-/// The interpreter of the host's enabled handler for `m`, if the host registered one.
+/// The interpreter of the host's enabled handler for `m`, if the host registered one and
+/// `$RBUILD_QEMU_PATH`, when set, holds an emulator for it.
 fn host_handler_file(m: &ElfMatch) -> Option<PathBuf> {
+    if std::env::var(QEMU_PATH_ENV).is_ok() && find_emulator(m.qemu).is_none() {
+        return None;
+    }
     let path = Path::new(HOST_BINFMT_DIR).join(handler_name(m.qemu));
     let status = parse_handler(&std::fs::read_to_string(path).ok()?);
     status.interpreter.filter(|_| status.enabled)

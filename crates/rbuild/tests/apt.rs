@@ -1,7 +1,8 @@
 //! `apt-get install` in a RUN step on the Debian fixture, natively and under QEMU: the
 //! step reaches the host's Debian mirror over the host network (so name resolution works
 //! inside), apt switches to its `_apt` user to download, and dpkg installs and configures
-//! the package. The installed program then runs in the next step.
+//! the package. The installed program then runs in the next step. Slow (minutes under
+//! QEMU): they run only with `RBUILD_SLOW_TESTS=1`.
 
 mod common;
 
@@ -36,6 +37,9 @@ fn status_stanza<'a>(status: &'a str, package: &str) -> Option<&'a str> {
 /// `uname -m` says `machine`, `/usr/bin/hello` is an ELF for `elf`, dpkg has it
 /// installed for `deb_arch`, and it printed its greeting in the log and into a file.
 fn apt_get_install(test: &str, platform: &str, machine: &str, elf: u16, deb_arch: &str) {
+    if !slow_tests_enabled() {
+        return;
+    }
     if !precondition(
         is_root(),
         &format!(
@@ -129,4 +133,37 @@ fn apt_get_install_runs_emulated_on_arm64() {
         183,
         "arm64",
     );
+}
+
+/// Runs one test of this binary as a child, with `CI` set to `ci` and without
+/// `RBUILD_SLOW_TESTS`: what it printed, and whether it passed.
+fn run_self_ungated(test: &str, ci: bool) -> (String, bool) {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", test, "--nocapture"])
+        .env_remove("RBUILD_SLOW_TESTS")
+        .env("CI", if ci { "true" } else { "false" });
+    let out = run(&mut c);
+    (
+        format!("{}{}", stdout(&out), stderr(&out)),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn slow_tests_say_they_are_skipped_and_fail_in_ci_without_rbuild_slow_tests() {
+    let test = "apt_get_install_runs_emulated_on_arm64";
+    let (log, passed) = run_self_ungated(test, false);
+    assert!(passed, "outside CI a skipped slow test passes: {log}");
+    assert!(
+        log.contains("=== SKIPPED: ") && log.contains("RBUILD_SLOW_TESTS=1"),
+        "{log}"
+    );
+    assert!(!log.contains("FROM debian"), "the build ran: {log}");
+    let (log, passed) = run_self_ungated(test, true);
+    assert!(!passed, "under CI=true a skipped slow test fails: {log}");
+    assert!(
+        log.contains("precondition missing in CI") && log.contains("RBUILD_SLOW_TESTS=1"),
+        "{log}"
+    );
+    assert!(!log.contains("FROM debian"), "the build ran: {log}");
 }

@@ -264,6 +264,48 @@ fn missing_emulator_fails_before_any_step() {
     assert!(!out.exists());
 }
 
+#[test]
+fn an_emulator_missing_from_rbuild_qemu_path_is_not_taken_from_host_handlers() {
+    if !precondition(
+        is_root(),
+        "running as root (for a private view of binfmt_misc)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM busybox\nRUN echo step-ran\n",
+        &[],
+    );
+    let out = tmp.path().join("out.tar");
+    let empty = tmp.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let state = tmp.path().join("state");
+    let handlers = tmp.path().join("binfmt");
+    let mut c = build_command(&state, &ctx, "linux/amd64,linux/arm64", Some(&out), &[]);
+    c.env("RBUILD_QEMU_PATH", &empty);
+    let res = run(&mut with_host_aarch64_handler(&c, &handlers));
+    assert!(!res.status.success());
+    let err = stderr(&res);
+    assert!(err.contains("qemu-aarch64-static"), "{err}");
+    assert!(err.contains("qemu-user-static"), "{err}");
+    assert!(
+        !err.contains("step-ran"),
+        "a step ran before the check: {err}"
+    );
+    assert!(!out.exists());
+
+    let mut c = rbuild(&state);
+    c.env("RBUILD_QEMU_PATH", &empty).arg("platforms");
+    let text = stdout(&run_ok(&mut with_host_aarch64_handler(&c, &handlers)));
+    let arm = text.lines().find(|l| l.starts_with("linux/arm64 "));
+    assert!(
+        arm.is_some_and(|l| l.contains("unavailable") && l.contains("qemu-user-static")),
+        "{text}"
+    );
+}
+
 /// The host's binfmt_misc state: whether it is mounted, and each entry with its content.
 fn host_binfmt() -> Vec<(String, String)> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();

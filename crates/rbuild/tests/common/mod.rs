@@ -575,3 +575,47 @@ pub fn umoci_unpack_with(umoci: &Path, out_tar: &Path, work: &Path, platform: &s
     );
     bundle.join("rootfs")
 }
+
+/// `cmd` run in a mount namespace of its own whose `/proc/sys/fs/binfmt_misc` shows only an
+/// enabled `qemu-aarch64` handler for `/usr/bin/qemu-aarch64-static` (a file written under
+/// `dir`): every machine then looks like one whose host registered QEMU, and the host's
+/// real handlers are neither seen nor changed. Needs root.
+pub fn with_host_aarch64_handler(cmd: &Command, dir: &Path) -> Command {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("qemu-aarch64"),
+        "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: F\noffset 0\n",
+    )
+    .unwrap();
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /proc/sys/fs/binfmt_misc && exec "$@""#)
+        .arg(dir)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => c.env(key, value),
+            None => c.env_remove(key),
+        };
+    }
+    if let Some(cwd) = cmd.get_current_dir() {
+        c.current_dir(cwd);
+    }
+    c
+}
+
+/// Whether the slow tests (apt-get in emulated containers, and others that take minutes)
+/// run: only with `RBUILD_SLOW_TESTS=1`, which `cargo xtask test` sets. It is a
+/// [`precondition`]: without the variable a test says loudly that it is skipped, and under
+/// `CI=true` it fails, so CI cannot skip them by mistake.
+pub fn slow_tests_enabled() -> bool {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a slow test")
+        .to_string();
+    precondition(
+        std::env::var("RBUILD_SLOW_TESTS").as_deref() == Ok("1"),
+        &format!("{test}: slow, runs only with RBUILD_SLOW_TESTS=1 (cargo xtask test sets it)"),
+    )
+}
