@@ -333,12 +333,7 @@ impl BaseResolver for StoreResolver<'_> {
 /// The message of [`ResolveError::NotFound`]: where rbuild looked and how to provide it.
 /// Why a base image is missing when its registry failed: where rbuild looked, the
 /// registry's answer, what to do.
-fn not_pulled(
-    reference: &str,
-    platform: &str,
-    named: &[String],
-    source: &RegistryError,
-) -> String {
+fn not_pulled(reference: &str, platform: &str, named: &[String], source: &RegistryError) -> String {
     format!(
         "base image {reference:?} for {platform} was not found. rbuild looked in:\n  \
          - build contexts (--build-context NAME=oci-layout://PATH): {}\n  \

@@ -309,20 +309,35 @@ enum Archive {
     Gzip,
 }
 
+/// A local archive an ADD extracts: opened once, through `rbuild-fsroot`, so what is
+/// extracted is the file that was recognised, and no link leads out of the context.
+#[derive(Debug)]
+struct ArchiveFile {
+    /// Its path, for messages.
+    path: PathBuf,
+    /// The open file.
+    file: fs::File,
+    /// How it is compressed.
+    kind: Archive,
+}
+
 /// Splits ADD sources into local tar archives (extracted) and everything else (copied).
 /// A wildcard is expanded first, so the archives it matches are extracted too (the other
 /// matches are copied); directories and symlinks are copied as they are.
-#[allow(clippy::type_complexity)]
 fn split_archives(
     context: &Path,
     srcs: &[String],
     exclude: &[String],
-) -> Result<(Vec<(PathBuf, Archive)>, Vec<String>), ArchiveError> {
+) -> Result<(Vec<ArchiveFile>, Vec<String>), ArchiveError> {
+    let root = rbuild_fsroot::Root::open(context).map_err(|source| ArchiveError::Read {
+        path: context.to_path_buf(),
+        source,
+    })?;
     let mut archives = Vec::new();
     let mut plain = Vec::new();
     for src in srcs {
         if !src.contains(['*', '?', '[', '\\']) {
-            match local_archive(context, src)? {
+            match local_archive(&root, src)? {
                 Some(found) => archives.push(found),
                 None => plain.push(src.clone()),
             }
@@ -332,7 +347,7 @@ fn split_archives(
             rbuild_snapshot::expand_sources(context, src, exclude).map_err(ArchiveError::Expand)?;
         let mut rest = Vec::new();
         for m in &matches {
-            match local_archive(context, &unescape(m))? {
+            match local_archive(&root, &unescape(m))? {
                 Some(found) => archives.push(found),
                 None => rest.push(m.clone()),
             }
@@ -347,14 +362,25 @@ fn split_archives(
     Ok((archives, plain))
 }
 
-/// The archive at `src` (relative to the context) when it is a regular file holding one.
-fn local_archive(context: &Path, src: &str) -> Result<Option<(PathBuf, Archive)>, ArchiveError> {
+/// The archive at `src` (relative to the context, links on the way resolved inside it)
+/// when it is a regular file holding one.
+fn local_archive(
+    context: &rbuild_fsroot::Root,
+    src: &str,
+) -> Result<Option<ArchiveFile>, ArchiveError> {
     let rel = rbuild_graph::clean_path(&format!("/{src}"));
-    let path = context.join(rel.trim_start_matches('/'));
-    if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+    let Ok(target) = context.at_in_root(Path::new(rel.trim_start_matches('/'))) else {
+        return Ok(None);
+    };
+    if !matches!(target.stat(), Ok(Some(st)) if st.kind == rbuild_fsroot::FileKind::File) {
         return Ok(None);
     }
-    Ok(archive_kind(&path)?.map(|kind| (path, kind)))
+    let path = target.display();
+    let file = target.open_file().map_err(|source| ArchiveError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(archive_kind(&file, &path)?.map(|kind| ArchiveFile { path, file, kind }))
 }
 
 /// Undoes the wildcard escaping of `rbuild_snapshot::expand_sources`.
@@ -373,15 +399,15 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// Reads the first bytes of `path`: a tar archive (plain or gzip) to extract, `None` for
-/// a file to copy as is, or an error for compressions rbuild cannot read.
-fn archive_kind(path: &Path) -> Result<Option<Archive>, ArchiveError> {
+/// Reads the first bytes of `file` (at `path`): a tar archive (plain or gzip) to extract,
+/// `None` for a file to copy as is, or an error for compressions rbuild cannot read.
+fn archive_kind(file: &fs::File, path: &Path) -> Result<Option<Archive>, ArchiveError> {
     let read = |source| ArchiveError::Read {
         path: path.to_path_buf(),
         source,
     };
     let mut head = Vec::new();
-    fs::File::open(path)
+    rewound(file)
         .and_then(|f| f.take(512).read_to_end(&mut head))
         .map_err(read)?;
     let compressed = |kind: &'static str| {
@@ -392,7 +418,7 @@ fn archive_kind(path: &Path) -> Result<Option<Archive>, ArchiveError> {
     };
     if head.starts_with(&[0x1f, 0x8b]) {
         let mut inner = Vec::new();
-        let f = fs::File::open(path).map_err(read)?;
+        let f = rewound(file).map_err(read)?;
         let _ = flate2::read::GzDecoder::new(f)
             .take(512)
             .read_to_end(&mut inner);
@@ -408,6 +434,14 @@ fn archive_kind(path: &Path) -> Result<Option<Archive>, ArchiveError> {
         return compressed("zstd");
     }
     Ok(is_tar(&head).then_some(Archive::Tar))
+}
+
+/// `file` read from its start again (the descriptor is shared: one position).
+fn rewound(file: &fs::File) -> std::io::Result<&fs::File> {
+    use std::io::Seek;
+    let mut f = file;
+    f.rewind()?;
+    Ok(file)
 }
 
 /// Whether a 512-byte block is a tar header (ustar or GNU magic).
@@ -428,7 +462,7 @@ fn archive_dest(dest: &str, workdir: &str) -> String {
 /// with `out` as its upper directory, mounted below `tmp`, so that `out` receives exactly
 /// the changes (whiteouts for what an entry replaced included).
 fn extract_all(
-    archives: &[(PathBuf, Archive)],
+    archives: &[ArchiveFile],
     lowers: &[PathBuf],
     tmp: &Path,
     out: &Path,
@@ -444,20 +478,21 @@ fn extract_all(
     let [merged, work, empty] = dirs;
     let mount = rbuild_sandbox::OverlayMount::new(lowers, &empty, out, &work, &merged)
         .map_err(ArchiveError::Mount)?;
-    for (path, kind) in archives {
-        extract(path, *kind, mount.path(), dest)?;
+    for archive in archives {
+        extract(archive, mount.path(), dest)?;
     }
     Ok(())
 }
 
-/// Extracts `path` into `dest` inside the tree at `rootfs` (see
+/// Extracts `archive` into `dest` inside the tree at `rootfs` (see
 /// [`rbuild_snapshot::extract_archive`]).
-fn extract(path: &Path, kind: Archive, rootfs: &Path, dest: &str) -> Result<(), ArchiveError> {
-    let file = fs::File::open(path).map_err(|source| ArchiveError::Read {
-        path: path.to_path_buf(),
+fn extract(archive: &ArchiveFile, rootfs: &Path, dest: &str) -> Result<(), ArchiveError> {
+    let path = &archive.path;
+    let file = rewound(&archive.file).map_err(|source| ArchiveError::Read {
+        path: path.clone(),
         source,
     })?;
-    let reader: Box<dyn Read> = match kind {
+    let reader: Box<dyn Read + '_> = match archive.kind {
         Archive::Tar => Box::new(std::io::BufReader::new(file)),
         Archive::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
             file,
@@ -510,27 +545,26 @@ mod tests {
         fs::write(dir.path().join("notes.gz"), gz.finish().unwrap()).unwrap();
         fs::write(dir.path().join("x.tar.bz2"), b"BZh91AY&SY").unwrap();
         fs::write(dir.path().join("plain.txt"), b"hello").unwrap();
-        assert_eq!(
-            archive_kind(&dir.path().join("a.tar")).unwrap(),
-            Some(Archive::Tar)
-        );
-        assert_eq!(
-            archive_kind(&dir.path().join("a.bin")).unwrap(),
-            Some(Archive::Gzip)
-        );
-        assert_eq!(archive_kind(&dir.path().join("notes.gz")).unwrap(), None);
-        assert_eq!(archive_kind(&dir.path().join("plain.txt")).unwrap(), None);
-        let e = archive_kind(&dir.path().join("x.tar.bz2"))
-            .unwrap_err()
-            .to_string();
+        let kind = |name: &str| {
+            let path = dir.path().join(name);
+            archive_kind(&fs::File::open(&path).unwrap(), &path)
+        };
+        assert_eq!(kind("a.tar").unwrap(), Some(Archive::Tar));
+        assert_eq!(kind("a.bin").unwrap(), Some(Archive::Gzip));
+        assert_eq!(kind("notes.gz").unwrap(), None);
+        assert_eq!(kind("plain.txt").unwrap(), None);
+        let e = kind("x.tar.bz2").unwrap_err().to_string();
         assert!(
             e.contains("bzip2-compressed archives are not supported"),
             "{e}"
         );
+        let found = |archives: Vec<ArchiveFile>| -> Vec<(PathBuf, Archive)> {
+            archives.into_iter().map(|a| (a.path, a.kind)).collect()
+        };
         let srcs = vec!["a.tar".to_string(), "plain.txt".into(), "*.bin".into()];
         let (archives, plain) = split_archives(dir.path(), &srcs, &[]).unwrap();
         assert_eq!(
-            archives,
+            found(archives),
             vec![
                 (dir.path().join("a.tar"), Archive::Tar),
                 (dir.path().join("a.bin"), Archive::Gzip)
@@ -540,11 +574,32 @@ mod tests {
         let srcs = vec!["*.t*".to_string()];
         let (archives, plain) =
             split_archives(dir.path(), &srcs, &["x*".to_string(), "p*".into()]).unwrap();
-        assert_eq!(archives, vec![(dir.path().join("a.tar"), Archive::Tar)]);
+        assert_eq!(
+            found(archives),
+            vec![(dir.path().join("a.tar"), Archive::Tar)]
+        );
         assert!(plain.is_empty(), "{plain:?}");
         let srcs = vec!["p*.txt".to_string()];
         let (archives, plain) = split_archives(dir.path(), &srcs, &[]).unwrap();
         assert!(archives.is_empty());
         assert_eq!(plain, vec!["p*.txt".to_string()]);
+    }
+
+    /// A context directory linked out of the context leads nowhere outside it: the archive
+    /// behind it is not found (and so copied as written, failing as a missing source).
+    #[test]
+    fn archives_behind_links_resolve_inside_the_context() {
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("secret.tar"), tar_bytes()).unwrap();
+        let ctx = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), ctx.path().join("out")).unwrap();
+        fs::create_dir(ctx.path().join("in")).unwrap();
+        fs::write(ctx.path().join("in/real.tar"), tar_bytes()).unwrap();
+        std::os::unix::fs::symlink("/in", ctx.path().join("abs")).unwrap();
+        let srcs = vec!["out/secret.tar".to_string(), "abs/real.tar".into()];
+        let (archives, plain) = split_archives(ctx.path(), &srcs, &[]).unwrap();
+        assert_eq!(plain, vec!["out/secret.tar".to_string()]);
+        assert_eq!(archives.len(), 1);
+        assert_eq!(archives[0].kind, Archive::Tar);
     }
 }
