@@ -22,8 +22,22 @@ pub fn sanitize_bytes(bytes: &[u8]) -> String {
 /// lines (a Dockerfile excerpt under an error, a heredoc in a step's name) that hold text
 /// from outside.
 pub fn sanitize_lines(text: &str, max_line: usize) -> String {
-    let lines: Vec<String> = text.lines().map(|l| sanitize_to(l, max_line)).collect();
+    let lines: Vec<String> = text.lines().map(|l| sanitize_middle(l, max_line)).collect();
     lines.join("\n")
+}
+
+/// [`sanitize`] without the length cap, then, when longer than `max` characters, its
+/// start and end with `…` between: for a line quoting a huge instruction, whose end (the
+/// reason it failed) matters as much as its start.
+pub fn sanitize_middle(text: &str, max: usize) -> String {
+    let clean: Vec<char> = sanitize_to(text, usize::MAX).chars().collect();
+    if clean.len() <= max {
+        return clean.into_iter().collect();
+    }
+    let half = max / 2;
+    let head: String = clean[..half].iter().collect();
+    let tail: String = clean[clean.len() - half..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// An error and its causes on one line, `: `-separated, each cause once (a cause whose text
@@ -124,7 +138,7 @@ mod tests {
     fn lines_are_sanitised_one_by_one() {
         let text = "RUN true \u{1b}]0;PWN\u{7} \u{1b}[2J\nsecond\u{0}line\r";
         assert_eq!(sanitize_lines(text, 100), "RUN true  \nsecondline");
-        assert_eq!(sanitize_lines("abcdef", 3), "abc…");
+        assert_eq!(sanitize_lines("abcdef", 4), "ab…ef");
     }
 
     use super::*;

@@ -154,5 +154,5 @@ fn error_line(e: &SolveError) -> String {
             .unwrap_or_default()
             .to_string(),
     };
-    rbuild_core::text::sanitize_to(&line, MAX_NAME_LINE)
+    rbuild_core::text::sanitize_middle(&line, MAX_NAME_LINE)
 }
