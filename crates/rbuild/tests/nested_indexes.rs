@@ -5,11 +5,11 @@
 //! requests).
 
 mod common;
-mod fake_registry;
+
 mod registry_support;
 
 use common::*;
-use fake_registry::{Behaviour, FakeRegistry};
+use registry_support::fake::{Behaviour, FakeRegistry};
 use registry_support::served::{Content, ServedRegistry};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -4,10 +4,10 @@
 //! auth works when `/v2/` does not challenge.
 
 mod common;
-mod fake_registry;
+mod registry_support;
 
 use common::*;
-use fake_registry::*;
+use registry_support::fake::*;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -4,9 +4,13 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
+pub mod http;
 pub mod served;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use http::{Request, accept};
+
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -279,72 +283,8 @@ impl Drop for Proxy {
     }
 }
 
-struct Request {
-    line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    }
-    Ok(Some(Request {
-        line: line.trim_end().to_string(),
-        headers,
-        body,
-    }))
-}
-
 fn serve(conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut client = conn;
-    // A TLS ClientHello (0x16 …) is no HTTP request: close, as a plain-HTTP server would fail it.
-    if reader
-        .fill_buf()?
-        .first()
-        .is_none_or(|b| !b.is_ascii_uppercase())
-    {
-        return client.shutdown(Shutdown::Both);
-    }
-    let Some(req) = read_request(&mut reader)? else {
+    let Some((req, mut client)) = accept(conn)? else {
         return Ok(());
     };
     if take(state, |st| &mut st.drop_any) {
@@ -558,13 +498,10 @@ fn answer_token(
     x5c: &str,
     key: &Path,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut client = conn;
-    let Some(req) = read_request(&mut reader)? else {
+    let Some((req, mut client)) = accept(conn)? else {
         return Ok(());
     };
-    let target = req.line.split(' ').nth(1).unwrap_or("");
-    let query = target.split_once('?').map_or("", |(_, q)| q).to_string();
+    let query = req.query.clone();
     reqs.lock().unwrap().push(query.clone());
     let auth = req
         .headers

@@ -3,11 +3,11 @@
 //! 404 once it has answered `max_gets` GETs, so a client that multiplies requests fails
 //! fast instead of running on.
 
-use super::read_request;
+use super::http::accept;
 use sha2::Digest as _;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 /// What the registry serves and what it saw.
@@ -60,21 +60,13 @@ impl ServedRegistry {
 }
 
 fn answer(conn: TcpStream, content: &Mutex<Content>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut client = conn;
-    // A TLS ClientHello is no HTTP request: close, as a plain-HTTP server would fail it.
-    if reader
-        .fill_buf()?
-        .first()
-        .is_none_or(|b| !b.is_ascii_uppercase())
-    {
-        return client.shutdown(Shutdown::Both);
-    }
-    let Some(req) = read_request(&mut reader)? else {
+    let Some((req, mut client)) = accept(conn)? else {
         return Ok(());
     };
-    let mut parts = req.line.split(' ');
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (method, path) = (
+        req.method.as_str(),
+        req.line.split(' ').nth(1).unwrap_or(""),
+    );
     let (status, headers, body) = respond(method, path, &mut content.lock().unwrap());
     let head = format!(
         "HTTP/1.1 {status}\r\n{headers}Docker-Distribution-API-Version: registry/2.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -5,10 +5,11 @@
 
 #![allow(dead_code)]
 
-use super::common::sha256_hex;
+use super::http::{Request, accept};
+use crate::common::sha256_hex;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -154,31 +155,6 @@ struct Server {
     state: Arc<Mutex<State>>,
 }
 
-struct Request {
-    method: String,
-    path: String,
-    query: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-
-    fn query_value(&self, key: &str) -> Option<String> {
-        self.query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.replace("%3A", ":"))
-    }
-}
-
 /// An answer: status, headers, body.
 struct Answer(u16, Vec<(String, String)>, Vec<u8>);
 
@@ -198,78 +174,9 @@ impl Answer {
     }
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let mut req = Request {
-        method,
-        path: path.to_string(),
-        query: query.to_string(),
-        headers,
-        body: Vec::new(),
-    };
-    if let Some(n) = req
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        req.body.resize(n, 0);
-        r.read_exact(&mut req.body)?;
-    } else if req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        req.body = read_chunked(r)?;
-    }
-    Ok(Some(req))
-}
-
-fn read_chunked(r: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        r.read_line(&mut size)?;
-        let n =
-            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-        let mut chunk = vec![0; n + 2];
-        r.read_exact(&mut chunk)?;
-        if n == 0 {
-            return Ok(body);
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-}
-
 impl Server {
     fn serve(&self, conn: TcpStream, elsewhere: bool) -> std::io::Result<()> {
-        let mut reader = BufReader::new(conn.try_clone()?);
-        let mut client = conn;
-        // A TLS ClientHello is no HTTP request: close, as a plain-HTTP server would fail it.
-        if reader
-            .fill_buf()?
-            .first()
-            .is_none_or(|b| !b.is_ascii_uppercase())
-        {
-            return client.shutdown(Shutdown::Both);
-        }
-        let Some(req) = read_request(&mut reader)? else {
+        let Some((req, mut client)) = accept(conn)? else {
             return Ok(());
         };
         self.state.lock().unwrap().seen.push(Seen {
