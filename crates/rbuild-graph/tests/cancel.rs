@@ -1,8 +1,8 @@
 //! `CANCELLED` stops lowering and linting. Alone in its test binary: the flag is global.
 
 use rbuild_core::Platform;
-use rbuild_graph::{BaseResolver, LowerOptions};
 use rbuild_core::config::ImageConfig;
+use rbuild_graph::{BaseResolver, LowerOptions};
 use std::sync::atomic::Ordering;
 
 /// Counts the base images lowering asks for.

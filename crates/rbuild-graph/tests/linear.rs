@@ -3,8 +3,8 @@
 //! allocated by the thread doing it, so the bound holds on any machine at any speed.
 
 use rbuild_core::Platform;
-use rbuild_graph::{BaseResolver, LowerOptions};
 use rbuild_core::config::ImageConfig;
+use rbuild_graph::{BaseResolver, LowerOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
