@@ -501,10 +501,12 @@ fn write_output(
             rbuild_export::write_docker_tar_with(store, image, dest, &mut on_bytes)?
         }
         Output::Local { dest, split } => {
-            crate::rootfs_export::write_local(state, store, image, dest, *split)?
+            let layers = crate::rootfs_export::StateLayers(state);
+            rbuild_export::rootfs::write_local(&layers, store, image, dest, *split)?
         }
         Output::Tar { dest, split } => {
-            crate::rootfs_export::write_tar(state, store, image, dest, *split)?
+            let layers = crate::rootfs_export::StateLayers(state);
+            rbuild_export::rootfs::write_tar(&layers, store, image, dest, *split)?
         }
         Output::Image { .. } | Output::Registry(_) => {}
     }
