@@ -32,7 +32,7 @@ impl Step for CopyOp {
                 &[b"copy", &spec_key, identity.as_bytes()],
             ));
         }
-        let chown = format!("{:?}", owner(cx, self, parent)?);
+        let chown = format!("{:?}", owner(cx, self, parent, false)?);
         Ok(cache::chain(
             &Digest::sha256(b"link"),
             &[
@@ -72,7 +72,7 @@ impl Step for CopyOp {
             )),
         };
         let opts = CopyOptions {
-            chown: owner(cx, copy, parent)?,
+            chown: owner(cx, copy, parent, true)?,
             chmod,
             exclude: copy.exclude.clone(),
             parents: copy.parents,
@@ -165,16 +165,24 @@ fn copy_urls(
 }
 
 /// The ids `--chown` names, resolved against the stage's /etc/passwd and /etc/group.
+/// Names the image does not know are warned about on the step's vertex when `report` is
+/// set (when running the step, not when computing its key).
 fn owner(
     cx: &StepContext,
     copy: &CopyOp,
     parent: &StageResult,
+    report: bool,
 ) -> Result<Option<(u32, u32)>, SolveError> {
     let Some(spec) = &copy.chown else {
         return Ok(None);
     };
     let stack = LayerStack::new(parent.lowers());
-    resolve_chown(&stack, spec)
+    let mut warn = |w: String| {
+        if report {
+            cx.solver.warn(cx.vertex, w);
+        }
+    };
+    resolve_chown(&stack, spec, &mut warn)
         .map(Some)
         .map_err(|e| step_err(cx.op, e))
 }
@@ -256,7 +264,12 @@ fn identity(cx: &StepContext, copy: &CopyOp) -> Result<Digest, SolveError> {
 }
 
 /// Resolves `--chown=user[:group]` against the destination's /etc/passwd and /etc/group.
-pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), ChownError> {
+/// A name the image does not know is told to `warn` (for the step's vertex).
+pub(crate) fn resolve_chown(
+    stack: &LayerStack,
+    spec: &str,
+    warn: &mut dyn FnMut(String),
+) -> Result<(u32, u32), ChownError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -283,7 +296,9 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
         Ok(n) => (n, None),
         // A name the image does not know resolves to 0, with a warning, as in BuildKit.
         Err(_) => lookup(&passwd, user, 2).unwrap_or_else(|| {
-            tracing::warn!("user {user:?} is not in the image's /etc/passwd; using uid 0");
+            warn(format!(
+                "user {user:?} is not in the image's /etc/passwd; using uid 0"
+            ));
             (0, None)
         }),
     };
@@ -294,7 +309,9 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
             Err(_) => lookup(&read("/etc/group"), g, 2)
                 .map(|x| x.0)
                 .unwrap_or_else(|| {
-                    tracing::warn!("group {g:?} is not in the image's /etc/group; using gid 0");
+                    warn(format!(
+                        "group {g:?} is not in the image's /etc/group; using gid 0"
+                    ));
                     0
                 }),
         },
