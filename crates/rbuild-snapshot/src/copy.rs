@@ -57,6 +57,8 @@ pub struct CopyStats {
     pub nodes: u64,
     /// Entries skipped (sockets, devices that cannot be created here).
     pub skipped: u64,
+    /// The device nodes among them, for the caller's warning.
+    pub skipped_devices: crate::SkippedDevices,
     /// Bytes of file content copied.
     pub bytes: u64,
 }
@@ -753,7 +755,9 @@ fn make_node(
             Ok(true)
         }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            tracing::warn!(path = %out.display().display(), "skipping device node: creating devices is not permitted here");
+            stats
+                .skipped_devices
+                .note(&out.display().display().to_string());
             stats.skipped += 1;
             Ok(false)
         }

@@ -235,7 +235,7 @@ impl Extractor<'_> {
         match target.mknod(ifmt, meta.mode, major, minor) {
             Ok(()) => {}
             Err(e) if ifmt != libc::S_IFIFO && e.raw_os_error() == Some(libc::EPERM) => {
-                tracing::warn!(path = %place.shown, "skipping device node: creating devices is not permitted here");
+                self.stats.skipped_devices.note(&place.shown);
                 self.stats.skipped += 1;
                 return Ok(false);
             }

@@ -40,6 +40,8 @@ pub struct UnpackStats {
     pub opaque_dirs: u64,
     /// Entries skipped (devices that cannot be created here, unknown `.wh..wh.` markers).
     pub skipped: u64,
+    /// The device nodes among them, for the caller's warning.
+    pub skipped_devices: crate::SkippedDevices,
     /// Bytes of regular file content written.
     pub bytes: u64,
     /// The layer has an opaque marker at its root (`.wh..wh..opq`): it hides every entry of
@@ -57,7 +59,7 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 ///
 /// Whiteouts become 0:0 character devices and opaque markers the `user.overlay.opaque` xattr.
 /// Ownership is best effort (ids that are not mapped are kept as they are), devices that cannot
-/// be created are skipped with a warning, and paths that would leave `dest` are refused. Every
+/// be created are skipped (listed in the stats' `skipped_devices` for the caller to warn), and paths that would leave `dest` are refused. Every
 /// write goes through [`rbuild_fsroot::Root`], so no entry can act on a file outside `dest`.
 pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, SnapshotError> {
     let root = Root::open(dest).ctx("open", dest)?;
@@ -313,7 +315,7 @@ impl Unpacker {
         match target.mknod(ifmt, meta.mode, major, minor) {
             Ok(()) => {}
             Err(e) if ifmt != libc::S_IFIFO && e.raw_os_error() == Some(libc::EPERM) => {
-                tracing::warn!(path = %shown, "skipping device node: creating devices is not permitted here");
+                self.stats.skipped_devices.note(shown);
                 self.stats.skipped += 1;
                 return Ok(());
             }

@@ -112,12 +112,15 @@ fn unpack(
     images: &ImageStore,
     image: &PlatformImage,
 ) -> Result<Vec<PathBuf>> {
+    // No progress here: only warnings (devices skipped rootless) reach the sink.
+    let warnings = rbuild_progress::Plain::new(std::io::stderr());
     let mut dirs = Vec::new();
     for l in &image.layers {
         dirs.push(rbuild_solver::unpack_into_state(
             state,
             images.blobs(),
             l,
+            &warnings,
             None,
         )?);
     }

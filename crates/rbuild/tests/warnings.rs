@@ -87,3 +87,80 @@ fn unknown_chown_user_is_a_warning_line_in_plain_output() {
         .collect();
     assert_eq!(lines, [format!("WARNING: {CHOWN_WARNING}")], "{stderr}");
 }
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+/// An uncompressed layer tar: a directory `dev/` with the character device `dev/null`
+/// (1:3) and a file `hello`.
+fn layer_with_a_device() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dir = header(tar::EntryType::Directory, 0o755, 0);
+    b.append_data(&mut dir, "dev/", std::io::empty()).unwrap();
+    let mut dev = header(tar::EntryType::Char, 0o666, 0);
+    dev.set_device_major(1).unwrap();
+    dev.set_device_minor(3).unwrap();
+    b.append_data(&mut dev, "dev/null", std::io::empty())
+        .unwrap();
+    let mut file = header(tar::EntryType::Regular, 0o644, 3);
+    b.append_data(&mut file, "hello", &b"hi\n"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn rootless_skipped_device_is_a_warning_event_on_the_from_step() {
+    assert!(is_root(), "this test creates a user and must run as root");
+    ensure_test_user();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let bin = base.join("rbuild");
+    copy_rbuild_to(&bin);
+    single_layer_layout(&base.join("layout"), &layer_with_a_device());
+    context(
+        &base.join("ctx"),
+        "FROM base\nCOPY f /f\n",
+        &[("f", "file\n")],
+    );
+    std::fs::create_dir(base.join("home")).unwrap();
+    run_ok(
+        std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{TEST_USER}:{TEST_USER}"))
+            .arg(base),
+    );
+    let out = run(as_test_user(&bin, &base.join("home"))
+        .arg("--root")
+        .arg(base.join("state"))
+        .args(["build", "--platform", "linux/amd64", "--progress=rawjson"])
+        .arg("--build-context")
+        .arg(format!(
+            "base=oci-layout://{}",
+            base.join("layout").display()
+        ))
+        .arg("-o")
+        .arg(format!("type=oci,dest={}", base.join("out.tar").display()))
+        .arg(base.join("ctx")));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let (names, warnings) = rawjson(&stderr);
+    let expected = "skipped 1 device node(s), creating devices is not permitted here: dev/null";
+    let found: Vec<_> = warnings
+        .iter()
+        .filter(|w| w.1.ends_with(expected))
+        .collect();
+    assert_eq!(found.len(), 1, "{warnings:?}");
+    let vertex = found[0].0.as_ref().expect("the warning names its step");
+    let name = names.iter().find(|(d, _)| d == vertex).map(|(_, n)| n);
+    assert_eq!(
+        name.map(String::as_str),
+        Some("[linux/amd64 1/2] FROM base")
+    );
+}

@@ -92,13 +92,17 @@ impl Step for CopyOp {
             }
             _ => (Vec::new(), copy.srcs.clone()),
         };
+        let mut warn = |w: String| crate::layers::warn(cx.solver.events, Some(cx.vertex), w);
         if !plain.is_empty() {
-            rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
+            let stats = rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
                 .map_err(|e| step_err(op, e))?;
+            if let Some(w) = stats.skipped_devices.warning() {
+                warn(w);
+            }
         }
         if !archives.is_empty() {
             let dest = archive_dest(&copy.dest, &copy.workdir);
-            extract_all(&archives, &lowers, tmp.path(), &out, &dest)
+            extract_all(&archives, &lowers, tmp.path(), &out, &dest, &mut warn)
                 .map_err(|e| step_err(op, e))?;
         }
         let count = plain.len() + archives.len() + copy.urls.len() + copy.contents.len();
@@ -443,13 +447,15 @@ fn archive_dest(dest: &str, workdir: &str) -> String {
 
 /// Extracts the archives in turn into `dest` of the stage's tree: an overlay of `lowers`
 /// with `out` as its upper directory, mounted below `tmp`, so that `out` receives exactly
-/// the changes (whiteouts for what an entry replaced included).
+/// the changes (whiteouts for what an entry replaced included). Device nodes an archive
+/// held that could not be created are told to `warn`.
 fn extract_all(
     archives: &[(PathBuf, Archive)],
     lowers: &[PathBuf],
     tmp: &Path,
     out: &Path,
     dest: &str,
+    warn: &mut dyn FnMut(String),
 ) -> Result<(), ArchiveError> {
     let dirs = ["merged", "work", "empty"].map(|d| tmp.join(d));
     for dir in &dirs {
@@ -462,14 +468,23 @@ fn extract_all(
     let mount = rbuild_sandbox::OverlayMount::new(lowers, &empty, out, &work, &merged)
         .map_err(ArchiveError::Mount)?;
     for (path, kind) in archives {
-        extract(path, *kind, mount.path(), dest)?;
+        let skipped = extract(path, *kind, mount.path(), dest)?;
+        if let Some(w) = skipped.warning() {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            warn(format!("{name}: {w}"));
+        }
     }
     Ok(())
 }
 
 /// Extracts `path` into `dest` inside the tree at `rootfs` (see
 /// [`rbuild_snapshot::extract_archive`]).
-fn extract(path: &Path, kind: Archive, rootfs: &Path, dest: &str) -> Result<(), ArchiveError> {
+fn extract(
+    path: &Path,
+    kind: Archive,
+    rootfs: &Path,
+    dest: &str,
+) -> Result<rbuild_snapshot::SkippedDevices, ArchiveError> {
     let file = fs::File::open(path).map_err(|source| ArchiveError::Read {
         path: path.to_path_buf(),
         source,
@@ -481,7 +496,7 @@ fn extract(path: &Path, kind: Archive, rootfs: &Path, dest: &str) -> Result<(), 
         ))),
     };
     rbuild_snapshot::extract_archive(reader, rootfs, dest)
-        .map(|_| ())
+        .map(|stats| stats.skipped_devices)
         .map_err(|source| ArchiveError::Extract {
             path: path.to_path_buf(),
             source,
