@@ -59,6 +59,9 @@ pub struct CopyStats {
     pub skipped: u64,
     /// The device nodes among them, for the caller's warning.
     pub skipped_devices: crate::SkippedDevices,
+    /// Entries left owned by 0:0 because their owner cannot be represented here, for the
+    /// caller's warning.
+    pub unmapped_owners: crate::UnmappedOwners,
     /// Bytes of file content copied.
     pub bytes: u64,
 }
@@ -118,7 +121,7 @@ pub fn copy(
         opts,
         excludes,
         keep_ids,
-        chown: Chowner::default(),
+        chown: Chowner::within(out),
         deferred: Vec::new(),
         linked: std::collections::HashMap::new(),
         stats: CopyStats::default(),
@@ -156,6 +159,13 @@ pub fn copy(
         }
     }
     copier.finish()?;
+    copier.stats.unmapped_owners = copier.chown.unmapped;
+    for p in &mut copier.stats.skipped_devices.first {
+        // Recorded as host paths below `out`; shown as the layer's.
+        if let Ok(inside) = Path::new(p.as_str()).strip_prefix(out) {
+            *p = Path::new("/").join(inside).display().to_string();
+        }
+    }
     Ok(copier.stats)
 }
 

@@ -38,7 +38,7 @@ pub fn extract_archive(
         .map_err(|e| dest_err("open", dest, e))?;
     let mut x = Extractor {
         root: &root,
-        chown: Chowner::default(),
+        chown: Chowner::within(rootfs),
         stats: UnpackStats::default(),
         dirs: Vec::new(),
     };
@@ -48,6 +48,7 @@ pub fn extract_archive(
         x.entry(&mut entry)?;
     }
     x.finish()?;
+    x.stats.unmapped_owners = x.chown.unmapped;
     Ok(x.stats)
 }
 

@@ -26,6 +26,6 @@ pub use error::{SnapshotError, SparseError};
 pub use extract::extract_archive;
 pub use ignore::{FilterStats, filtered_context, ignore_file, parse_ignore};
 pub use mode::{BadMode, Chmod, SymbolicMode};
-pub use skipped::SkippedDevices;
+pub use skipped::{SkippedDevices, UnmappedOwners};
 pub use stack::{Entry, LayerStack};
 pub use unpack::{UnpackStats, unpack_layer};

@@ -42,6 +42,9 @@ pub struct UnpackStats {
     pub skipped: u64,
     /// The device nodes among them, for the caller's warning.
     pub skipped_devices: crate::SkippedDevices,
+    /// Entries left owned by 0:0 because their owner cannot be represented here, for the
+    /// caller's warning.
+    pub unmapped_owners: crate::UnmappedOwners,
     /// Bytes of regular file content written.
     pub bytes: u64,
     /// The layer has an opaque marker at its root (`.wh..wh..opq`): it hides every entry of
@@ -66,7 +69,7 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, Snapshot
     let mut archive = tar::Archive::new(tar);
     let mut state = Unpacker {
         root,
-        chown: Chowner::default(),
+        chown: Chowner::within(dest),
         stats: UnpackStats::default(),
         dirs: Vec::new(),
     };
@@ -76,6 +79,7 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, Snapshot
         state.entry(&mut entry)?;
     }
     state.finish_dirs()?;
+    state.stats.unmapped_owners = state.chown.unmapped;
     Ok(state.stats)
 }
 

@@ -104,7 +104,11 @@ pub fn unpack_into_state(
             found,
         }));
     }
-    if let Some(w) = stats.skipped_devices.warning() {
+    let noted = [
+        stats.skipped_devices.warning(),
+        stats.unmapped_owners.warning(),
+    ];
+    for w in noted.into_iter().flatten() {
         warn(events, vertex, format!("layer {}: {w}", blob.digest));
     }
     if stats.root_opaque {

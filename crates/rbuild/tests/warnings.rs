@@ -100,7 +100,8 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 /// An uncompressed layer tar: a directory `dev/` with the character device `dev/null`
-/// (1:3) and a file `hello`.
+/// (1:3), a file `hello`, and a file `owned` whose owner 2000000:2000000 no
+/// subordinate id range of a rootless build maps.
 fn layer_with_a_device() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut dir = header(tar::EntryType::Directory, 0o755, 0);
@@ -112,11 +113,16 @@ fn layer_with_a_device() -> Vec<u8> {
         .unwrap();
     let mut file = header(tar::EntryType::Regular, 0o644, 3);
     b.append_data(&mut file, "hello", &b"hi\n"[..]).unwrap();
+    let mut owned = header(tar::EntryType::Regular, 0o644, 0);
+    owned.set_uid(2_000_000);
+    owned.set_gid(2_000_000);
+    b.append_data(&mut owned, "owned", std::io::empty())
+        .unwrap();
     b.into_inner().unwrap()
 }
 
 #[test]
-fn rootless_skipped_device_is_a_warning_event_on_the_from_step() {
+fn rootless_unpack_warnings_are_events_on_the_from_step() {
     assert!(is_root(), "this test creates a user and must run as root");
     ensure_test_user();
     let tmp = tempfile::tempdir().unwrap();
@@ -151,16 +157,20 @@ fn rootless_skipped_device_is_a_warning_event_on_the_from_step() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stderr}");
     let (names, warnings) = rawjson(&stderr);
-    let expected = "skipped 1 device node(s), creating devices is not permitted here: dev/null";
-    let found: Vec<_> = warnings
+    let from = names
         .iter()
-        .filter(|w| w.1.ends_with(expected))
-        .collect();
-    assert_eq!(found.len(), 1, "{warnings:?}");
-    let vertex = found[0].0.as_ref().expect("the warning names its step");
-    let name = names.iter().find(|(d, _)| d == vertex).map(|(_, n)| n);
-    assert_eq!(
-        name.map(String::as_str),
-        Some("[linux/amd64 1/2] FROM base")
-    );
+        .find(|(_, n)| n == "[linux/amd64 1/2] FROM base")
+        .map(|(d, _)| d.clone());
+    assert!(from.is_some(), "{names:?}");
+    for expected in [
+        "skipped 1 device node(s), creating devices is not permitted here: dev/null",
+        "1 entr(y/ies) kept owner 0:0, their owner cannot be represented here (unmapped id): /owned (2000000:2000000)",
+    ] {
+        let found: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.1.ends_with(expected))
+            .collect();
+        assert_eq!(found.len(), 1, "{expected}: {warnings:?}");
+        assert_eq!(found[0].0, from, "{expected}: on the FROM step");
+    }
 }

@@ -96,9 +96,7 @@ impl Step for CopyOp {
         if !plain.is_empty() {
             let stats = rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
                 .map_err(|e| step_err(op, e))?;
-            if let Some(w) = stats.skipped_devices.warning() {
-                warn(w);
-            }
+            report(cx, &stats);
         }
         if !archives.is_empty() {
             let dest = archive_dest(&copy.dest, &copy.workdir);
@@ -114,7 +112,7 @@ impl Step for CopyOp {
             write_inline(&inline, &copy.contents)?;
             let names: Vec<String> = copy.contents.iter().map(|c| c.name.clone()).collect();
             let dest = dir_dest(&copy.dest, count);
-            rbuild_snapshot::copy(
+            let stats = rbuild_snapshot::copy(
                 CopySource::Context(&inline),
                 &names,
                 &dest,
@@ -123,6 +121,7 @@ impl Step for CopyOp {
                 &opts,
             )
             .map_err(|e| step_err(op, e))?;
+            report(cx, &stats);
         }
         Ok(Changes {
             _tmp: tmp,
@@ -155,7 +154,7 @@ fn copy_urls(
         let dir = tmp.join(format!("url-{i}"));
         super::url::write(cx, url, &dir).map_err(|e| step_err(cx.op, e))?;
         let names = [url.filename.clone()];
-        rbuild_snapshot::copy(
+        let stats = rbuild_snapshot::copy(
             CopySource::Context(&dir),
             &names,
             &dest,
@@ -164,8 +163,21 @@ fn copy_urls(
             opts,
         )
         .map_err(|e| step_err(cx.op, e))?;
+        report(cx, &stats);
     }
     Ok(())
+}
+
+/// Warns on the step's vertex about what a copy could not do here (device nodes skipped,
+/// owners that cannot be represented).
+pub(crate) fn report(cx: &StepContext, stats: &rbuild_snapshot::CopyStats) {
+    let noted = [
+        stats.skipped_devices.warning(),
+        stats.unmapped_owners.warning(),
+    ];
+    for w in noted.into_iter().flatten() {
+        crate::layers::warn(cx.solver.events, Some(cx.vertex), w);
+    }
 }
 
 /// The ids `--chown` names, resolved against the stage's /etc/passwd and /etc/group.
@@ -468,8 +480,12 @@ fn extract_all(
     let mount = rbuild_sandbox::OverlayMount::new(lowers, &empty, out, &work, &merged)
         .map_err(ArchiveError::Mount)?;
     for (path, kind) in archives {
-        let skipped = extract(path, *kind, mount.path(), dest)?;
-        if let Some(w) = skipped.warning() {
+        let stats = extract(path, *kind, mount.path(), dest)?;
+        let noted = [
+            stats.skipped_devices.warning(),
+            stats.unmapped_owners.warning(),
+        ];
+        for w in noted.into_iter().flatten() {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             warn(format!("{name}: {w}"));
         }
@@ -484,7 +500,7 @@ fn extract(
     kind: Archive,
     rootfs: &Path,
     dest: &str,
-) -> Result<rbuild_snapshot::SkippedDevices, ArchiveError> {
+) -> Result<rbuild_snapshot::UnpackStats, ArchiveError> {
     let file = fs::File::open(path).map_err(|source| ArchiveError::Read {
         path: path.to_path_buf(),
         source,
@@ -495,12 +511,10 @@ fn extract(
             file,
         ))),
     };
-    rbuild_snapshot::extract_archive(reader, rootfs, dest)
-        .map(|stats| stats.skipped_devices)
-        .map_err(|source| ArchiveError::Extract {
-            path: path.to_path_buf(),
-            source,
-        })
+    rbuild_snapshot::extract_archive(reader, rootfs, dest).map_err(|source| ArchiveError::Extract {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes heredoc sources as files (mode 0644, as BuildKit's inline documents).

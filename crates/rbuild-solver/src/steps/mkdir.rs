@@ -48,7 +48,7 @@ impl Step for MkdirOp {
             workdir: "/".into(),
             ..Default::default()
         };
-        rbuild_snapshot::copy(
+        let stats = rbuild_snapshot::copy(
             CopySource::Context(&src),
             &["dir".to_string()],
             &self.path,
@@ -65,6 +65,7 @@ impl Step for MkdirOp {
                 },
             )
         })?;
+        super::copy::report(cx, &stats);
         Ok(Changes {
             _tmp: tmp,
             dir: out,
