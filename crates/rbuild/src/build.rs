@@ -303,6 +303,9 @@ fn build(
     }
     let run_dir = state.run_dir()?;
     let emulation = Emulation::prepare(&run_platforms, &run_dir)?;
+    for w in emulation.warnings() {
+        crate::progress::diagnostic(events, w, None);
+    }
     let cache = rbuild_solver::LocalCache::new(state, &store);
     let solver = Solver {
         store: &store,
