@@ -174,3 +174,21 @@ fn rootless_unpack_warnings_are_events_on_the_from_step() {
         assert_eq!(found[0].0, from, "{expected}: on the FROM step");
     }
 }
+
+#[test]
+fn unrepresentable_copy_owner_is_a_warning_event_on_its_copy_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    // chown(2) reads 4294967295 as "unchanged": no build can give a file that owner.
+    let dockerfile = "FROM busybox\nCOPY --chown=4294967295 f /f\n";
+    let stderr = build_with(tmp.path(), dockerfile, "rawjson");
+    let (names, warnings) = rawjson(&stderr);
+    let expected = "1 entr(y/ies) kept owner 0:0, their owner cannot be represented here (unmapped id): /f (4294967295:4294967295)";
+    let found: Vec<_> = warnings.iter().filter(|w| w.1 == expected).collect();
+    assert_eq!(found.len(), 1, "{warnings:?}");
+    let vertex = found[0].0.as_ref().expect("the warning names its step");
+    let name = names.iter().find(|(d, _)| d == vertex).map(|(_, n)| n);
+    assert_eq!(
+        name.map(String::as_str),
+        Some("[linux/amd64 2/2] COPY --chown=4294967295 f /f")
+    );
+}
