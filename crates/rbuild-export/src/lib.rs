@@ -12,6 +12,9 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+pub mod rootfs;
+pub use rootfs::{LayerDirs, RootfsError};
+
 /// Errors of exporters.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -235,7 +235,7 @@ pub fn ia32_probe_binary() -> Vec<u8> {
 }
 
 /// Whether the kernel runs the i386 probe natively (exit status 42).
-fn kernel_runs_ia32(run_dir: &Path) -> Result<bool, SandboxError> {
+fn kernel_runs_ia32(run_dir: &Path, warnings: &mut Vec<String>) -> Result<bool, SandboxError> {
     use std::os::unix::fs::PermissionsExt;
     let probe = run_dir.join("ia32-probe");
     std::fs::write(&probe, ia32_probe_binary())
@@ -248,7 +248,9 @@ fn kernel_runs_ia32(run_dir: &Path) -> Result<bool, SandboxError> {
         Ok(status) => Ok(status.code() == Some(42)),
         Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => Ok(false),
         Err(e) => {
-            tracing::warn!("cannot probe 32-bit x86 support ({e}); assuming the kernel has it");
+            warnings.push(format!(
+                "cannot probe 32-bit x86 support ({e}); assuming the kernel has it"
+            ));
             Ok(true)
         }
     }
@@ -275,6 +277,7 @@ pub enum PlatformSupport {
 pub struct Emulation {
     platforms: Vec<(Platform, PlatformSupport)>,
     private_mount: Option<PathBuf>,
+    warnings: Vec<String>,
 }
 
 impl Emulation {
@@ -283,7 +286,14 @@ impl Emulation {
         Emulation {
             platforms: Vec::new(),
             private_mount: None,
+            warnings: Vec::new(),
         }
+    }
+
+    /// What the user should be told about the set-up (a host handler without the `F`
+    /// flag, a probe that failed); the caller shows them, this crate has no event stream.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Makes every platform in `platforms` runnable, registering QEMU handlers in a
@@ -299,7 +309,8 @@ impl Emulation {
                 continue;
             }
             if platform.runs_natively_on(&host)
-                && (!platform.needs_linux32_on(&host) || kernel_runs_ia32(run_dir)?)
+                && (!platform.needs_linux32_on(&host)
+                    || kernel_runs_ia32(run_dir, &mut emulation.warnings)?)
             {
                 emulation
                     .platforms
@@ -352,7 +363,7 @@ impl Emulation {
                         (None, None) => return Err(emulator_missing(&platform, m)),
                         (None, Some(_)) => return Err(no_binfmt(&platform, m, &e)),
                     };
-                    warn_without_f_flag(&platform, m);
+                    emulation.warnings.extend(without_f_flag(&platform, m));
                     emulation.platforms.push((
                         platform,
                         PlatformSupport::Emulated {
@@ -480,18 +491,17 @@ fn host_handler_file(m: &ElfMatch) -> Option<PathBuf> {
     status.interpreter.filter(|_| status.enabled)
 }
 
-fn warn_without_f_flag(platform: &Platform, m: &ElfMatch) {
+/// The warning for a host handler of `m` without the `F` flag, if it lacks it.
+fn without_f_flag(platform: &Platform, m: &ElfMatch) -> Option<String> {
     let path = Path::new(HOST_BINFMT_DIR).join(handler_name(m.qemu));
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let status = parse_handler(&text);
-        if !status.flags.contains('F') {
-            tracing::warn!(
-                "the host's {} handler lacks the F flag: {} must exist inside each {platform} root filesystem",
-                handler_name(m.qemu),
-                status.interpreter.unwrap_or_default().display()
-            );
-        }
-    }
+    let status = parse_handler(&std::fs::read_to_string(path).ok()?);
+    (!status.flags.contains('F')).then(|| {
+        format!(
+            "the host's {} handler lacks the F flag: {} must exist inside each {platform} root filesystem",
+            handler_name(m.qemu),
+            status.interpreter.unwrap_or_default().display()
+        )
+    })
 }
 
 fn no_binfmt(platform: &Platform, m: &ElfMatch, mount_error: &SandboxError) -> SandboxError {
@@ -634,7 +644,7 @@ fn probe_compat32() -> bool {
     if std::fs::create_dir_all(&dir).is_err() {
         return true;
     }
-    let result = kernel_runs_ia32(&dir).unwrap_or(true);
+    let result = kernel_runs_ia32(&dir, &mut Vec::new()).unwrap_or(true);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -57,6 +57,11 @@ pub struct CopyStats {
     pub nodes: u64,
     /// Entries skipped (sockets, devices that cannot be created here).
     pub skipped: u64,
+    /// The device nodes among them, for the caller's warning.
+    pub skipped_devices: crate::SkippedDevices,
+    /// Entries left owned by 0:0 because their owner cannot be represented here, for the
+    /// caller's warning.
+    pub unmapped_owners: crate::UnmappedOwners,
     /// Bytes of file content copied.
     pub bytes: u64,
 }
@@ -116,7 +121,7 @@ pub fn copy(
         opts,
         excludes,
         keep_ids,
-        chown: Chowner::default(),
+        chown: Chowner::within(out),
         deferred: Vec::new(),
         linked: std::collections::HashMap::new(),
         stats: CopyStats::default(),
@@ -154,6 +159,13 @@ pub fn copy(
         }
     }
     copier.finish()?;
+    copier.stats.unmapped_owners = copier.chown.unmapped;
+    for p in &mut copier.stats.skipped_devices.first {
+        // Recorded as host paths below `out`; shown as the layer's.
+        if let Ok(inside) = Path::new(p.as_str()).strip_prefix(out) {
+            *p = Path::new("/").join(inside).display().to_string();
+        }
+    }
     Ok(copier.stats)
 }
 
@@ -753,7 +765,9 @@ fn make_node(
             Ok(true)
         }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            tracing::warn!(path = %out.display().display(), "skipping device node: creating devices is not permitted here");
+            stats
+                .skipped_devices
+                .note(&out.display().display().to_string());
             stats.skipped += 1;
             Ok(false)
         }

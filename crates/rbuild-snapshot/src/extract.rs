@@ -42,7 +42,7 @@ pub fn extract_archive(
         .map_err(|e| dest_err("open", dest, e))?;
     let mut x = Extractor {
         root: &root,
-        chown: Chowner::default(),
+        chown: Chowner::within(rootfs),
         stats: UnpackStats::default(),
         dirs: Vec::new(),
     };
@@ -52,6 +52,7 @@ pub fn extract_archive(
         x.entry(&mut entry)?;
     }
     x.finish()?;
+    x.stats.unmapped_owners = x.chown.unmapped;
     Ok(x.stats)
 }
 
@@ -239,7 +240,7 @@ impl Extractor<'_> {
         match target.mknod(ifmt, meta.mode, major, minor) {
             Ok(()) => {}
             Err(e) if ifmt != libc::S_IFIFO && e.raw_os_error() == Some(libc::EPERM) => {
-                tracing::warn!(path = %place.shown, "skipping device node: creating devices is not permitted here");
+                self.stats.skipped_devices.note(&place.shown);
                 self.stats.skipped += 1;
                 return Ok(false);
             }

@@ -120,14 +120,24 @@ pub(crate) fn layer_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, Snapsh
 
 /// Changes ownership without following symlinks. An id the user namespace cannot represent
 /// (outside the mapped range in a rootless build, or `4294967295`, which chown(2) reads as
-/// "unchanged") leaves the entry owned by 0:0; that is reported as a warning naming the entry,
-/// once per id pair.
-#[derive(Debug, Default)]
+/// "unchanged") leaves the entry owned by 0:0; that is recorded in `unmapped` for the
+/// caller's warning.
+#[derive(Debug)]
 pub(crate) struct Chowner {
-    warned: std::collections::BTreeSet<(u32, u32)>,
+    pub(crate) unmapped: crate::UnmappedOwners,
+    /// The top of the tree, so that recorded paths are the tree's, not the host's.
+    top: std::path::PathBuf,
 }
 
 impl Chowner {
+    /// A chowner for entries of the tree at `top`.
+    pub(crate) fn within(top: &Path) -> Chowner {
+        Chowner {
+            unmapped: Default::default(),
+            top: top.to_path_buf(),
+        }
+    }
+
     /// Sets the owner of the entry itself (a symlink's own owner, never its target's).
     pub(crate) fn chown(
         &mut self,
@@ -143,12 +153,10 @@ impl Chowner {
         match result {
             Ok(()) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => {
-                if self.warned.insert((uid, gid)) {
-                    tracing::warn!(
-                        "{}: owner {uid}:{gid} cannot be represented here (unmapped id), keeping 0:0",
-                        target.display().display()
-                    );
-                }
+                let host = target.display();
+                let inside = host.strip_prefix(&self.top).unwrap_or(&host);
+                let path = Path::new("/").join(inside);
+                self.unmapped.note(&path.display().to_string(), uid, gid);
                 Ok(())
             }
             Err(e) => Err(SnapshotError::io("chown", target.display(), e)),

@@ -40,6 +40,11 @@ pub struct UnpackStats {
     pub opaque_dirs: u64,
     /// Entries skipped (devices that cannot be created here, unknown `.wh..wh.` markers).
     pub skipped: u64,
+    /// The device nodes among them, for the caller's warning.
+    pub skipped_devices: crate::SkippedDevices,
+    /// Entries left owned by 0:0 because their owner cannot be represented here, for the
+    /// caller's warning.
+    pub unmapped_owners: crate::UnmappedOwners,
     /// Bytes of regular file content written.
     pub bytes: u64,
     /// The layer has an opaque marker at its root (`.wh..wh..opq`): it hides every entry of
@@ -57,14 +62,14 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 ///
 /// Whiteouts become 0:0 character devices and opaque markers the `user.overlay.opaque` xattr.
 /// Ownership is best effort (ids that are not mapped are kept as they are), devices that cannot
-/// be created are skipped with a warning, and paths that would leave `dest` are refused. Every
+/// be created are skipped (listed in the stats' `skipped_devices` for the caller to warn), and paths that would leave `dest` are refused. Every
 /// write goes through [`rbuild_fsroot::Root`], so no entry can act on a file outside `dest`.
 pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, SnapshotError> {
     let root = Root::open(dest).ctx("open", dest)?;
     let mut archive = tar::Archive::new(tar);
     let mut state = Unpacker {
         root,
-        chown: Chowner::default(),
+        chown: Chowner::within(dest),
         stats: UnpackStats::default(),
         dirs: Vec::new(),
     };
@@ -74,6 +79,7 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackStats, Snapshot
         state.entry(&mut entry)?;
     }
     state.finish_dirs()?;
+    state.stats.unmapped_owners = state.chown.unmapped;
     Ok(state.stats)
 }
 
@@ -313,7 +319,7 @@ impl Unpacker {
         match target.mknod(ifmt, meta.mode, major, minor) {
             Ok(()) => {}
             Err(e) if ifmt != libc::S_IFIFO && e.raw_os_error() == Some(libc::EPERM) => {
-                tracing::warn!(path = %shown, "skipping device node: creating devices is not permitted here");
+                self.stats.skipped_devices.note(shown);
                 self.stats.skipped += 1;
                 return Ok(());
             }

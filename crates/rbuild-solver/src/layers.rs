@@ -56,18 +56,19 @@ pub fn ensure_unpacked_with(
     blob: &LayerBlob,
     vertex: Option<rbuild_progress::VertexId>,
 ) -> Result<PathBuf, SolveError> {
-    let progress = vertex.map(|v| (solver.events, v));
-    unpack_into_state(solver.state, solver.store, blob, progress)
+    unpack_into_state(solver.state, solver.store, blob, solver.events, vertex)
 }
 
 /// [`ensure_unpacked`] for callers without a solver (`rbuild run`): the unpacked directory
-/// of `blob` under `state`, unpacked from `store` if needed, with byte progress reported
-/// to `progress` when given.
+/// of `blob` under `state`, unpacked from `store` if needed. Byte progress goes to
+/// `events` as statuses of `vertex` when given; device nodes that could not be created
+/// are a warning (on `vertex`, if any).
 pub fn unpack_into_state(
     state: &StateDir,
     store: &rbuild_store::Store,
     blob: &LayerBlob,
-    progress: Option<(&dyn rbuild_progress::EventSink, rbuild_progress::VertexId)>,
+    events: &dyn rbuild_progress::EventSink,
+    vertex: Option<rbuild_progress::VertexId>,
 ) -> Result<PathBuf, SolveError> {
     let dest = state.layer(&blob.diff_id);
     if dest.is_dir() {
@@ -80,7 +81,7 @@ pub fn unpack_into_state(
     let tmp = temp_dir(state, TempKind::Unpack)?;
     let target = tmp.path().join("layer");
     fs::create_dir(&target).map_err(io(&target))?;
-    let meter = progress.map(|(events, v)| {
+    let meter = vertex.map(|v| {
         let id = format!("extracting {}", blob.digest);
         rbuild_progress::Meter::start(events, v, id, Some(blob.size))
     });
@@ -102,6 +103,13 @@ pub fn unpack_into_state(
             expected: blob.diff_id.clone(),
             found,
         }));
+    }
+    let noted = [
+        stats.skipped_devices.warning(),
+        stats.unmapped_owners.warning(),
+    ];
+    for w in noted.into_iter().flatten() {
+        warn(events, vertex, format!("layer {}: {w}", blob.digest));
     }
     if stats.root_opaque {
         mark_root_opaque(&target)?;
@@ -307,4 +315,20 @@ impl<R: Read> Read for HashingReader<R> {
         std::io::Write::write_all(&mut self.hasher, &buf[..n])?;
         Ok(n)
     }
+}
+
+/// Sends `text` (outside text: sanitised here) as a warning about `vertex`.
+pub(crate) fn warn(
+    events: &dyn rbuild_progress::EventSink,
+    vertex: Option<rbuild_progress::VertexId>,
+    text: String,
+) {
+    events.event(&rbuild_progress::Event::Warning(
+        &rbuild_progress::Warning {
+            vertex,
+            short: rbuild_core::text::sanitize(&text),
+            detail: Vec::new(),
+            url: None,
+        },
+    ));
 }

@@ -308,6 +308,9 @@ fn build(
     }
     let run_dir = state.run_dir()?;
     let emulation = Emulation::prepare(&run_platforms, &run_dir)?;
+    for w in emulation.warnings() {
+        crate::progress::diagnostic(events, w, None);
+    }
     let cache = rbuild_solver::LocalCache::new(state, &store);
     let solver = Solver {
         store: &store,
@@ -515,10 +518,12 @@ fn write_output(
             rbuild_export::write_docker_tar_with(store, image, dest, &mut on_bytes)?
         }
         Output::Local { dest, split } => {
-            crate::rootfs_export::write_local(state, store, image, dest, *split)?
+            let layers = crate::rootfs_export::StateLayers(state);
+            rbuild_export::rootfs::write_local(&layers, store, image, dest, *split)?
         }
         Output::Tar { dest, split } => {
-            crate::rootfs_export::write_tar(state, store, image, dest, *split)?
+            let layers = crate::rootfs_export::StateLayers(state);
+            rbuild_export::rootfs::write_tar(&layers, store, image, dest, *split)?
         }
         Output::Image { .. } | Output::Registry(_) => {}
     }

@@ -39,6 +39,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     let run_dir = state.run_dir()?;
     let emulation = Emulation::prepare(std::slice::from_ref(&image.platform), &run_dir)
         .context("setting up emulation for the image's platform")?;
+    for w in emulation.warnings() {
+        eprintln!("WARNING: {w}");
+    }
     let tmp = state.temp_dir(rbuild_solver::TempKind::Container)?;
     let spec = spec(args, &image, lowers, tmp.path(), volumes, extra_env)?;
     let outcome = attach_and_run(&spec, &emulation, args);
@@ -112,12 +115,15 @@ fn unpack(
     images: &ImageStore,
     image: &PlatformImage,
 ) -> Result<Vec<PathBuf>> {
+    // No progress here: only warnings (devices skipped rootless) reach the sink.
+    let warnings = rbuild_progress::Plain::new(std::io::stderr());
     let mut dirs = Vec::new();
     for l in &image.layers {
         dirs.push(rbuild_solver::unpack_into_state(
             state,
             images.blobs(),
             l,
+            &warnings,
             None,
         )?);
     }

@@ -32,7 +32,7 @@ impl Step for CopyOp {
                 &[b"copy", &spec_key, identity.as_bytes()],
             ));
         }
-        let chown = format!("{:?}", owner(cx, self, parent)?);
+        let chown = format!("{:?}", owner(cx, self, parent, false)?);
         Ok(cache::chain(
             &Digest::sha256(b"link"),
             &[
@@ -72,7 +72,7 @@ impl Step for CopyOp {
             )),
         };
         let opts = CopyOptions {
-            chown: owner(cx, copy, parent)?,
+            chown: owner(cx, copy, parent, true)?,
             chmod,
             exclude: copy.exclude.clone(),
             parents: copy.parents,
@@ -92,13 +92,15 @@ impl Step for CopyOp {
             }
             _ => (Vec::new(), copy.srcs.clone()),
         };
+        let mut warn = |w: String| crate::layers::warn(cx.solver.events, Some(cx.vertex), w);
         if !plain.is_empty() {
-            rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
+            let stats = rbuild_snapshot::copy(src, &plain, &copy.dest, &dest_stack, &out, &opts)
                 .map_err(|e| step_err(op, e))?;
+            report(cx, &stats);
         }
         if !archives.is_empty() {
             let dest = archive_dest(&copy.dest, &copy.workdir);
-            extract_all(&archives, &lowers, tmp.path(), &out, &dest)
+            extract_all(&archives, &lowers, tmp.path(), &out, &dest, &mut warn)
                 .map_err(|e| step_err(op, e))?;
         }
         let count = plain.len() + archives.len() + copy.urls.len() + copy.contents.len();
@@ -110,7 +112,7 @@ impl Step for CopyOp {
             write_inline(&inline, &copy.contents)?;
             let names: Vec<String> = copy.contents.iter().map(|c| c.name.clone()).collect();
             let dest = dir_dest(&copy.dest, count);
-            rbuild_snapshot::copy(
+            let stats = rbuild_snapshot::copy(
                 CopySource::Context(&inline),
                 &names,
                 &dest,
@@ -119,6 +121,7 @@ impl Step for CopyOp {
                 &opts,
             )
             .map_err(|e| step_err(op, e))?;
+            report(cx, &stats);
         }
         Ok(Changes {
             _tmp: tmp,
@@ -151,7 +154,7 @@ fn copy_urls(
         let dir = tmp.join(format!("url-{i}"));
         super::url::write(cx, url, &dir).map_err(|e| step_err(cx.op, e))?;
         let names = [url.filename.clone()];
-        rbuild_snapshot::copy(
+        let stats = rbuild_snapshot::copy(
             CopySource::Context(&dir),
             &names,
             &dest,
@@ -160,21 +163,42 @@ fn copy_urls(
             opts,
         )
         .map_err(|e| step_err(cx.op, e))?;
+        report(cx, &stats);
     }
     Ok(())
 }
 
+/// Warns on the step's vertex about what a copy could not do here (device nodes skipped,
+/// owners that cannot be represented).
+pub(crate) fn report(cx: &StepContext, stats: &rbuild_snapshot::CopyStats) {
+    let noted = [
+        stats.skipped_devices.warning(),
+        stats.unmapped_owners.warning(),
+    ];
+    for w in noted.into_iter().flatten() {
+        crate::layers::warn(cx.solver.events, Some(cx.vertex), w);
+    }
+}
+
 /// The ids `--chown` names, resolved against the stage's /etc/passwd and /etc/group.
+/// Names the image does not know are warned about on the step's vertex when `report` is
+/// set (when running the step, not when computing its key).
 fn owner(
     cx: &StepContext,
     copy: &CopyOp,
     parent: &StageResult,
+    report: bool,
 ) -> Result<Option<(u32, u32)>, SolveError> {
     let Some(spec) = &copy.chown else {
         return Ok(None);
     };
     let stack = LayerStack::new(parent.lowers());
-    resolve_chown(&stack, spec)
+    let mut warn = |w: String| {
+        if report {
+            cx.solver.warn(cx.vertex, w);
+        }
+    };
+    resolve_chown(&stack, spec, &mut warn)
         .map(Some)
         .map_err(|e| step_err(cx.op, e))
 }
@@ -256,7 +280,12 @@ fn identity(cx: &StepContext, copy: &CopyOp) -> Result<Digest, SolveError> {
 }
 
 /// Resolves `--chown=user[:group]` against the destination's /etc/passwd and /etc/group.
-pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32), ChownError> {
+/// A name the image does not know is told to `warn` (for the step's vertex).
+pub(crate) fn resolve_chown(
+    stack: &LayerStack,
+    spec: &str,
+    warn: &mut dyn FnMut(String),
+) -> Result<(u32, u32), ChownError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -283,7 +312,9 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
         Ok(n) => (n, None),
         // A name the image does not know resolves to 0, with a warning, as in BuildKit.
         Err(_) => lookup(&passwd, user, 2).unwrap_or_else(|| {
-            tracing::warn!("user {user:?} is not in the image's /etc/passwd; using uid 0");
+            warn(format!(
+                "user {user:?} is not in the image's /etc/passwd; using uid 0"
+            ));
             (0, None)
         }),
     };
@@ -294,7 +325,9 @@ pub(crate) fn resolve_chown(stack: &LayerStack, spec: &str) -> Result<(u32, u32)
             Err(_) => lookup(&read("/etc/group"), g, 2)
                 .map(|x| x.0)
                 .unwrap_or_else(|| {
-                    tracing::warn!("group {g:?} is not in the image's /etc/group; using gid 0");
+                    warn(format!(
+                        "group {g:?} is not in the image's /etc/group; using gid 0"
+                    ));
                     0
                 }),
         },
@@ -460,13 +493,15 @@ fn archive_dest(dest: &str, workdir: &str) -> String {
 
 /// Extracts the archives in turn into `dest` of the stage's tree: an overlay of `lowers`
 /// with `out` as its upper directory, mounted below `tmp`, so that `out` receives exactly
-/// the changes (whiteouts for what an entry replaced included).
+/// the changes (whiteouts for what an entry replaced included). Device nodes an archive
+/// held that could not be created are told to `warn`.
 fn extract_all(
     archives: &[ArchiveFile],
     lowers: &[PathBuf],
     tmp: &Path,
     out: &Path,
     dest: &str,
+    warn: &mut dyn FnMut(String),
 ) -> Result<(), ArchiveError> {
     let dirs = ["merged", "work", "empty"].map(|d| tmp.join(d));
     for dir in &dirs {
@@ -479,14 +514,30 @@ fn extract_all(
     let mount = rbuild_sandbox::OverlayMount::new(lowers, &empty, out, &work, &merged)
         .map_err(ArchiveError::Mount)?;
     for archive in archives {
-        extract(archive, mount.path(), dest)?;
+        let stats = extract(archive, mount.path(), dest)?;
+        let noted = [
+            stats.skipped_devices.warning(),
+            stats.unmapped_owners.warning(),
+        ];
+        for w in noted.into_iter().flatten() {
+            let name = archive
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            warn(format!("{name}: {w}"));
+        }
     }
     Ok(())
 }
 
 /// Extracts `archive` into `dest` inside the tree at `rootfs` (see
 /// [`rbuild_snapshot::extract_archive`]).
-fn extract(archive: &ArchiveFile, rootfs: &Path, dest: &str) -> Result<(), ArchiveError> {
+fn extract(
+    archive: &ArchiveFile,
+    rootfs: &Path,
+    dest: &str,
+) -> Result<rbuild_snapshot::UnpackStats, ArchiveError> {
     let path = &archive.path;
     let file = rewound(&archive.file).map_err(|source| ArchiveError::Read {
         path: path.clone(),
@@ -498,12 +549,10 @@ fn extract(archive: &ArchiveFile, rootfs: &Path, dest: &str) -> Result<(), Archi
             file,
         ))),
     };
-    rbuild_snapshot::extract_archive(reader, rootfs, dest)
-        .map(|_| ())
-        .map_err(|source| ArchiveError::Extract {
-            path: path.to_path_buf(),
-            source,
-        })
+    rbuild_snapshot::extract_archive(reader, rootfs, dest).map_err(|source| ArchiveError::Extract {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes heredoc sources as files (mode 0644, as BuildKit's inline documents).

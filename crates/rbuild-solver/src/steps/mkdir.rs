@@ -26,7 +26,11 @@ impl Step for MkdirOp {
         let dest_stack = LayerStack::new(lowers.clone());
         let chown = match self.user.as_str() {
             "" => None,
-            user => Some(resolve_chown(&dest_stack, user).map_err(|m| step_err(cx.op, m))?),
+            user => {
+                let mut warn = |w: String| cx.solver.warn(cx.vertex, w);
+                let ids = resolve_chown(&dest_stack, user, &mut warn);
+                Some(ids.map_err(|m| step_err(cx.op, m))?)
+            }
         };
         let tmp = temp_dir(cx.solver.state, crate::TempKind::Mkdir)?;
         // The new directory is copied from an empty 0755 directory: the copy code already
@@ -44,7 +48,7 @@ impl Step for MkdirOp {
             workdir: "/".into(),
             ..Default::default()
         };
-        rbuild_snapshot::copy(
+        let stats = rbuild_snapshot::copy(
             CopySource::Context(&src),
             &["dir".to_string()],
             &self.path,
@@ -61,6 +65,7 @@ impl Step for MkdirOp {
                 },
             )
         })?;
+        super::copy::report(cx, &stats);
         Ok(Changes {
             _tmp: tmp,
             dir: out,
