@@ -16,11 +16,14 @@ mod gofmt;
 mod lint;
 mod lower;
 mod run_flags;
+mod stage_state;
 pub mod url_name;
+mod values;
 
 pub use lint::{Lint, LintConfig, check, render as render_lints};
-pub use lower::{DEFAULT_PATH, clean_path, lower};
+pub use lower::{DEFAULT_PATH, lower};
 pub use run_flags::{NetworkMode, RunMount, SecurityMode, Sharing};
+pub use values::clean_path;
 
 use rbuild_core::Platform;
 use rbuild_core::config::ImageConfig;
