@@ -101,6 +101,9 @@ pub struct BuildGraph {
     /// Lint rule findings (BuildKit's rule names), already filtered by `# check=`.
     #[serde(skip)]
     pub lints: Vec<Lint>,
+    /// `--build-arg` names no ARG of the build consumed, for the caller to warn about.
+    #[serde(skip)]
+    pub unused_args: Vec<String>,
 }
 
 impl BuildGraph {

@@ -130,12 +130,16 @@ pub(crate) fn lower_all(
             target: 0,
             warnings: l.warnings,
             lints: Vec::new(),
+            unused_args: Vec::new(),
         };
         return (graph, l.errors);
     }
-    for name in l.arg_use.unused(&opts.build_args) {
-        tracing::warn!("build arg {name:?} was never consumed by an ARG");
-    }
+    let unused_args = l
+        .arg_use
+        .unused(&opts.build_args)
+        .into_iter()
+        .map(|n| n.to_string())
+        .collect();
     let mut lints = lint::file_rules(df, opts);
     lints.append(&mut l.lints);
     let config = lint::config_of(df).unwrap_or_else(|e| {
@@ -147,6 +151,7 @@ pub(crate) fn lower_all(
         target: target.unwrap_or(0),
         warnings: l.warnings,
         lints: lint::finish(lints, &config),
+        unused_args,
     };
     (graph, l.errors)
 }

@@ -38,11 +38,19 @@ pub fn diagnostic(sink: &dyn EventSink, text: &str, url: Option<String>) {
     }));
 }
 
-/// The lint findings of a build (once, from the first platform's graph).
+/// The lint findings of a build and the build args nothing consumed (once, from the first
+/// platform's graph).
 pub fn lints(sink: &dyn EventSink, graphs: &[rbuild_graph::BuildGraph]) {
     if let Some(g) = graphs.first() {
         for l in &g.lints {
             diagnostic(sink, &l.diagnostic.to_string(), Some(l.url()));
+        }
+        for name in &g.unused_args {
+            diagnostic(
+                sink,
+                &format!("build arg {name:?} was never consumed by an ARG"),
+                None,
+            );
         }
     }
 }

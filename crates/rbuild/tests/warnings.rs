@@ -192,3 +192,35 @@ fn unrepresentable_copy_owner_is_a_warning_event_on_its_copy_step() {
         Some("[linux/amd64 2/2] COPY --chown=4294967295 f /f")
     );
 }
+
+/// A `--build-arg` no ARG consumes is one warning event of the build (no step), in
+/// rawjson as in plain output — not a log line.
+#[test]
+fn an_unused_build_arg_is_a_warning_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &tmp.path().join("ctx"),
+        "FROM scratch\nCOPY f /f\n",
+        &[("f", "x")],
+    );
+    let warning = "build arg \"UNUSED\" was never consumed by an ARG";
+    for progress in ["rawjson", "plain"] {
+        let out = run(&mut build_command(
+            &tmp.path().join(format!("state-{progress}")),
+            &ctx,
+            "linux/amd64",
+            Some(&tmp.path().join(format!("{progress}.tar"))),
+            &[&format!("--progress={progress}"), "--build-arg", "UNUSED=1"],
+        ));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{stderr}");
+        if progress == "rawjson" {
+            let (_, warnings) = rawjson(&stderr);
+            let found: Vec<_> = warnings.iter().filter(|w| w.1 == warning).collect();
+            assert_eq!(found, [&(None, warning.to_string())], "{warnings:?}");
+        } else {
+            let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("UNUSED")).collect();
+            assert_eq!(lines, [format!("WARNING: {warning}")], "{stderr}");
+        }
+    }
+}
