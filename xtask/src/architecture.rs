@@ -78,6 +78,47 @@ mod tests {
         assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
+    /// Each code-map section's `Uses:` list (crate names without `rbuild-`), or `None`
+    /// where it says "every crate above" or "all".
+    fn stated_uses() -> BTreeMap<String, Option<BTreeSet<String>>> {
+        let text = std::fs::read_to_string(repo().join("ARCHITECTURE.md")).unwrap();
+        let mut out = BTreeMap::new();
+        for section in text.split("\n### `").skip(1) {
+            let name = section.split('`').next().unwrap_or_default();
+            let name = name.trim_start_matches("crates/").to_string();
+            let Some((_, rest)) = section.split_once("Uses:") else {
+                continue;
+            };
+            let list = rest.split(['.', ';', '(']).next().unwrap_or_default();
+            let list = list.split_whitespace().collect::<Vec<_>>().join(" ");
+            let uses = match list.as_str() {
+                "every crate above" | "all" => None,
+                "nothing of rbuild's" => Some(BTreeSet::new()),
+                l => Some(
+                    l.split(',')
+                        .map(|u| format!("rbuild-{}", u.trim()))
+                        .collect(),
+                ),
+            };
+            out.insert(name, uses);
+        }
+        out
+    }
+
+    #[test]
+    fn each_crate_uses_what_its_section_says() {
+        let deps = workspace_deps();
+        let mut wrong = Vec::new();
+        for (krate, stated) in stated_uses() {
+            let Some(stated) = stated else { continue };
+            let real = deps.get(&krate).cloned().unwrap_or_default();
+            if stated != real {
+                wrong.push(format!("{krate}: says {stated:?}, uses {real:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
     #[test]
     fn lowering_does_not_link_the_blob_store() {
         let deps = workspace_deps();
