@@ -5,12 +5,11 @@
 
 use super::{StepContext, step_err};
 use crate::{BindPathError, StepError};
-use crate::{SolveError, Solver, StageResult, StateDir};
+use crate::{SolveError, Solver, StateDir};
 use rbuild_core::{Digest, Platform};
-use rbuild_graph::{CopyFrom, Op, RunMount, Sharing};
+use rbuild_graph::{CopyFrom, RunMount, Sharing};
 use rbuild_sandbox::Mount;
 use rbuild_snapshot::{CopyOptions, CopySource, LayerStack};
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
@@ -33,7 +32,7 @@ pub(crate) fn prepare(
     mounts: &[RunMount],
     scratch: &Path,
 ) -> Result<Prepared, SolveError> {
-    let (solver, op, done, platform) = (cx.solver, cx.op, cx.done, cx.platform);
+    let (solver, op) = (cx.solver, cx.op);
     let mut out = Prepared::default();
     for (n, m) in mounts.iter().enumerate() {
         match m {
@@ -44,16 +43,7 @@ pub(crate) fn prepare(
                 source,
                 rw,
             } => {
-                let path = bind_source(
-                    solver,
-                    from,
-                    source,
-                    *rw,
-                    op,
-                    done,
-                    platform,
-                    &scratch.join(format!("bind-{n}")),
-                )?;
+                let path = bind_source(cx, from, source, *rw, &scratch.join(format!("bind-{n}")))?;
                 out.mounts.push(Mount::Bind {
                     source: path,
                     target: target.clone(),
@@ -233,7 +223,7 @@ fn cache_dir(
 }
 
 fn cache_mount(cx: &StepContext, m: &RunMount, out: &mut Prepared) -> Result<(), SolveError> {
-    let (solver, op, done, platform) = (cx.solver, cx.op, cx.done, cx.platform);
+    let (solver, platform) = (cx.solver, cx.platform);
     let RunMount::Cache {
         id,
         target,
@@ -288,15 +278,7 @@ fn cache_mount(cx: &StepContext, m: &RunMount, out: &mut Prepared) -> Result<(),
         let fresh = dir.with_extension(format!("new{}", std::process::id()));
         fs::create_dir(&fresh).map_err(io)?;
         if let Some(from) = from {
-            seed(
-                solver,
-                from,
-                source.as_deref().unwrap_or("/"),
-                &fresh,
-                op,
-                done,
-                platform,
-            )?;
+            seed(cx, from, source.as_deref().unwrap_or("/"), &fresh)?;
         }
         fs::set_permissions(&fresh, fs::Permissions::from_mode(*mode)).map_err(io)?;
         let _ = chown(&fresh, Some(*uid), Some(*gid));
@@ -318,16 +300,9 @@ fn cache_mount(cx: &StepContext, m: &RunMount, out: &mut Prepared) -> Result<(),
 }
 
 /// Fills a new cache directory from a stage or image path.
-fn seed(
-    solver: &Solver,
-    from: &CopyFrom,
-    source: &str,
-    dest: &Path,
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
-) -> Result<(), SolveError> {
-    let stack = LayerStack::new(stack_dirs(solver, from, op, done, platform)?);
+fn seed(cx: &StepContext, from: &CopyFrom, source: &str, dest: &Path) -> Result<(), SolveError> {
+    let op = cx.op;
+    let stack = LayerStack::new(stack_dirs(cx, from)?);
     let src = format!("{}/", source.trim_end_matches('/'));
     rbuild_snapshot::copy(
         CopySource::Stack(&stack),
@@ -352,13 +327,8 @@ fn seed(
     Ok(())
 }
 
-fn stack_dirs(
-    solver: &Solver,
-    from: &CopyFrom,
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
-) -> Result<Vec<PathBuf>, SolveError> {
+fn stack_dirs(cx: &StepContext, from: &CopyFrom) -> Result<Vec<PathBuf>, SolveError> {
+    let (solver, op, done, platform) = (cx.solver, cx.op, cx.done, cx.platform);
     match from {
         CopyFrom::Context => Err(step_err(op, StepError::MountFromContext)),
         CopyFrom::Stage(i) => done
@@ -372,18 +342,15 @@ fn stack_dirs(
 /// The host path to bind for a `type=bind` mount. Context paths are bound directly when
 /// read-only; stage and image paths (and writable binds, whose writes are discarded) are
 /// materialised into the step's scratch directory first.
-#[allow(clippy::too_many_arguments)]
 fn bind_source(
-    solver: &Solver,
+    cx: &StepContext,
     from: &CopyFrom,
     source: &str,
     rw: bool,
-    op: &Op,
-    done: &BTreeMap<usize, StageResult>,
-    platform: &Platform,
     scratch: &Path,
 ) -> Result<PathBuf, SolveError> {
-    let context_dir = context_dir(solver, from);
+    let op = cx.op;
+    let context_dir = context_dir(cx.solver, from);
     if let Some(ctx) = &context_dir
         && !rw
     {
@@ -417,7 +384,7 @@ fn bind_source(
             )
         }
         None => {
-            let stack = LayerStack::new(stack_dirs(solver, from, op, done, platform)?);
+            let stack = LayerStack::new(stack_dirs(cx, from)?);
             is_dir = stack
                 .resolve(&src)
                 .ok()
