@@ -1,29 +1,15 @@
 //! The `rbuild` command.
 
-mod airgap;
-mod bases;
 mod build;
-mod check;
 mod cli;
 mod cli_images;
-mod image_cmd;
-mod image_prune;
-mod imagetools;
-mod inspect;
-mod lint_offline;
-mod load;
+mod image;
 mod login;
-mod manifest_cmd;
-mod output;
 mod progress;
 mod prune;
 mod registry;
-mod rootfs_export;
-mod run_cmd;
-mod run_tty;
+mod run;
 mod state;
-mod template;
-mod transfer;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -39,16 +25,16 @@ fn main() -> ExitCode {
         cli::Command::Build(args) => build::run(&cli, args),
         cli::Command::Debug(cli::DebugCommand::Parse { file, json }) => debug_parse(file, *json),
         cli::Command::Prune { cache_mounts } => prune(&cli, *cache_mounts),
-        cli::Command::Run(args) => run_cmd::run(&cli, args),
-        cli::Command::Images(args) => image_cmd::ls(&cli, args),
-        cli::Command::Image(cmd) => image_cmd::dispatch(&cli, cmd),
-        cli::Command::Manifest(cmd) => manifest_cmd::run(&cli, cmd),
-        cli::Command::Pull(args) => transfer::pull(&cli, args),
-        cli::Command::Push(args) => transfer::push(&cli, args),
-        cli::Command::System(cli_images::SystemCommand::Check) => image_cmd::check(&cli),
+        cli::Command::Run(args) => run::run(&cli, args),
+        cli::Command::Images(args) => image::cmd::ls(&cli, args),
+        cli::Command::Image(cmd) => image::cmd::dispatch(&cli, cmd),
+        cli::Command::Manifest(cmd) => image::manifest::run(&cli, cmd),
+        cli::Command::Pull(args) => image::transfer::pull(&cli, args),
+        cli::Command::Push(args) => image::transfer::push(&cli, args),
+        cli::Command::System(cli_images::SystemCommand::Check) => image::cmd::check(&cli),
         cli::Command::Login(args) => login::login(args),
         cli::Command::Logout { registry } => login::logout(registry.as_deref()),
-        cli::Command::Imagetools(cmd) => imagetools::run(cmd),
+        cli::Command::Imagetools(cmd) => image::imagetools::run(cmd),
         cli::Command::Platforms => {
             for line in rbuild_sandbox::platform_report() {
                 println!("{line}");

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 pub fn run(state: &StateDir, only_cache_mounts: bool) -> Result<ExitCode> {
     let _lock = crate::build::lock_state_exclusive(state)?;
     let mut freed = 0u64;
-    let keeps_images = !only_cache_mounts && crate::image_prune::has_images(state);
+    let keeps_images = !only_cache_mounts && crate::image::prune::has_images(state);
     for path in state.prunable(only_cache_mounts) {
         if !path.exists() {
             continue;
@@ -29,7 +29,7 @@ pub fn run(state: &StateDir, only_cache_mounts: bool) -> Result<ExitCode> {
         std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     if keeps_images {
-        freed += crate::image_prune::remove_unneeded(state, false)?;
+        freed += crate::image::prune::remove_unneeded(state, false)?;
     }
     println!("Total: {:.1} MB reclaimed", freed as f64 / 1e6);
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! The build's registry side: `FROM` images no `--build-context` names are pulled, and
 //! `--push` / `-o type=registry|image` outputs are pushed.
 
-use crate::output::{Output, RegistryOutput};
+use crate::build::output::{Output, RegistryOutput};
 use crate::progress::Task;
 use anyhow::{Context, Result, bail};
 use rbuild_core::text::error_chain;

@@ -17,7 +17,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     let freed = remove_unneeded(&state, true)?;
     println!(
         "Total reclaimed space: {}",
-        crate::inspect::human_size(freed)
+        crate::image::inspect::human_size(freed)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -54,7 +54,7 @@ pub fn note_syntax(df: &Dockerfile) {
 /// `resolver`. Fails when the file has errors, or findings and `# check=error=true`.
 pub fn check(df: &Dockerfile, opts: &LowerOptions, resolver: &mut dyn BaseResolver) -> Result<()> {
     note_syntax(df);
-    let mut offline = crate::lint_offline::SkipUnresolved::new(resolver);
+    let mut offline = crate::build::lint_offline::SkipUnresolved::new(resolver);
     let (mut lints, errors) = rbuild_graph::check(df, opts, &mut offline);
     // An interrupted check has seen only part of the file: report nothing of it.
     crate::build::stop_if_interrupted()?;

@@ -1,9 +1,17 @@
 //! `rbuild build`: parse, lower per platform, prepare emulation, solve, export.
 
-use crate::check::Call;
+pub mod airgap;
+pub mod bases;
+pub mod check;
+pub mod lint_offline;
+pub mod load;
+pub mod output;
+pub mod rootfs_export;
+
 use crate::cli::{BuildArgs, Cli};
-use crate::output::{self, Output};
 use anyhow::{Context, Result, bail};
+use check::Call;
+use output::Output;
 use rbuild_core::Platform;
 use rbuild_export::BuiltImage;
 use rbuild_graph::LowerOptions;
@@ -67,7 +75,7 @@ fn request(args: &BuildArgs) -> Result<Request> {
         }));
     }
     crate::registry::validate(&outputs, &args.tags)?;
-    crate::load::check_outputs(&mut outputs, &args.tags)?;
+    crate::build::load::check_outputs(&mut outputs, &args.tags)?;
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
         match a.split_once('=') {
@@ -215,9 +223,9 @@ fn install_signal_handlers() {
 /// Runs `rbuild build`.
 pub fn run(cli: &Cli, args: &BuildArgs) -> Result<ExitCode> {
     let req = request(args)?;
-    let call = crate::check::call_of(args)?;
+    let call = crate::build::check::call_of(args)?;
     if matches!(call, Call::Outline | Call::Targets) {
-        return crate::check::describe(args, call, &req.build_args);
+        return crate::build::check::describe(args, call, &req.build_args);
     }
     let root = cli.root.clone().unwrap_or_else(default_root);
     let state = StateDir::create(&root).context("creating the state directory")?;
@@ -267,12 +275,12 @@ fn build(
     }
     let (context, _filtered) = apply_dockerignore(req, state)?;
     stop_if_interrupted()?;
-    let bases = crate::load::store_source(state, &store, args, &req.dockerfile)?;
+    let bases = crate::build::load::store_source(state, &store, args, &req.dockerfile)?;
     let sources = Sources::new(context, req.named.clone())
-        .with_images(Box::new(crate::bases::Shared(bases.clone())));
-    if crate::check::call_of(args)? == Call::Check {
+        .with_images(Box::new(crate::build::bases::Shared(bases.clone())));
+    if crate::build::check::call_of(args)? == Call::Check {
         let opts = lower_options(req, args, &req.platforms[0]);
-        return crate::check::check(&df, &opts, &mut sources.resolver(&store));
+        return crate::build::check::check(&df, &opts, &mut sources.resolver(&store));
     }
     let registry = std::sync::Arc::new(crate::registry::client(&req.outputs, &args.tags)?);
     let sources = sources
@@ -286,7 +294,7 @@ fn build(
             events: renderer.clone(),
         }));
     if !req.quiet {
-        crate::check::note_syntax(&df);
+        crate::build::check::note_syntax(&df);
     }
     let mut graphs = Vec::new();
     for p in &req.platforms {
@@ -353,9 +361,9 @@ fn build(
         media_types: req.media_types,
     };
     export(state, &store, &image, &req.outputs, renderer, &registry)?;
-    crate::load::finish(state, &store, &image, &req.outputs, req.quiet)?;
-    crate::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
-    let based = crate::load::bases_metadata(&sources, &bases);
+    crate::build::load::finish(state, &store, &image, &req.outputs, req.quiet)?;
+    crate::build::load::write_lock_if_asked(args, &req.dockerfile, &bases)?;
+    let based = crate::build::load::bases_metadata(&sources, &bases);
     report(&store, &image, args, req.quiet, based)
 }
 
@@ -518,11 +526,11 @@ fn write_output(
             rbuild_export::write_docker_tar_with(store, image, dest, &mut on_bytes)?
         }
         Output::Local { dest, split } => {
-            let layers = crate::rootfs_export::StateLayers(state);
+            let layers = crate::build::rootfs_export::StateLayers(state);
             rbuild_export::rootfs::write_local(&layers, store, image, dest, *split)?
         }
         Output::Tar { dest, split } => {
-            let layers = crate::rootfs_export::StateLayers(state);
+            let layers = crate::build::rootfs_export::StateLayers(state);
             rbuild_export::rootfs::write_tar(&layers, store, image, dest, *split)?
         }
         Output::Image { .. } | Output::Registry(_) => {}

@@ -153,7 +153,7 @@ pub fn run(
     }
     match format {
         Some(t) => {
-            let tpl = crate::template::Template::parse(t)?;
+            let tpl = crate::image::template::Template::parse(t)?;
             for d in &docs {
                 println!("{}", tpl.render(d)?);
             }

@@ -1,6 +1,8 @@
 //! `rbuild run`: one process of an image in the sandbox, over the image's unpacked
 //! layers and a throwaway upper directory, with the caller's stdin/stdout or a terminal.
 
+pub mod tty;
+
 use crate::cli::Cli;
 use crate::cli_images::RunArgs;
 use anyhow::{Context, Result, bail};
@@ -269,7 +271,7 @@ fn attach_and_run(
         })
     };
     if args.tty {
-        return crate::run_tty::run(spec, emulation, args.interactive);
+        return crate::run::tty::run(spec, emulation, args.interactive);
     }
     let stdin = if args.interactive {
         Some(dup(std::io::stdin().as_fd())?)

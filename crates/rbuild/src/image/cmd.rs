@@ -2,7 +2,7 @@
 
 use crate::cli::Cli;
 use crate::cli_images::{ImageCommand, LsArgs, SaveArgs};
-use crate::inspect;
+use crate::image::inspect;
 use anyhow::{Context, Result, bail};
 use rbuild_core::{Digest, Reference};
 use rbuild_images::{ImageStore, Pass, archive, fsck, save};
@@ -20,7 +20,7 @@ pub fn dispatch(cli: &Cli, cmd: &ImageCommand) -> Result<ExitCode> {
             platform,
             images,
         } => inspect::run(cli, images, format.as_deref(), platform.as_ref()),
-        ImageCommand::Prune { .. } => crate::image_prune::run(cli),
+        ImageCommand::Prune { .. } => crate::image::prune::run(cli),
         ImageCommand::Save(args) => save_cmd(cli, args),
         ImageCommand::Load { input, quiet } => load(cli, input, *quiet),
         ImageCommand::Fsck => check(cli),
@@ -192,7 +192,7 @@ fn save_cmd(cli: &Cli, args: &SaveArgs) -> Result<ExitCode> {
     let mut items = Vec::new();
     let mut platforms = args.platform.clone();
     if let Some(dockerfile) = &args.from_dockerfile {
-        let (bases, used) = crate::airgap::bases(&images, dockerfile, args)?;
+        let (bases, used) = crate::build::airgap::bases(&images, dockerfile, args)?;
         items.extend(bases);
         if platforms.is_empty() {
             platforms = used;

@@ -44,7 +44,7 @@ pub fn run(cli: &Cli, cmd: &ManifestCommand) -> Result<ExitCode> {
         }
         ManifestCommand::Push { list, destination } => {
             drop(images);
-            return crate::transfer::manifest_push(cli, list, destination.as_deref());
+            return crate::image::transfer::manifest_push(cli, list, destination.as_deref());
         }
     }
     Ok(ExitCode::SUCCESS)

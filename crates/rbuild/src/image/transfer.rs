@@ -24,7 +24,7 @@ fn remote(text: &str) -> Result<Reference> {
 /// `rbuild pull [--platform P | --all-platforms] REF`: the host's platform by default, as
 /// docker and podman do; the name then points at what was pulled.
 pub fn pull(cli: &Cli, args: &PullArgs) -> Result<ExitCode> {
-    let (images, _lock) = crate::image_cmd::open_store(cli)?;
+    let (images, _lock) = crate::image::cmd::open_store(cli)?;
     let r = remote(&args.image)?;
     let registry = registry()?;
     let target = if args.all_platforms {
@@ -70,7 +70,7 @@ pub fn manifest_push(cli: &Cli, list: &str, destination: Option<&str>) -> Result
 }
 
 fn push_named(cli: &Cli, name: &str, destination: Option<&str>) -> Result<ExitCode> {
-    let (images, _lock) = crate::image_cmd::open_store(cli)?;
+    let (images, _lock) = crate::image::cmd::open_store(cli)?;
     let target = images.resolve(name)?;
     let dest = remote(destination.unwrap_or(name))?;
     if dest.tag().is_none() && dest.digest().is_some() {

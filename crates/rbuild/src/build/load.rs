@@ -1,9 +1,9 @@
 //! The build's side of the local image store: `--load` / `-o type=image`, the store as
 //! a source of `FROM` images, `--lock`/`--locked`, and the bases in `--metadata-file`.
 
-use crate::bases::{self, LockFile, Pull, StoreSource};
+use crate::build::bases::{self, LockFile, Pull, StoreSource};
+use crate::build::output::Output;
 use crate::cli::BuildArgs;
-use crate::output::Output;
 use anyhow::{Result, bail};
 use rbuild_core::Reference;
 use rbuild_export::BuiltImage;
