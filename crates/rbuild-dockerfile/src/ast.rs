@@ -3,17 +3,7 @@
 //! variables at the right time.
 
 use crate::diag::Diagnostic;
-
-/// Where something is in the source, so every later error can point back at it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Span {
-    /// 1-based line of the first character.
-    pub line: usize,
-    /// 1-based column (in characters) of the first character.
-    pub col: usize,
-    /// 1-based last line (continuations and heredoc bodies included).
-    pub end_line: usize,
-}
+pub use crate::diag::Span;
 
 /// The 18 Dockerfile instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,6 +1,5 @@
 //! Diagnostics that point at the source: `file:line:col: message`, the line, a caret.
 
-use crate::ast::Span;
 use std::fmt;
 
 /// How serious a diagnostic is.
@@ -101,6 +100,17 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// Where something is in the source, so every later error can point back at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    /// 1-based line of the first character.
+    pub line: usize,
+    /// 1-based column (in characters) of the first character.
+    pub col: usize,
+    /// 1-based last line (continuations and heredoc bodies included).
+    pub end_line: usize,
+}
 
 #[cfg(test)]
 mod tests {

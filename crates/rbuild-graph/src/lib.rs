@@ -20,9 +20,10 @@ mod stage_state;
 pub mod url_name;
 mod values;
 
-pub use lint::{Lint, LintConfig, check, render as render_lints};
-pub use lower::{DEFAULT_PATH, lower};
+pub use lint::{Lint, LintConfig, render as render_lints};
+pub use lower::{check, lower};
 pub use run_flags::{NetworkMode, RunMount, SecurityMode, Sharing};
+pub use stage_state::DEFAULT_PATH;
 pub use values::clean_path;
 
 use rbuild_core::Platform;

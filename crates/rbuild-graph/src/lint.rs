@@ -2,12 +2,11 @@
 //!
 //! Rules that need the state of a stage (ENV in scope, SHELL, earlier CMDs) are checked
 //! by the lowering pass as it goes; rules about the file as a whole (casing, stage
-//! names, FROM lines) are checked here on the syntax tree. [`check`] runs both over every
+//! names, FROM lines) are checked here on the syntax tree. [`crate::check`] runs both over every
 //! stage and applies the `# check=skip=...;error=true` directive.
 
+use crate::LowerOptions;
 use crate::args::platform_args;
-use crate::lower::{Purpose, lower_all};
-use crate::{BaseResolver, LowerOptions};
 use rbuild_dockerfile::{Args, Diagnostic, Dockerfile, Expander, Instruction, Keyword, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -105,20 +104,6 @@ impl LintConfig {
     pub fn enabled(&self, rule: &str) -> bool {
         !self.skip_all && !self.skip.contains(rule)
     }
-}
-
-/// Runs every lint rule over every stage of `df` (or the `--target` stage and what it
-/// needs), without building. Returns the findings the `# check=` directive keeps, in
-/// source order, and the errors that would stop a build.
-pub fn check(
-    df: &Dockerfile,
-    opts: &LowerOptions,
-    resolver: &mut dyn BaseResolver,
-) -> (Vec<Lint>, Vec<Diagnostic>) {
-    let mut opts = opts.clone();
-    opts.all_stages = opts.target.is_none();
-    let (graph, errors) = lower_all(df, &opts, resolver, Purpose::Lint);
-    (graph.lints, errors)
 }
 
 /// The `# check=` settings of `df`, or the error the directive's value gives.

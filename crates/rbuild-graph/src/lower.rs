@@ -23,15 +23,12 @@ use rbuild_dockerfile::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
-use crate::stage_state::{OrderedArgs, Scope, StageState, env_index};
+use crate::stage_state::{DEFAULT_PATH, OrderedArgs, Scope, StageNames, StageState, env_index};
 use crate::values::{
     check_interval, clean_path, expose_ports, is_heredoc_word, is_http_url, is_legacy_pairs,
     is_symbolic_mode, parse_checksum, parse_duration, remote_source_error, sh_quote, split_arg,
     valid_signal,
 };
-
-/// The PATH BuildKit puts in a scratch image's config and in RUN steps without one.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Lowers `df` for one target platform. Every error found is reported, each with its
 /// Dockerfile location.
@@ -65,6 +62,20 @@ pub fn lower(
         return Err(LowerError(errors));
     }
     Ok(graph)
+}
+
+/// Runs every lint rule over every stage of `df` (or the `--target` stage and what it
+/// needs), without building. Returns the findings the `# check=` directive keeps, in
+/// source order, and the errors that would stop a build.
+pub fn check(
+    df: &Dockerfile,
+    opts: &LowerOptions,
+    resolver: &mut dyn BaseResolver,
+) -> (Vec<Lint>, Vec<Diagnostic>) {
+    let mut opts = opts.clone();
+    opts.all_stages = opts.target.is_none();
+    let (graph, errors) = lower_all(df, &opts, resolver, Purpose::Lint);
+    (graph.lints, errors)
 }
 
 /// Lowers `df` and returns the graph together with every error (the graph is only
@@ -207,39 +218,6 @@ struct Lowerer<'a> {
     suggestions_left: usize,
     /// Every stage's name, shared by the stages as they are lowered.
     stage_names: Rc<StageNames>,
-}
-
-/// The stages' `AS` names, and where each name was last used, so a stage reference is
-/// found without a walk over all stages.
-#[derive(Debug, Default)]
-pub(crate) struct StageNames {
-    list: Vec<Option<String>>,
-    last: HashMap<String, usize>,
-}
-
-impl StageNames {
-    fn new(list: Vec<Option<String>>) -> StageNames {
-        let mut last = HashMap::new();
-        for (i, name) in list.iter().enumerate() {
-            if let Some(name) = name {
-                last.insert(name.clone(), i);
-            }
-        }
-        StageNames { list, last }
-    }
-
-    /// The stage `value` names: an index, or the last stage with that (case-insensitive)
-    /// name; `None` for an image.
-    fn resolve(&self, value: &str) -> Result<Option<usize>, String> {
-        if let Ok(i) = value.parse::<usize>() {
-            return if i < self.list.len() {
-                Ok(Some(i))
-            } else {
-                Err(format!("invalid stage index {i}"))
-            };
-        }
-        Ok(self.last.get(&value.to_lowercase()).copied())
-    }
 }
 
 /// UndefinedVar findings that get a suggestion; the rest are reported without one, so

@@ -2,11 +2,13 @@
 //! sees (shared maps, updated once per instruction) and the ops made.
 
 use crate::Op;
-use crate::lower::{DEFAULT_PATH, StageNames};
 use rbuild_core::config::ImageConfig;
 use rbuild_dockerfile::Instruction;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
+
+/// The PATH BuildKit puts in a scratch image's config and in RUN steps without one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What lowering knows of the stage so far.
 pub(crate) struct StageState {
@@ -221,5 +223,38 @@ impl StageState {
             }
         }
         env
+    }
+}
+
+/// The stages' `AS` names, and where each name was last used, so a stage reference is
+/// found without a walk over all stages.
+#[derive(Debug, Default)]
+pub(crate) struct StageNames {
+    pub(crate) list: Vec<Option<String>>,
+    pub(crate) last: HashMap<String, usize>,
+}
+
+impl StageNames {
+    pub(crate) fn new(list: Vec<Option<String>>) -> StageNames {
+        let mut last = HashMap::new();
+        for (i, name) in list.iter().enumerate() {
+            if let Some(name) = name {
+                last.insert(name.clone(), i);
+            }
+        }
+        StageNames { list, last }
+    }
+
+    /// The stage `value` names: an index, or the last stage with that (case-insensitive)
+    /// name; `None` for an image.
+    pub(crate) fn resolve(&self, value: &str) -> Result<Option<usize>, String> {
+        if let Ok(i) = value.parse::<usize>() {
+            return if i < self.list.len() {
+                Ok(Some(i))
+            } else {
+                Err(format!("invalid stage index {i}"))
+            };
+        }
+        Ok(self.last.get(&value.to_lowercase()).copied())
     }
 }

@@ -98,3 +98,12 @@ pub(crate) fn io_err<'a>(
         source,
     }
 }
+
+/// A stored document that is not what it should be.
+pub(crate) fn malformed(what: &'static str, digest: &Digest, detail: impl ToString) -> ImagesError {
+    ImagesError::Malformed {
+        what,
+        digest: digest.clone(),
+        detail: detail.to_string(),
+    }
+}

@@ -1,6 +1,6 @@
 //! Names → descriptors, one file per name.
 
-use crate::{ImagesError, io_err};
+use crate::{ImagesError, io_err, malformed};
 use rbuild_core::walk::Budget;
 use rbuild_core::{Digest, Reference, media_type};
 use rbuild_state::{StateDir, TempKind};
@@ -230,7 +230,7 @@ impl ImageStore {
     pub fn target_of_digest(&self, digest: &Digest) -> Result<Target, ImagesError> {
         let path = std::slice::from_ref(digest);
         let data = self.blobs.read_document(&mut Budget::new(), path)?;
-        let media_type = crate::walk::media_type_of(digest, &data)?;
+        let media_type = media_type_of(digest, &data)?;
         Ok(Target {
             media_type,
             digest: digest.clone(),
@@ -261,6 +261,26 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The media type of a stored index or manifest: its `mediaType`, or what its keys say.
+pub fn media_type_of(digest: &Digest, data: &[u8]) -> Result<String, ImagesError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| malformed("document", digest, e))?;
+    if let Some(mt) = value.get("mediaType").and_then(|m| m.as_str()) {
+        return Ok(mt.to_string());
+    }
+    if value.get("manifests").is_some() {
+        Ok(media_type::OCI_INDEX.into())
+    } else if value.get("config").is_some() {
+        Ok(media_type::OCI_MANIFEST.into())
+    } else {
+        Err(malformed(
+            "document",
+            digest,
+            "neither an image index nor a manifest",
+        ))
+    }
 }
 
 #[cfg(test)]

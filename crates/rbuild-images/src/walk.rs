@@ -2,10 +2,11 @@
 //! layers, and every blob an image needs; every walk within a [`Budget`].
 
 use crate::refs::is_index_type;
-use crate::{ImagesError, Target};
+pub use crate::refs::media_type_of;
+use crate::{ImagesError, Target, malformed};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use rbuild_core::walk::Budget;
-use rbuild_core::{Digest, Platform, media_type};
+use rbuild_core::{Digest, Platform};
 use rbuild_image::{ImageConfig, LayerBlob};
 use rbuild_store::Store;
 
@@ -28,34 +29,6 @@ impl PlatformImage {
     /// Bytes of config and layers.
     pub fn size(&self) -> u64 {
         self.layers.iter().map(|l| l.size).sum()
-    }
-}
-
-/// The media type of a stored index or manifest: its `mediaType`, or what its keys say.
-pub fn media_type_of(digest: &Digest, data: &[u8]) -> Result<String, ImagesError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(data).map_err(|e| malformed("document", digest, e))?;
-    if let Some(mt) = value.get("mediaType").and_then(|m| m.as_str()) {
-        return Ok(mt.to_string());
-    }
-    if value.get("manifests").is_some() {
-        Ok(media_type::OCI_INDEX.into())
-    } else if value.get("config").is_some() {
-        Ok(media_type::OCI_MANIFEST.into())
-    } else {
-        Err(malformed(
-            "document",
-            digest,
-            "neither an image index nor a manifest",
-        ))
-    }
-}
-
-fn malformed(what: &'static str, digest: &Digest, detail: impl ToString) -> ImagesError {
-    ImagesError::Malformed {
-        what,
-        digest: digest.clone(),
-        detail: detail.to_string(),
     }
 }
 

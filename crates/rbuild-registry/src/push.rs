@@ -6,6 +6,7 @@ use crate::error::RegistryError;
 use crate::manifest::{self, Descriptor, Document};
 use crate::session::Session;
 use crate::transport::{Host, Scope};
+pub use crate::transport::{OnUploadBytes, UploadFn};
 use futures_util::{StreamExt, TryStreamExt};
 use rbuild_core::Digest;
 use rbuild_core::Reference;
@@ -312,19 +313,6 @@ async fn upload(
         })
         .await?;
     host.check(&what, scope, resp).await.map(|_| ())
-}
-
-/// Hears the bytes of a blob upload: its digest, bytes sent so far, bytes in all.
-#[derive(Clone)]
-pub struct OnUploadBytes(pub std::sync::Arc<UploadFn>);
-
-/// What an [`OnUploadBytes`] calls.
-pub type UploadFn = dyn Fn(&Digest, u64, u64) + Send + Sync;
-
-impl std::fmt::Debug for OnUploadBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnUploadBytes")
-    }
 }
 
 /// The body of a monolithic upload: the stored file, counted on `on_upload` when given.

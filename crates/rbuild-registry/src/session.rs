@@ -16,7 +16,7 @@ pub struct Session<'a> {
     pub config: &'a Config,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     credential: Option<(String, Credential)>,
-    on_upload: Option<crate::push::OnUploadBytes>,
+    on_upload: Option<crate::transport::OnUploadBytes>,
 }
 
 impl<'a> Session<'a> {
@@ -31,7 +31,10 @@ impl<'a> Session<'a> {
     }
 
     /// The same session, telling `on_upload` how far each blob upload has come.
-    pub fn with_upload_progress(mut self, on_upload: crate::push::OnUploadBytes) -> Session<'a> {
+    pub fn with_upload_progress(
+        mut self,
+        on_upload: crate::transport::OnUploadBytes,
+    ) -> Session<'a> {
         self.on_upload = Some(on_upload);
         self
     }

@@ -95,7 +95,7 @@ pub struct Host {
     retry: Retry,
     timeouts: Timeouts,
     /// Hears the bytes of blob uploads to this registry, when someone listens.
-    pub(crate) on_upload: Option<crate::push::OnUploadBytes>,
+    pub(crate) on_upload: Option<OnUploadBytes>,
 }
 
 /// The HTTP client for one registry: its TLS settings, timeouts, no proxy for loopback,
@@ -653,6 +653,19 @@ fn certificate_hint(e: RegistryError, registry: &str) -> RegistryError {
             chain_text(&e),
             dirs.join(" or ")
         ),
+    }
+}
+
+/// Hears the bytes of a blob upload: its digest, bytes sent so far, bytes in all.
+#[derive(Clone)]
+pub struct OnUploadBytes(pub std::sync::Arc<UploadFn>);
+
+/// What an [`OnUploadBytes`] calls.
+pub type UploadFn = dyn Fn(&rbuild_core::Digest, u64, u64) + Send + Sync;
+
+impl std::fmt::Debug for OnUploadBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnUploadBytes")
     }
 }
 

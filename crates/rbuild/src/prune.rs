@@ -25,7 +25,7 @@ pub fn run(state: &StateDir, only_cache_mounts: bool) -> Result<ExitCode> {
             continue;
         }
         freed += du(&path);
-        make_writable(&path);
+        crate::image::prune::make_writable(&path);
         std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     if keeps_images {
@@ -45,35 +45,4 @@ fn du(path: &Path) -> u64 {
     }
     let children = std::fs::read_dir(path).into_iter().flatten().flatten();
     meta.blocks() * 512 + children.map(|e| du(&e.path())).sum::<u64>()
-}
-
-/// overlayfs work dirs are left mode 000; let the owner remove what it owns. What a step left
-/// in a cache mount may hold symlinks, so the tree is walked through `rbuild-fsroot`.
-pub(crate) fn make_writable(path: &Path) {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    if let Ok(root) = rbuild_fsroot::Root::open(parent) {
-        make_entry_writable(&root, Path::new(name));
-    }
-}
-
-/// Gives a directory entry of `root` owner rwx, then does the same for its children.
-fn make_entry_writable(root: &rbuild_fsroot::Root, name: &Path) {
-    let Ok(entry) = root.at(name) else {
-        return;
-    };
-    let Ok(Some(st)) = entry.stat() else {
-        return;
-    };
-    if st.kind != rbuild_fsroot::FileKind::Dir {
-        return;
-    }
-    let _ = entry.chmod(st.mode | 0o700);
-    let Ok(dir) = entry.open_dir() else {
-        return;
-    };
-    for child in dir.list().into_iter().flatten() {
-        make_entry_writable(&dir, Path::new(&child));
-    }
 }

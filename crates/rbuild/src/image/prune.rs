@@ -8,6 +8,7 @@ use rbuild_core::walk::Budget;
 use rbuild_images::walk;
 use rbuild_solver::StateDir;
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs `image prune`.
@@ -55,7 +56,7 @@ pub fn remove_unneeded(state: &StateDir, keep_cache: bool) -> Result<u64> {
     {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !layers.contains(&name) {
-            crate::prune::make_writable(&entry.path());
+            make_writable(&entry.path());
             std::fs::remove_dir_all(entry.path())
                 .with_context(|| format!("removing {}", entry.path().display()))?;
         }
@@ -134,4 +135,35 @@ fn needed(
         }
     }
     Ok((blobs, layers))
+}
+
+/// overlayfs work dirs are left mode 000; let the owner remove what it owns. What a step left
+/// in a cache mount may hold symlinks, so the tree is walked through `rbuild-fsroot`.
+pub(crate) fn make_writable(path: &Path) {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    if let Ok(root) = rbuild_fsroot::Root::open(parent) {
+        make_entry_writable(&root, Path::new(name));
+    }
+}
+
+/// Gives a directory entry of `root` owner rwx, then does the same for its children.
+fn make_entry_writable(root: &rbuild_fsroot::Root, name: &Path) {
+    let Ok(entry) = root.at(name) else {
+        return;
+    };
+    let Ok(Some(st)) = entry.stat() else {
+        return;
+    };
+    if st.kind != rbuild_fsroot::FileKind::Dir {
+        return;
+    }
+    let _ = entry.chmod(st.mode | 0o700);
+    let Ok(dir) = entry.open_dir() else {
+        return;
+    };
+    for child in dir.list().into_iter().flatten() {
+        make_entry_writable(&dir, Path::new(&child));
+    }
 }
