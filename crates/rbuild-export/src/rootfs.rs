@@ -295,11 +295,17 @@ mod tests {
         n
     }
 
-    #[test]
-    fn local_export_merges_the_layers() {
+    /// A temporary directory with a store and two unpacked layers in it.
+    fn fixture() -> (tempfile::TempDir, Store, Dirs) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
         let layers = two_layers(dir.path());
+        (dir, store, layers)
+    }
+
+    #[test]
+    fn local_export_merges_the_layers() {
+        let (dir, store, layers) = fixture();
         let m = stored_image(&store, &layers.ids, "linux/amd64");
         let dest = dir.path().join("out");
         write_local(&layers, &store, &image(vec![m]), &dest, true).unwrap();
@@ -310,9 +316,7 @@ mod tests {
 
     #[test]
     fn local_export_splits_platforms() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
-        let layers = two_layers(dir.path());
+        let (dir, store, layers) = fixture();
         let amd = stored_image(&store, &layers.ids, "linux/amd64");
         let arm = stored_image(&store, &layers.ids[..1], "linux/arm64");
         let dest = dir.path().join("out");
@@ -324,9 +328,7 @@ mod tests {
 
     #[test]
     fn local_export_refuses_a_non_empty_destination() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
-        let layers = two_layers(dir.path());
+        let (dir, store, layers) = fixture();
         let m = stored_image(&store, &layers.ids, "linux/amd64");
         let dest = dir.path().join("out");
         fs::create_dir(&dest).unwrap();
@@ -341,9 +343,7 @@ mod tests {
 
     #[test]
     fn missing_layer_is_a_typed_error_and_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
-        let layers = two_layers(dir.path());
+        let (dir, store, layers) = fixture();
         let absent = Digest::sha256(b"never unpacked");
         let m = stored_image(&store, std::slice::from_ref(&absent), "linux/amd64");
         let dest = dir.path().join("out.tar");
@@ -357,9 +357,7 @@ mod tests {
 
     #[test]
     fn tar_export_holds_the_merged_tree() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
-        let layers = two_layers(dir.path());
+        let (dir, store, layers) = fixture();
         let m = stored_image(&store, &layers.ids, "linux/amd64");
         let dest = dir.path().join("out.tar");
         write_tar(&layers, &store, &image(vec![m]), &dest, true).unwrap();

@@ -280,20 +280,27 @@ fn repeated_nested_indexes_list_and_inspect_within_bounds() {
     exited(&check, true);
 }
 
-#[test]
-fn too_many_entries_are_refused_on_load_and_nothing_is_named() {
+/// `image load` of `g`, archived as `docker.io/library/NAME:1`, into a fresh state
+/// directory; it must fail (not be killed). The temporary directory and rbuild's stderr.
+fn load_refused(g: &Graph, name: &str) -> (tempfile::TempDir, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let path = tmp.path().join("wide.tar");
-    // 100 different second-level indexes: 100 + 100 × 100 + 100 entries even when each
-    // digest is read once, past the 10,000 an image may have.
-    let g = nested(100);
-    archive(&g, "docker.io/library/wide:1", &path);
-    let loaded = run(rbuild_limited(&state)
+    let path = tmp.path().join(format!("{name}.tar"));
+    archive(g, &format!("docker.io/library/{name}:1"), &path);
+    let loaded = run(rbuild_limited(&tmp.path().join("state"))
         .args(["image", "load", "-i"])
         .arg(&path));
     exited(&loaded, false);
     let err = stderr(&loaded);
+    (tmp, err)
+}
+
+#[test]
+fn too_many_entries_are_refused_on_load_and_nothing_is_named() {
+    // 100 different second-level indexes: 100 + 100 × 100 + 100 entries even when each
+    // digest is read once, past the 10,000 an image may have.
+    let g = nested(100);
+    let (tmp, err) = load_refused(&g, "wide");
+    let state = tmp.path().join("state");
     assert!(
         err.contains("image refused: more than 10000 index and manifest entries"),
         "{err}"
@@ -306,16 +313,8 @@ fn too_many_entries_are_refused_on_load_and_nothing_is_named() {
 
 #[test]
 fn indexes_nested_too_deep_are_refused_on_load() {
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let path = tmp.path().join("deep.tar");
     let g = chain(12);
-    archive(&g, "docker.io/library/deep:1", &path);
-    let loaded = run(rbuild_limited(&state)
-        .args(["image", "load", "-i"])
-        .arg(&path));
-    exited(&loaded, false);
-    let err = stderr(&loaded);
+    let (_tmp, err) = load_refused(&g, "deep");
     assert!(
         err.contains("image refused: indexes nested more than 8 deep"),
         "{err}"
