@@ -234,14 +234,7 @@ impl Store {
         self.open_blob(digest)?
             .read_to_end(&mut data)
             .map_err(io_err("read", &self.blob_path(digest)))?;
-        let found = Digest::sha256(&data);
-        if &found != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                found,
-            });
-        }
-        Ok(data)
+        verified(digest, data)
     }
 
     /// Reads the manifest or index at the end of `path` (a walk from an image's root) whole,
@@ -283,14 +276,7 @@ impl Store {
         file.take(size)
             .read_to_end(&mut data)
             .map_err(io_err("read", &at))?;
-        let found = Digest::sha256(&data);
-        if &found != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                found,
-            });
-        }
-        Ok(data)
+        verified(digest, data)
     }
 
     /// Flushes everything written to the store's filesystem to disk (one `syncfs` instead
@@ -396,6 +382,18 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(file)
+}
+
+/// `data` when it hashes to `digest`.
+fn verified(digest: &Digest, data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let found = Digest::sha256(&data);
+    if &found != digest {
+        return Err(StoreError::DigestMismatch {
+            expected: digest.clone(),
+            found,
+        });
+    }
+    Ok(data)
 }
 
 #[cfg(test)]

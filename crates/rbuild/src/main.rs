@@ -60,18 +60,7 @@ const MAX_ERROR_LINE: usize = 8192;
 /// An error and its causes on one line, each cause once: a cause whose text the message
 /// already contains (typed errors often show their source) is not repeated.
 fn render_error(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    rbuild_core::text::error_chain(e.as_ref())
 }
 
 fn prune(cli: &cli::Cli, cache_mounts: bool) -> anyhow::Result<ExitCode> {

@@ -27,8 +27,12 @@ fn wait_bounded(mut child: Child, what: &str) -> ExitStatus {
     }
 }
 
-/// Runs `cmd` to its end (bounded as [`wait_bounded`]), its streams in files under `dir`.
-fn output_bounded(cmd: &mut Command, dir: &Path, what: &str) -> Output {
+/// Starts `cmd` with its stdout and stderr in files `WHAT.stdout`/`WHAT.stderr` of `dir`.
+fn spawn_to_files(
+    cmd: &mut Command,
+    dir: &Path,
+    what: &str,
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
     let out_path = dir.join(format!("{what}.stdout"));
     let err_path = dir.join(format!("{what}.stderr"));
     let child = cmd
@@ -37,6 +41,12 @@ fn output_bounded(cmd: &mut Command, dir: &Path, what: &str) -> Output {
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()
         .expect("spawn rbuild");
+    (child, out_path, err_path)
+}
+
+/// Runs `cmd` to its end (bounded as [`wait_bounded`]), its streams in files under `dir`.
+fn output_bounded(cmd: &mut Command, dir: &Path, what: &str) -> Output {
+    let (child, out_path, err_path) = spawn_to_files(cmd, dir, what);
     let status = wait_bounded(child, what);
     Output {
         status,
@@ -138,14 +148,7 @@ fn catches_sigterm(pid: u32) -> bool {
 /// (before it reads the Dockerfile), sends SIGTERM to the command and returns what it
 /// printed and how it ended.
 fn terminate_once_started(cmd: &mut Command, dir: &Path, what: &str) -> Output {
-    let err_path = dir.join(format!("{what}.stderr"));
-    let out_path = dir.join(format!("{what}.stdout"));
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn rbuild");
+    let (child, out_path, err_path) = spawn_to_files(cmd, dir, what);
     let deadline = Instant::now() + HUNG_AFTER;
     // The outer process forwards signals to the inner one once it handles them.
     while !(catches_sigterm(child.id()) && inner_process(child.id()).is_some_and(catches_sigterm)) {

@@ -166,6 +166,17 @@ fn exited(out: &Output, success: bool) {
     assert_eq!(out.status.success(), success, "{}", stderr(out));
 }
 
+/// `images` of `state` exits normally and lists a linux/amd64 image.
+fn lists_amd64(state: &Path) {
+    let listed = run(rbuild_limited(state).arg("images"));
+    exited(&listed, true);
+    assert!(
+        stdout(&listed).contains("linux/amd64"),
+        "{}",
+        stdout(&listed)
+    );
+}
+
 /// `cmd` run with the store's document reads logged; the digests it read more than once.
 fn read_twice(cmd: &mut Command) -> Vec<String> {
     let out = run(cmd.env("RBUILD_LOG", "rbuild_store=debug"));
@@ -385,13 +396,7 @@ fn pull_all_platforms_fetches_each_digest_once() {
     let blobs = gets.keys().filter(|p| p.contains("/blobs/")).count();
     // The tag, the three indexes below the root by digest, the manifest; config and layer.
     assert_eq!((manifests, blobs), (4, 2), "{gets:?}");
-    let listed = run(rbuild_limited(&state).arg("images"));
-    exited(&listed, true);
-    assert!(
-        stdout(&listed).contains("linux/amd64"),
-        "{}",
-        stdout(&listed)
-    );
+    lists_amd64(&state);
 }
 
 #[test]
@@ -511,13 +516,7 @@ fn a_config_larger_than_a_manifest_may_be_still_lists() {
             .arg(&path)),
         true,
     );
-    let listed = run(rbuild_limited(&state).arg("images"));
-    exited(&listed, true);
-    assert!(
-        stdout(&listed).contains("linux/amd64"),
-        "{}",
-        stdout(&listed)
-    );
+    lists_amd64(&state);
 }
 
 #[test]
